@@ -1,0 +1,327 @@
+"""Windows, splits, scaling and batches: the LightningDataModules behind ``data=synthetic|file``.
+
+All series are concatenated into one contiguous tensor ``values`` (N, A). A window is a start row
+``s``: context rows ``s .. s+L-1``, target rows ``s+L .. s+L+H-1``. A batch is gathered with one
+indexing operation, ``values[starts[:, None] + arange(L + H)]``, so there is no per-sample Python work
+and the whole set can live on the GPU (``on_device``) with no DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from heatforecast.data.files import DataError, Heatmaps, angle_grid, read_heatmaps
+from heatforecast.data.synthetic import make_synthetic
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Windows:
+    """The windows of one split: global start rows, and for each its series and first target step."""
+
+    starts: Tensor  # (W,) long, rows of `values`
+    series: Tensor  # (W,) long, index into the series list
+    time: Tensor  # (W,) long, step (within its series) of the first target frame
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def to(self, device: torch.device | str) -> Windows:
+        return Windows(self.starts.to(device), self.series.to(device), self.time.to(device))
+
+
+def make_windows(
+    lengths: list[int], context_len: int, horizon: int, stride: int, splits: tuple[float, ...]
+) -> dict[str, Windows]:
+    """Split every series chronologically and assign each window to the split of its targets.
+
+    Series i of length T has train targets at steps < round(T f_train), val targets below
+    round(T (f_train + f_val)), test targets above. A window whose targets straddle a boundary is in
+    no split, so no target step is ever in two splits; a context may reach back into the earlier split.
+    """
+    parts: dict[str, list[tuple[np.ndarray, ...]]] = {k: [] for k in SPLITS}
+    offset = 0
+    for i, n in enumerate(lengths):
+        train_end = round(n * splits[0])
+        val_end = round(n * (splits[0] + splits[1]))
+        start = np.arange(0, n - context_len - horizon + 1, stride)
+        first, last = start + context_len, start + context_len + horizon - 1
+        masks = {
+            "train": last < train_end,
+            "val": (first >= train_end) & (last < val_end),
+            "test": first >= val_end,
+        }
+        for name, mask in masks.items():
+            s = start[mask]
+            parts[name].append((s + offset, np.full_like(s, i), s + context_len))
+        offset += n
+    out = {}
+    for name, chunks in parts.items():
+        cols = [torch.from_numpy(np.concatenate(c)).long() for c in zip(*chunks, strict=True)]
+        out[name] = Windows(*cols)
+    return out
+
+
+class Scaler:
+    """x_scaled = x / factor: a positive factor, fitted on train frames only.
+
+    Linear energy: factor = mean train value per bin, so train data has mean 1 and zeros stay zeros.
+    dB: factor = 1, because the dB softmax of the distribution losses is defined in dB units.
+    """
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = float(factor)
+
+    @classmethod
+    def fit(cls, train_values: np.ndarray, scale: str) -> Scaler:
+        if scale == "db":
+            return cls(1.0)
+        mean = float(np.mean(train_values, dtype=np.float64))
+        if not mean > 0:
+            raise DataError("the train split holds no energy (all zeros); cannot fit the scaler")
+        return cls(mean)
+
+    def transform(self, x: Tensor) -> Tensor:
+        return x / self.factor
+
+    def inverse_transform(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+class WindowSampler:
+    """The order of a split's windows: shuffled per epoch from (seed, epoch) for train, else in order.
+
+    Lightning calls ``set_epoch`` (it looks for ``loader.sampler``). The order depends only on the seed
+    and epoch, and ``skip`` lets a resumed run continue mid-epoch exactly where it stopped.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> Tensor:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=gen)
+            # Every rank takes the same number of train windows, so DDP steps stay in lockstep.
+            order = order[: self.n - self.n % self.world_size]
+        else:
+            order = torch.arange(self.n)
+        return order[self.rank :: self.world_size]
+
+
+class WindowLoader:
+    """Batches (x, y, series, time) of one split, each gathered in one indexing operation.
+
+    x: (B, L, A) context, y: (B, H, A) target (scaled), series/time: (B,) the window's series index and
+    the step of its first target frame. Val/test keep the last partial batch.
+    """
+
+    batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here
+
+    def __init__(
+        self,
+        values: Tensor,
+        windows: Windows,
+        context_len: int,
+        horizon: int,
+        batch_size: int,
+        sampler: WindowSampler,
+    ) -> None:
+        self.values, self.windows, self.sampler = values, windows, sampler
+        self.context_len, self.batch_size = context_len, batch_size
+        self.offsets = torch.arange(context_len + horizon, device=values.device)
+        self.batches_done = 0  # within the current epoch, for mid-epoch resume
+        self._skip = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler.order()) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        order = self.sampler.order().to(self.values.device)
+        self.batches_done, skip, self._skip = self._skip, self._skip, 0
+        for i in range(skip * self.batch_size, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            frames = self.values[self.windows.starts[idx, None] + self.offsets]
+            self.batches_done += 1
+            yield (
+                frames[:, : self.context_len],
+                frames[:, self.context_len :],
+                self.windows.series[idx],
+                self.windows.time[idx],
+            )
+
+    # Lightning stores these in checkpoints and restores them on resume (stateful loaders).
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._skip = state["batches_done"]
+
+
+class HeatmapData(L.LightningDataModule):
+    """Windows over angle-energy series; subclasses say where the series come from (:meth:`load`).
+
+    Args:
+        context_len: L, steps of context per window.
+        horizon: H, steps to forecast.
+        stride: steps between consecutive window starts.
+        splits: chronological train/val/test fractions of every series.
+        batch_size: train batch size; val/test use ``eval_batch_size`` (default: the same).
+        scale: ``linear`` (non-negative energy) or ``db`` (10 log10 power, may be negative).
+        bin_width, angle_start: the angle grid in degrees (checked against numeric column names).
+        on_device: keep all data on the training device and gather batches there.
+        seed: seeds the train shuffle.
+    """
+
+    def __init__(
+        self,
+        context_len: int = 32,
+        horizon: int = 10,
+        stride: int = 1,
+        splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        scale: str = "linear",
+        bin_width: float = 1.0,
+        angle_start: float = 0.0,
+        on_device: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if scale not in ("linear", "db"):
+            raise ValueError(f"data.scale must be 'linear' or 'db'; got {scale!r}")
+        splits = tuple(float(f) for f in splits)
+        if len(splits) != 3 or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
+            raise ValueError(f"data.splits must be 3 positive fractions summing to 1; got {splits}")
+        for key, value in dict(context_len=context_len, horizon=horizon, stride=stride,
+                               batch_size=batch_size).items():  # fmt: skip
+            if int(value) < 1:
+                raise ValueError(f"data.{key} must be >= 1; got {value}")
+        self.context_len, self.horizon, self.stride = context_len, horizon, stride
+        self.splits, self.scale, self.seed = splits, scale, seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.bin_width, self.angle_start = bin_width, angle_start
+        self.on_device = on_device
+        self.heatmaps: Heatmaps | None = None
+
+    def load(self) -> Heatmaps:
+        raise NotImplementedError
+
+    @property
+    def source(self) -> str:
+        """Where the data comes from, for messages."""
+        return type(self).__name__
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.heatmaps is not None:
+            return
+        heatmaps = self.load()
+        need = self.context_len + self.horizon
+        for values, sid in zip(heatmaps.series, heatmaps.ids, strict=True):
+            if len(values) < need:
+                raise DataError(
+                    f"{self.source}: series {sid!r} has {len(values)} steps; expected at least "
+                    f"context_len + horizon = {need}"
+                )
+        lengths = [len(s) for s in heatmaps.series]
+        self.windows = make_windows(lengths, self.context_len, self.horizon, self.stride, self.splits)
+        for name, w in self.windows.items():
+            if len(w) == 0:
+                raise DataError(
+                    f"{self.source}: the {name} split has no window: series lengths {lengths}, "
+                    f"splits {self.splits}, context_len {self.context_len}, horizon {self.horizon}; "
+                    "expected every split to hold at least context_len + horizon steps"
+                )
+        train_rows = [s[: round(len(s) * self.splits[0])] for s in heatmaps.series]
+        self.scaler = Scaler.fit(np.concatenate(train_rows), self.scale)
+        values = torch.from_numpy(np.concatenate(heatmaps.series)).float()
+        self.values = self.scaler.transform(values).contiguous()
+        self.angles = torch.from_numpy(heatmaps.angles).float()
+        self.heatmaps = heatmaps
+
+    @property
+    def n_bins(self) -> int:
+        return self.values.shape[-1]
+
+    def _device(self) -> torch.device:
+        if self.on_device and self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def loader(self, split: str) -> WindowLoader:
+        """The batches of one split ('train' shuffled, others in order), this rank's share."""
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        device = self._device()
+        windows = self.windows[split].to(device)
+        sampler = WindowSampler(len(windows), split == "train", self.seed, rank, world)
+        batch = self.batch_size if split == "train" else self.eval_batch_size
+        return WindowLoader(
+            self.values.to(device), windows, self.context_len, self.horizon, batch, sampler
+        )
+
+    def train_dataloader(self) -> WindowLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> WindowLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> WindowLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> WindowLoader:
+        return self.loader("test")
+
+
+class SyntheticData(HeatmapData):
+    """The embedded synthetic data set (:func:`heatforecast.data.synthetic.make_synthetic`)."""
+
+    def __init__(self, generator: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.generator = dict(generator or {})  # make_synthetic's arguments (n_bins, seed, ...)
+
+    @property
+    def source(self) -> str:
+        return "synthetic data"
+
+    def load(self) -> Heatmaps:
+        array = make_synthetic(
+            bin_width=self.bin_width, angle_start=self.angle_start, scale=self.scale, **self.generator
+        )
+        angles = angle_grid(array.shape[-1], self.angle_start, self.bin_width)
+        return Heatmaps(list(array), [str(i) for i in range(len(array))], angles)
+
+
+class FileData(HeatmapData):
+    """Heatmaps from a .csv, .parquet, .npy or .npz file (format: data/README.md)."""
+
+    def __init__(self, path: str, n_bins: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not path:
+            raise DataError("data.path is empty; expected a .csv, .parquet, .npy or .npz file")
+        self.path, self.n_bins_expected = path, n_bins
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def load(self) -> Heatmaps:
+        return read_heatmaps(
+            self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected
+        )

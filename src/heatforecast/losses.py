@@ -1,0 +1,322 @@
+"""Training losses over angle-energy vectors.
+
+Every loss compares a prediction ``p`` and a target ``t`` of shape ``(..., A)``: the last axis is angle
+(A bins of ``bin_width`` degrees). Each is a plain function returning one value per vector, shape
+``(...)``, plus a thin ``nn.Module`` whose ``reduction`` is ``"mean"`` (the mean over every leading dim,
+a scalar) or ``"none"`` (the per-vector values).
+
+Distribution losses (``emd``, ``cramer``, ``kl``) first map each vector to a distribution over bins with
+:func:`log_distribution`, one differentiable mapping documented there.
+
+``eps`` arguments are in the units the loss sees. During training that is the scaled data, whose train
+mean per bin is 1 for linear energy, so ``eps=1e-3`` is a 0.1 % floor per bin; it bounds gradients near
+all-zero vectors, where every scale-invariant quantity (a normalised vector, a cosine) is singular.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_EPS = 1e-3
+# Temperature that turns dB into normalised linear power: softmax(x / T) = 10^(x/10) / sum 10^(x/10).
+DB_TEMPERATURE = 10.0 / math.log(10.0)
+SCALES = ("linear", "db")
+
+
+def check_pair(pred: Tensor, target: Tensor) -> None:
+    """Stop with a clear message unless pred and target are both shaped (..., A) alike."""
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape (..., A); got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    if pred.dim() < 1 or pred.shape[-1] < 2:
+        raise ValueError(
+            f"expected the angle axis last, shape (..., A) with A >= 2 bins; got {tuple(pred.shape)}"
+        )
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}; got {scale!r}")
+
+
+def log_distribution(x: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
+    """Log of the distribution over bins that a vector stands for.
+
+    - ``linear`` (non-negative energy): ``q = max(x, 0) + eps``, ``P = q / sum_a q``. Negative values
+      count as no energy; ``eps`` keeps all-zero vectors (uniform) and their gradients finite.
+    - ``db`` (10 log10 power): ``P = softmax(x / T)`` with ``T = 10 / ln 10``, exactly the normalised
+      linear power ``10^(x/10) / sum 10^(x/10)``; 0 dB is a real power of 1, not "no energy".
+    """
+    _check_scale(scale)
+    if scale == "db":
+        return F.log_softmax(x / DB_TEMPERATURE, dim=-1)
+    q = x.clamp_min(0.0) + eps
+    return q.log() - q.sum(-1, keepdim=True).log()
+
+
+def distribution(x: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
+    """The distribution over bins of :func:`log_distribution`, summing to 1 along the last axis."""
+    _check_scale(scale)
+    if scale == "db":
+        return torch.softmax(x / DB_TEMPERATURE, dim=-1)
+    q = x.clamp_min(0.0) + eps
+    return q / q.sum(-1, keepdim=True)
+
+
+def _cdf_gap(pred: Tensor, target: Tensor, scale: str, eps: float) -> Tensor:
+    """CDF_p - CDF_t along angle."""
+    return (distribution(pred, scale, eps) - distribution(target, scale, eps)).cumsum(-1)
+
+
+def total_energy(x: Tensor, scale: str = "linear") -> Tensor:
+    """Total energy of each vector: sum_a x_a (linear), or sum_a 10^(x_a/10) (dB)."""
+    _check_scale(scale)
+    return x.sum(-1) if scale == "linear" else torch.exp(x / DB_TEMPERATURE).sum(-1)
+
+
+# --- per-vector loss functions -------------------------------------------------------------------
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """mean_a (p_a - t_a)^2"""
+    return (pred - target).square().mean(-1)
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """mean_a |p_a - t_a|"""
+    return (pred - target).abs().mean(-1)
+
+
+def huber(pred: Tensor, target: Tensor, delta: float = 1.0) -> Tensor:
+    """mean_a huber_delta(p_a - t_a), as torch.nn.functional.huber_loss."""
+    return F.huber_loss(pred, target, reduction="none", delta=delta).mean(-1)
+
+
+def cumsum_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """mean_a (P_a - T_a)^2 with P, T the cumulative sums of p, t along angle (raw values)."""
+    return (pred - target).cumsum(-1).square().mean(-1)
+
+
+def cosine(pred: Tensor, target: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
+    """1 - <p, t> / (max(|p|, eps) max(|t|, eps)) along angle, no abs; 0 when both are zero."""
+    norms = pred.norm(dim=-1).clamp_min(eps) * target.norm(dim=-1).clamp_min(eps)
+    loss = 1.0 - (pred * target).sum(-1) / norms
+    both_zero = (pred == 0).all(-1) & (target == 0).all(-1)
+    return torch.where(both_zero, torch.zeros_like(loss), loss)
+
+
+def emd(
+    pred: Tensor,
+    target: Tensor,
+    bin_width: float = 1.0,
+    scale: str = "linear",
+    eps: float = DEFAULT_EPS,
+    circular: bool = False,
+    mass_weight: float = 0.0,
+) -> Tensor:
+    """Wasserstein-1 distance in degrees between the bin distributions P, Q of p and t.
+
+    ``d * sum_a |CDF_P(a) - CDF_Q(a)|`` (closed form on a grid, d = bin_width). With ``circular``
+    (0..360 data) the CDFs may be offset by any constant c and the distance is
+    ``d * min_c sum_a |CDF_P - CDF_Q - c|``, reached at the median of the gap; that shift is treated
+    as a constant in backward. ``mass_weight`` w adds ``w * |E(p) - E(t)|``, E the total energy
+    (:func:`total_energy`; in dB for dB data), so magnitude counts as well as position.
+    """
+    gap = _cdf_gap(pred, target, scale, eps)
+    if circular:
+        gap = gap - gap.detach().median(-1, keepdim=True).values
+    out = bin_width * gap.abs().sum(-1)
+    if mass_weight:
+        if scale == "db":
+            mass_gap = DB_TEMPERATURE * (
+                torch.logsumexp(pred / DB_TEMPERATURE, -1) - torch.logsumexp(target / DB_TEMPERATURE, -1)
+            )
+        else:
+            mass_gap = pred.sum(-1) - target.sum(-1)
+        out = out + mass_weight * mass_gap.abs()
+    return out
+
+
+def cramer(
+    pred: Tensor,
+    target: Tensor,
+    bin_width: float = 1.0,
+    scale: str = "linear",
+    eps: float = DEFAULT_EPS,
+) -> Tensor:
+    """Cramer distance ("squared EMD"): d * sum_a (CDF_P(a) - CDF_Q(a))^2, in degrees."""
+    return bin_width * _cdf_gap(pred, target, scale, eps).square().sum(-1)
+
+
+def kl(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
+    """KL(Q || P) = sum_a Q_a (log Q_a - log P_a), Q the target's and P the prediction's distribution,
+    computed from log-probabilities (no log of a rounded-to-zero probability)."""
+    log_p = log_distribution(pred, scale, eps)
+    log_q = log_distribution(target, scale, eps)
+    return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)
+
+
+def cumsum_mse_over_cos(pred: Tensor, target: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
+    """The forum loss, kept to compare against: mse(P, T) / (10 * |cos(P, T)|), P, T cumulative sums.
+
+    The division blows up as cos -> 0 (clamped at eps here so it stays finite), abs() rewards
+    anti-aligned vectors, and the cosine of cumulative sums depends on where the energy is.
+    """
+    cp, ct = pred.cumsum(-1), target.cumsum(-1)
+    cos = 1.0 - cosine(cp, ct, eps)
+    return mse(cp, ct) / (10.0 * cos.abs().clamp_min(eps))
+
+
+# --- modules -------------------------------------------------------------------------------------
+
+REDUCTIONS = ("mean", "none")
+
+
+class VectorLoss(nn.Module):
+    """Base: ``forward(pred, target)`` checks shapes, then reduces :meth:`per_vector` over leading dims."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+        self.reduction = reduction
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        check_pair(pred, target)
+        values = self.per_vector(pred, target)
+        return values.mean() if self.reduction == "mean" else values
+
+
+class MSE(VectorLoss):
+    """mean_a (p_a - t_a)^2"""
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return mse(pred, target)
+
+
+class L1(VectorLoss):
+    """mean_a |p_a - t_a|"""
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return l1(pred, target)
+
+
+class Huber(VectorLoss):
+    """mean_a huber_delta(p_a - t_a)"""
+
+    def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.delta = delta
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return huber(pred, target, self.delta)
+
+
+class CumsumMSE(VectorLoss):
+    """mean_a (P_a - T_a)^2, P and T cumulative sums along angle."""
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return cumsum_mse(pred, target)
+
+
+class Cosine(VectorLoss):
+    """1 - cos(p, t) along angle; 0 when both are zero."""
+
+    def __init__(self, eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.eps = eps
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return cosine(pred, target, self.eps)
+
+
+class CumsumMSEOverCos(Cosine):
+    """mse(P, T) / (10 |cos(P, T)|) on cumulative sums: the forum loss, kept as a reference."""
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return cumsum_mse_over_cos(pred, target, self.eps)
+
+
+class KL(VectorLoss):
+    """KL(target distribution || predicted distribution), in log space."""
+
+    def __init__(self, scale: str = "linear", eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        _check_scale(scale)
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0; got {eps}")
+        self.scale, self.eps = scale, eps
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return kl(pred, target, self.scale, self.eps)
+
+
+class Cramer(KL):
+    """d * sum_a (CDF_p - CDF_t)^2, in degrees."""
+
+    def __init__(
+        self,
+        bin_width: float = 1.0,
+        scale: str = "linear",
+        eps: float = DEFAULT_EPS,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(scale, eps, reduction)
+        if bin_width <= 0:
+            raise ValueError(f"bin_width must be > 0; got {bin_width}")
+        self.bin_width = bin_width
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return cramer(pred, target, self.bin_width, self.scale, self.eps)
+
+
+class EMD(Cramer):
+    """Wasserstein-1 in degrees: d * sum_a |CDF_p - CDF_t| (see :func:`emd` for the options)."""
+
+    def __init__(
+        self,
+        bin_width: float = 1.0,
+        scale: str = "linear",
+        eps: float = DEFAULT_EPS,
+        circular: bool = False,
+        mass_weight: float = 0.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(bin_width, scale, eps, reduction)
+        self.circular, self.mass_weight = circular, mass_weight
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return emd(
+            pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight
+        )
+
+
+class Combo(VectorLoss):
+    """sum_k w_k * loss_k(p, t): e.g. emd for position plus mse for magnitude.
+
+    ``terms`` maps a name to a loss module, ``weights`` the same names to their weights.
+    """
+
+    def __init__(
+        self, terms: dict[str, VectorLoss], weights: dict[str, float], reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction)
+        if not terms or set(terms) != set(weights):
+            raise ValueError(
+                f"combo loss: terms and weights must name the same losses; got terms "
+                f"{sorted(terms)} and weights {sorted(weights)}"
+            )
+        self.terms = nn.ModuleDict(terms)
+        self.weights = {name: float(w) for name, w in weights.items()}
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return sum(self.weights[k] * term.per_vector(pred, target) for k, term in self.terms.items())

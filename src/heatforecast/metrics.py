@@ -1,0 +1,96 @@
+"""Forecast metrics, in data units, for a model and for persistence on the same windows.
+
+Per vector (p forecast, t target, both (..., A) in the data's own units; angles in degrees):
+
+- ``mse``  mean_a (p_a - t_a)^2            - ``mae``  mean_a |p_a - t_a|
+- ``emd``  Wasserstein-1 in degrees         - ``cramer``  d sum_a (CDF_p - CDF_t)^2
+- ``cosine``  1 - cos(p, t)                 - ``kl``  KL(t distribution || p distribution)
+- ``peak_err_deg``  |angle(argmax p) - angle(argmax t)|
+
+Over a split (per horizon step and overall), each is the mean over windows, except
+``mass_rel_err`` = sum |E(p) - E(t)| / sum E(t), E the total energy of a frame (a ratio of sums, so
+all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_mse`` =
+1 - model / persistence. Distribution metrics use the losses' mapping (:func:`losses.distribution`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from heatforecast import losses
+
+VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
+METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
+
+
+def vector_metrics(
+    pred: Tensor, target: Tensor, angles: Tensor, scale: str = "linear", eps: float = 1e-3
+) -> Tensor:
+    """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...)."""
+    losses.check_pair(pred, target)
+    width = float(angles[1] - angles[0])
+    peak = (angles[pred.argmax(-1)] - angles[target.argmax(-1)]).abs()
+    return torch.stack(
+        [
+            losses.mse(pred, target),
+            losses.l1(pred, target),
+            losses.emd(pred, target, width, scale, eps),
+            losses.cramer(pred, target, width, scale, eps),
+            losses.cosine(pred, target, eps),
+            losses.kl(pred, target, scale, eps),
+            peak,
+        ]
+    )
+
+
+class ForecastMetrics(Metric):
+    """Accumulates the metric panel of a forecast and of persistence over (B, H, A) batches.
+
+    States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
+    ``eps`` is the per-bin floor of the distribution mapping, in data units.
+    """
+
+    full_state_update = False
+
+    def __init__(self, angles: Tensor, horizon: int, scale: str = "linear", eps: float = 1e-3):
+        super().__init__()
+        self.scale, self.eps, self.horizon = scale, eps, horizon
+        self.register_buffer("angles", angles.detach().clone().float())
+        n = len(VECTOR_METRICS)
+        # index 0: the model, 1: persistence
+        self.add_state("sums", torch.zeros(2, n, horizon, dtype=torch.float64), "sum")
+        self.add_state("mass_gap", torch.zeros(2, horizon, dtype=torch.float64), "sum")
+        self.add_state("mass", torch.zeros(horizon, dtype=torch.float64), "sum")
+        self.add_state("count", torch.zeros(horizon, dtype=torch.float64), "sum")
+
+    def update(self, pred: Tensor, target: Tensor, persistence: Tensor) -> None:
+        pred, target, persistence = pred.float(), target.float(), persistence.float()
+        mass = losses.total_energy(target, self.scale)
+        for i, forecast in enumerate((pred, persistence)):
+            values = vector_metrics(forecast, target, self.angles, self.scale, self.eps)
+            self.sums[i] += values.double().sum(1)
+            gap = (losses.total_energy(forecast, self.scale) - mass).abs()
+            self.mass_gap[i] += gap.double().sum(0)
+        self.mass += mass.double().sum(0)
+        self.count += target.shape[0]
+
+    def compute(self) -> dict[str, dict[str, Tensor]]:
+        """Panels keyed "model", "persistence" (overall scalars) and "model_per_horizon",
+        "persistence_per_horizon" (tensors of shape (H,))."""
+        out = {}
+        for per_horizon in (False, True):
+            # Overall values are ratios of sums over all horizon steps, not means of ratios.
+            reduce = (lambda x: x) if per_horizon else (lambda x: x.sum(-1))
+            panels = {}
+            for i, who in enumerate(("model", "persistence")):
+                count = reduce(self.count)
+                panel = {n: reduce(self.sums[i, j]) / count for j, n in enumerate(VECTOR_METRICS)}
+                panel["mass_rel_err"] = reduce(self.mass_gap[i]) / reduce(self.mass)
+                panels[who] = panel
+            for who, panel in panels.items():
+                for name in ("emd", "mse"):
+                    panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
+                out[who + ("_per_horizon" if per_horizon else "")] = panel
+        return out

@@ -1,0 +1,160 @@
+"""The LightningModule: wires a forecaster, a training loss and the metric panel, and logs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import matplotlib
+import torch
+from torch import Tensor, nn
+
+from heatforecast.losses import DEFAULT_EPS
+from heatforecast.metrics import ForecastMetrics
+
+matplotlib.use("Agg")  # figures are written to files and TensorBoard, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf."""
+
+
+class Forecaster(L.LightningModule):
+    """Trains ``model`` on ``loss`` in scaled units; scores every split in data units.
+
+    Args:
+        model: (B, L, A) -> (B, H, A) in scaled units.
+        loss: a heatforecast loss module (scalar on (B, H, A)).
+        optimizer: a partial taking the parameters (``conf/optim``).
+        scheduler: a partial taking the optimizer and ``total_steps`` (OneCycleLR), or None.
+        angles: (A,) bin angles in degrees.
+        scale_factor: the data scaler's factor (data = scaled * factor).
+        scale: ``linear`` or ``db``.
+        nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch) or ``skip``.
+        config: the run's config as plain data, stored in checkpoints to rebuild the run.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
+        scheduler: Callable[..., Any] | None,
+        angles: Tensor,
+        scale_factor: float,
+        scale: str,
+        loss_name: str = "",
+        nonfinite: str = "raise",
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
+        self.save_hyperparameters({"config": config or {}, "scale_factor": scale_factor})
+        self.model, self.loss = model, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scale, self.scale_factor = scale, float(scale_factor)
+        self.loss_name, self.nonfinite = loss_name, nonfinite
+        self.register_buffer("angles", angles.detach().clone().float())
+        horizon = model.horizon
+        eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
+        self.metrics = nn.ModuleDict(
+            {s: ForecastMetrics(angles, horizon, scale, eps) for s in ("val", "test")}
+        )
+        self.panels: dict[str, dict[str, Any]] = {}
+        self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
+        x, y, series, time = batch
+        loss = self.loss(self(x), y)
+        if not torch.isfinite(loss):
+            message = (
+                f"non-finite training loss {loss.item()} (loss={self.loss_name}) at step "
+                f"{self.global_step}, batch {batch_idx}: windows of series {series.tolist()[:8]} "
+                f"with first target steps {time.tolist()[:8]}"
+            )
+            if self.nonfinite == "raise":
+                raise NonFiniteLossError(message + "; set nonfinite=skip to skip such batches")
+            self.print("skipped: " + message)
+            return None
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def _eval_step(self, split: str, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        x, y, _, _ = batch
+        pred = self(x)
+        self.log(f"{split}/loss", self.loss(pred, y), on_epoch=True, batch_size=len(x))
+        last = x[:, -1:].expand_as(y)
+        to_data = self.scale_factor
+        self.metrics[split].update(pred * to_data, y * to_data, last * to_data)
+        if split == "val" and batch_idx == 0:
+            self._figure_window = (x[0] * to_data, y[0] * to_data, pred[0] * to_data)
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step("test", batch, batch_idx)
+
+    def _end_epoch(self, split: str) -> None:
+        panels = self.metrics[split].compute()
+        self.metrics[split].reset()
+        self.panels[split] = panels
+        # Values are already reduced across ranks by torchmetrics, so no sync_dist here.
+        self.log_dict({f"{split}/{k}": v for k, v in panels["model"].items()})
+        self.log_dict({f"{split}/persistence/{k}": v for k, v in panels["persistence"].items()})
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_epoch("val")
+        if self._figure_window is not None and not self.trainer.sanity_checking:
+            self._log_figure(*self._figure_window)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_epoch("test")
+
+    def _log_figure(self, x: Tensor, y: Tensor, pred: Tensor) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_figure"):
+            return
+        fig = forecast_figure(x, y, pred, self.angles)
+        experiment.add_figure("val/forecast", fig, self.global_step)
+        plt.close(fig)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            return None
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, max_lr=optimizer.defaults["lr"], total_steps=self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def forecast_figure(x: Tensor, y: Tensor, pred: Tensor, angles: Tensor) -> plt.Figure:
+    """Time x angle images of one window: context + target, context + forecast, and the error."""
+    x, y, pred, angles = (t.detach().float().cpu() for t in (x, y, pred, angles))
+    truth, forecast = torch.cat([x, y]), torch.cat([x, pred])
+    error = forecast - truth
+    extent = (float(angles[0]), float(angles[-1]), len(truth) - len(x), -len(x))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True, constrained_layout=True)
+    vmin, vmax = float(truth.min()), float(truth.max())
+    for ax, img, title in ((axes[0], truth, "target"), (axes[1], forecast, "forecast")):
+        im = ax.imshow(img, aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_title(title)
+    fig.colorbar(im, ax=axes[:2], shrink=0.8)
+    lim = float(error.abs().max()) or 1.0
+    im = axes[2].imshow(error, aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
+    axes[2].set_title("forecast - target")
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    for ax in axes:
+        ax.axhline(0, color="white", lw=0.8, ls="--")
+        ax.set_xlabel("angle (deg)")
+    axes[0].set_ylabel("step (0 = first forecast)")
+    return fig
