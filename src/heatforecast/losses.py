@@ -295,9 +295,7 @@ class EMD(Cramer):
         self.circular, self.mass_weight = circular, mass_weight
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
-        return emd(
-            pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight
-        )
+        return emd(pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight)
 
 
 class Combo(VectorLoss):

@@ -132,9 +132,14 @@ class Forecaster(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(
-            optimizer, max_lr=optimizer.defaults["lr"], total_steps=self.trainer.estimated_stepping_batches
+            optimizer,
+            max_lr=optimizer.defaults["lr"],
+            total_steps=self.trainer.estimated_stepping_batches,
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def forecast_figure(x: Tensor, y: Tensor, pred: Tensor, angles: Tensor) -> plt.Figure:

@@ -71,8 +71,7 @@ def _check_metric(name: str) -> tuple[str, str]:
     split, _, metric = name.partition("/")
     if split not in ("val", "test") or metric not in METRICS:
         raise ConfigError(
-            f"optimized_metric={name!r}; expected val/NAME or test/NAME with NAME one of "
-            f"{', '.join(METRICS)}"
+            f"optimized_metric={name!r}; expected val/NAME or test/NAME with NAME one of {', '.join(METRICS)}"
         )
     return split, metric
 

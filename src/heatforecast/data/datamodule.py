@@ -207,8 +207,9 @@ class HeatmapData(L.LightningDataModule):
         splits = tuple(float(f) for f in splits)
         if len(splits) != 3 or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
             raise ValueError(f"data.splits must be 3 positive fractions summing to 1; got {splits}")
-        for key, value in dict(context_len=context_len, horizon=horizon, stride=stride,
-                               batch_size=batch_size).items():  # fmt: skip
+        for key, value in dict(
+            context_len=context_len, horizon=horizon, stride=stride, batch_size=batch_size
+        ).items():
             if int(value) < 1:
                 raise ValueError(f"data.{key} must be >= 1; got {value}")
         self.context_len, self.horizon, self.stride = context_len, horizon, stride
@@ -272,9 +273,7 @@ class HeatmapData(L.LightningDataModule):
         windows = self.windows[split].to(device)
         sampler = WindowSampler(len(windows), split == "train", self.seed, rank, world)
         batch = self.batch_size if split == "train" else self.eval_batch_size
-        return WindowLoader(
-            self.values.to(device), windows, self.context_len, self.horizon, batch, sampler
-        )
+        return WindowLoader(self.values.to(device), windows, self.context_len, self.horizon, batch, sampler)
 
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
@@ -302,7 +301,10 @@ class SyntheticData(HeatmapData):
 
     def load(self) -> Heatmaps:
         array = make_synthetic(
-            bin_width=self.bin_width, angle_start=self.angle_start, scale=self.scale, **self.generator
+            bin_width=self.bin_width,
+            angle_start=self.angle_start,
+            scale=self.scale,
+            **self.generator,
         )
         angles = angle_grid(array.shape[-1], self.angle_start, self.bin_width)
         return Heatmaps(list(array), [str(i) for i in range(len(array))], angles)
@@ -322,6 +324,4 @@ class FileData(HeatmapData):
         return str(self.path)
 
     def load(self) -> Heatmaps:
-        return read_heatmaps(
-            self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected
-        )
+        return read_heatmaps(self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected)

@@ -93,7 +93,7 @@ def _read_table(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
             dup = times.duplicated(keep=False)
             if dup.any():
                 raise DataError(
-                    f"{path}: series {sid!r} has duplicate time {times[dup].iloc[0]!r} at rows "
+                    f"{path}: series {sid!r} has duplicate time {times[dup].iloc[0]} at rows "
                     f"{rows[dup.to_numpy()].tolist()}; expected one row per time step"
                 )
             rows = rows[np.argsort(times.to_numpy(), kind="stable")]
@@ -132,9 +132,7 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
                 elif len(keys) == 1:
                     array = archive[keys[0]]
                 else:
-                    raise DataError(
-                        f"{path}: arrays {keys}; expected a key 'heatmaps' or exactly one array"
-                    )
+                    raise DataError(f"{path}: arrays {keys}; expected a key 'heatmaps' or exactly one array")
     except (ValueError, OSError) as err:
         if isinstance(err, DataError):
             raise

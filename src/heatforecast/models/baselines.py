@@ -30,7 +30,7 @@ class DLinear(nn.Module):
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"model.kernel must be odd; got {kernel}")
-        self.kernel = kernel
+        self.kernel, self.horizon = kernel, horizon
         self.trend = nn.Linear(context_len, horizon)
         self.remainder = nn.Linear(context_len, horizon)
         with torch.no_grad():

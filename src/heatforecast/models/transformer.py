@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class TransformerForecaster(nn.Module):
-    """Time steps as tokens; H learned query tokens appended after the L context tokens.
+    """A pre-norm transformer encoder over one of two kinds of tokens (``tokens``):
 
-    1. Embed each frame (A bins) into d_model with a linear map, add a learned position per token.
-    2. A pre-norm transformer encoder attends over all L + H tokens.
-    3. A linear head turns each of the H query tokens into a frame of A bins.
+    - ``time``: one token per context step. Each frame (A bins) is embedded into d_model by a linear
+      map; H learned query tokens follow the L context tokens; a learned position is added per token;
+      a linear head turns each query token into a frame of A bins.
+    - ``angle``: one token per ``patch`` adjacent angle bins. A convolution over angle (``kernel``
+      bins wide, stride ``patch``, the L context steps as input channels) embeds each patch's recent
+      history and its neighbours'; a learned angle embedding is added; attention runs across angles,
+      so energy can move from bin to bin; a linear head gives each patch's bins their H future values.
+
     With ``residual`` the head predicts the change from the last observed frame. For ``scale=linear``
     the output passes through softplus, so energy is non-negative.
 
@@ -20,6 +27,9 @@ class TransformerForecaster(nn.Module):
         n_bins: A, read from the data.
         context_len, horizon: L and H.
         d_model, n_layers, n_heads, dropout: the encoder's size.
+        tokens: ``time`` or ``angle``.
+        patch: angle bins per token (``tokens=angle``); larger is faster, coarser.
+        kernel: width in bins of the angle embedding's convolution (``tokens=angle``).
         residual: forecast = last frame + head output (else head output alone).
         scale: ``linear`` (non-negative output) or ``db`` (unconstrained).
     """
@@ -33,31 +43,61 @@ class TransformerForecaster(nn.Module):
         n_layers: int = 3,
         n_heads: int = 4,
         dropout: float = 0.1,
+        tokens: str = "angle",
+        patch: int = 1,
+        kernel: int = 9,
         residual: bool = True,
         scale: str = "linear",
     ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"model.d_model ({d_model}) must be divisible by model.n_heads ({n_heads})")
-        self.horizon, self.residual, self.positive = horizon, residual, scale == "linear"
-        self.embed = nn.Linear(n_bins, d_model)
-        self.queries = nn.Parameter(torch.zeros(horizon, d_model))
-        self.position = nn.Parameter(torch.randn(context_len + horizon, d_model) * 0.02)
+        if tokens not in ("time", "angle"):
+            raise ValueError(f"model.tokens must be 'time' or 'angle'; got {tokens!r}")
+        self.horizon, self.tokens, self.patch = horizon, tokens, patch
+        self.residual, self.positive = residual, scale == "linear"
+        if tokens == "time":
+            self.embed = nn.Linear(n_bins, d_model)
+            self.queries = nn.Parameter(torch.zeros(horizon, d_model))
+            n_tokens, n_out = context_len + horizon, n_bins
+        else:
+            if kernel < patch:
+                raise ValueError(f"model.kernel ({kernel}) must be >= model.patch ({patch})")
+            # Pad so that each patch's window is centred on it and the bins fill whole patches.
+            left = (kernel - patch) // 2
+            self.pad = (left, kernel - patch - left + (-n_bins) % patch)
+            self.embed = nn.Conv1d(context_len, d_model, kernel, stride=patch)
+            n_tokens, n_out = math.ceil(n_bins / patch), horizon * patch
+        self.position = nn.Parameter(torch.randn(n_tokens, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+            d_model,
+            n_heads,
+            4 * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, n_bins)
+        self.head = nn.Linear(d_model, n_out)
         if residual:  # start as persistence: the head adds nothing until it has learned something
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, context_len, _ = x.shape
-        tokens = torch.cat([self.embed(x), self.queries.expand(batch, -1, -1)], dim=1)
-        hidden = self.encoder(tokens + self.position[: context_len + self.horizon])
-        out = self.head(self.norm(hidden[:, context_len:]))
+        if self.tokens == "time":
+            batch, context_len, _ = x.shape
+            tokens = torch.cat([self.embed(x), self.queries.expand(batch, -1, -1)], dim=1)
+            hidden = self.encoder(tokens + self.position)
+            out = self.head(self.norm(hidden[:, context_len:]))
+        else:
+            batch, _, n_bins = x.shape
+            tokens = self.embed(F.pad(x, self.pad)).transpose(1, 2)  # (B, A/patch, d_model)
+            hidden = self.encoder(tokens + self.position)
+            out = self.head(self.norm(hidden))  # (B, A/patch, H * patch)
+            out = out.view(batch, -1, self.horizon, self.patch).permute(0, 2, 1, 3)
+            out = out.reshape(batch, self.horizon, -1)[..., :n_bins]  # (B, H, A)
         if self.residual:
             out = out + x[:, -1:]
         # softplus(z) ~ z for z >> 0 (beta = 5 keeps the bend small), never negative.
