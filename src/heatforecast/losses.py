@@ -63,14 +63,62 @@ def log_distribution(x: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS)
 def distribution(x: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
     """The distribution over bins of :func:`log_distribution`, summing to 1 along the last axis."""
     _check_scale(scale)
+    return _normalise(x, scale, eps)[0]
+
+
+def _normalise(x: Tensor, scale: str, eps: float) -> tuple[Tensor, Tensor]:
+    """(P, S): the distribution of :func:`distribution` and its normaliser (sum of q; 1 for dB)."""
     if scale == "db":
-        return torch.softmax(x / DB_TEMPERATURE, dim=-1)
-    q = x.clamp_min(0.0) + eps
-    return q / q.sum(-1, keepdim=True)
+        return torch.softmax(x / DB_TEMPERATURE, dim=-1), x.new_ones(())
+    q = x.clamp_min(0.0).add_(eps)
+    total = q.sum(-1, keepdim=True)
+    return q.div_(total), total
 
 
-def _cdf_gap(pred: Tensor, target: Tensor, scale: str, eps: float) -> Tensor:
-    """CDF_p - CDF_t along angle."""
+def _normalise_backward(grad: Tensor, x: Tensor, probs: Tensor, total: Tensor, scale: str) -> Tensor:
+    """Gradient w.r.t. x given the gradient w.r.t. the distribution P of x."""
+    centred = grad - (grad * probs).sum(-1, keepdim=True)
+    if scale == "db":
+        return centred.mul_(probs).div_(DB_TEMPERATURE)
+    return centred.div_(total).masked_fill_(x < 0, 0.0)  # clamp_min(0) passes gradient at x >= 0
+
+
+class _CdfDistance(torch.autograd.Function):
+    """d * sum_a f(CDF_p(a) - CDF_t(a) - c) with f = |.| (power 1, EMD) or (.)^2 (power 2, Cramer),
+    c = the median of the gap when circular (else 0), held constant in backward.
+
+    The backward is written out (the gradient of a CDF entry reaches every bin below it, so
+    d/dP_a = sum_{b >= a} f'(gap_b)); it saves the chain of intermediates autograd would keep and
+    runs in a few passes over memory (scripts/bench_losses.py measures it).
+    """
+
+    @staticmethod
+    def forward(ctx, pred, target, bin_width, scale, eps, power, circular):  # noqa: ANN001
+        p, p_total = _normalise(pred, scale, eps)
+        t, t_total = _normalise(target, scale, eps)
+        gap = (p - t).cumsum_(-1)
+        if circular:
+            gap -= gap.median(-1, keepdim=True).values
+        ctx.save_for_backward(pred, target, p, t, p_total, t_total, gap)
+        ctx.params = (bin_width, scale, power)
+        return bin_width * (gap.abs() if power == 1 else gap.square()).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001
+        pred, target, p, t, p_total, t_total, gap = ctx.saved_tensors
+        bin_width, scale, power = ctx.params
+        g = (gap.sign() if power == 1 else 2 * gap).mul_((bin_width * grad_out).unsqueeze(-1))
+        g = g.cumsum(-1).neg_().add_(g).add_(g.sum(-1, keepdim=True))  # reverse cumulative sum
+        grad_pred = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_pred = _normalise_backward(g, pred, p, p_total, scale)
+        if ctx.needs_input_grad[1]:
+            grad_target = _normalise_backward(-g, target, t, t_total, scale)
+        return grad_pred, grad_target, None, None, None, None, None
+
+
+def cdf_gap(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
+    """CDF_P - CDF_Q along angle, P and Q the distributions of pred and target."""
     return (distribution(pred, scale, eps) - distribution(target, scale, eps)).cumsum(-1)
 
 
@@ -128,10 +176,8 @@ def emd(
     as a constant in backward. ``mass_weight`` w adds ``w * |E(p) - E(t)|``, E the total energy
     (:func:`total_energy`; in dB for dB data), so magnitude counts as well as position.
     """
-    gap = _cdf_gap(pred, target, scale, eps)
-    if circular:
-        gap = gap - gap.detach().median(-1, keepdim=True).values
-    out = bin_width * gap.abs().sum(-1)
+    _check_scale(scale)
+    out = _CdfDistance.apply(pred, target, bin_width, scale, eps, 1, circular)
     if mass_weight:
         if scale == "db":
             mass_gap = DB_TEMPERATURE * (
@@ -151,15 +197,27 @@ def cramer(
     eps: float = DEFAULT_EPS,
 ) -> Tensor:
     """Cramer distance ("squared EMD"): d * sum_a (CDF_P(a) - CDF_Q(a))^2, in degrees."""
-    return bin_width * _cdf_gap(pred, target, scale, eps).square().sum(-1)
+    _check_scale(scale)
+    return _CdfDistance.apply(pred, target, bin_width, scale, eps, 2, False)
 
 
 def kl(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
     """KL(Q || P) = sum_a Q_a (log Q_a - log P_a), Q the target's and P the prediction's distribution,
-    computed from log-probabilities (no log of a rounded-to-zero probability)."""
-    log_p = log_distribution(pred, scale, eps)
-    log_q = log_distribution(target, scale, eps)
-    return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)
+    computed from log-probabilities (no log of a rounded-to-zero probability).
+
+    For linear energy, with q = max(x, 0) + eps and S = sum_a q: log P_a = log q_a - log S, and
+    KL = sum_a Q_a (log q_target,a - log q_pred,a) - log S_target + log S_pred (as sum_a Q_a = 1).
+    """
+    _check_scale(scale)
+    if scale == "db":
+        log_p = log_distribution(pred, scale, eps)
+        log_q = log_distribution(target, scale, eps)
+        return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)
+    q_pred = pred.clamp_min(0.0) + eps
+    q_target = target.clamp_min(0.0) + eps
+    total_pred, total_target = q_pred.sum(-1), q_target.sum(-1)
+    cross = (q_target * (q_target.log() - q_pred.log())).sum(-1) / total_target
+    return cross - total_target.log() + total_pred.log()
 
 
 def cumsum_mse_over_cos(pred: Tensor, target: Tensor, eps: float = DEFAULT_EPS) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import platform
@@ -21,6 +22,18 @@ from heatforecast.module import Forecaster
 
 class ConfigError(ValueError):
     """The run's config asks for something that cannot work."""
+
+
+def run_name(overrides: str) -> str:
+    """A folder name from a run's overrides (``hydra.job.override_dirname``): slashes become
+    underscores, and a name too long for a file system is cut and suffixed with a hash."""
+    name = overrides.replace("/", "_")
+    if len(name) <= 150:
+        return name
+    return f"{name[:140]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
@@ -104,7 +117,7 @@ def run(cfg: DictConfig) -> float:
     datamodule.setup()
     module = build_module(cfg, datamodule)
     logger = instantiate(cfg.logger)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     if trainer.is_global_zero:
         _custom_scalars(logger)

@@ -1,0 +1,94 @@
+"""Forward + backward time of every loss: `python scripts/bench_losses.py [--device cpu] [--repeats 20]`.
+
+Prints, per batch shape, each loss's median time and its ratio to mse, then emd against POT's
+ot.wasserstein_1d on the same tensors (forward only for POT, which is what it offers batched here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from heatforecast import losses
+
+LOSSES: dict[str, Callable[[], torch.nn.Module]] = {
+    "mse": losses.MSE,
+    "l1": losses.L1,
+    "huber": losses.Huber,
+    "cumsum_mse": losses.CumsumMSE,
+    "cosine": losses.Cosine,
+    "cumsum_mse_over_cos": losses.CumsumMSEOverCos,
+    "emd": losses.EMD,
+    "emd_circular": lambda: losses.EMD(circular=True),
+    "cramer": losses.Cramer,
+    "kl": losses.KL,
+    "combo(emd+mse)": lambda: losses.Combo({"emd": losses.EMD(), "mse": losses.MSE()}, {"emd": 1, "mse": 1}),
+}
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median wall time in seconds of each fn, after two warm-up calls. The fns take turns within
+    each repeat, so a slow spell of the machine hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats + 2):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if r >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--shapes", default="8x10x181,4096x10x181")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, float32")
+    for spec in args.shapes.split(","):
+        shape = tuple(int(s) for s in spec.split("x"))
+        pred = torch.rand(shape, device=device, requires_grad=True)
+        target = torch.rand(shape, device=device)
+        print(f"\n| loss @ {spec} | fwd+bwd ms | x mse |\n|---|---:|---:|")
+        steps = {
+            name: (lambda loss=make().to(device): loss(pred, target).backward())
+            for name, make in LOSSES.items()
+        }
+        times = timed(steps, args.repeats, device)
+        for name, t in times.items():
+            print(f"| {name} | {t * 1e3:.3f} | {t / times['mse']:.2f} |")
+        try:
+            import ot
+        except ImportError:
+            print("(POT not installed: pip install -e '.[dev]')")
+            continue
+        emd = losses.EMD(eps=1e-12)
+        n = shape[-1]
+        grid = torch.arange(n, dtype=torch.float32, device=device)[:, None].expand(n, pred[..., 0].numel())
+        p = losses.distribution(pred.detach(), eps=1e-12).reshape(-1, n).T.contiguous()
+        q = losses.distribution(target, eps=1e-12).reshape(-1, n).T.contiguous()
+        forward = {
+            "ours": lambda: emd(pred.detach(), target),
+            "pot": lambda: ot.wasserstein_1d(grid, grid, p, q, p=1),
+        }
+        t = timed(forward, max(3, args.repeats // 4), device)
+        t_ours, t_pot = t["ours"], t["pot"]
+        print(
+            f"\nemd forward @ {spec}: heatforecast {t_ours * 1e3:.3f} ms, "
+            f"POT ot.wasserstein_1d {t_pot * 1e3:.3f} ms -> {t_pot / t_ours:.0f}x faster"
+        )
+
+
+if __name__ == "__main__":
+    main()

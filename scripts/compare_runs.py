@@ -1,0 +1,138 @@
+"""Compare every run under some folders: `python scripts/compare_runs.py logs/multiruns/... [--by seed]`.
+
+Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
+and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
+sorted by `--sort`, with a persistence row scored on the same windows. Runs without metrics.json are
+listed as `crashed or running`, not fatal. Writes the table as CSV and the val curves as PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+
+
+def find_runs(folders: list[Path]) -> list[Path]:
+    runs = {p.parent.parent for f in folders for p in f.rglob(".hydra/overrides.yaml")}
+    return sorted(runs)
+
+
+def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the run's TensorBoard events, as (step, value) lists."""
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def read_run(run: Path, metric: str) -> dict:
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
+    metrics_file = run / "metrics.json"
+    scalars = curves(run)
+    best = scalars.get(f"val/{metric}")
+    row["best_val"] = min(v for _, v in best) if best else math.nan
+    if not metrics_file.is_file():
+        row["status"] = "crashed or running"
+        return row
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except json.JSONDecodeError:
+        row["status"] = "unreadable metrics.json"
+        return row
+    row["status"] = "ok"
+    row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
+    row["persistence"] = {c: metrics["persistence"]["test"][c] for c in COLUMNS}
+    return row
+
+
+def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
+    ok = [r for r in rows if r["status"] == "ok"]
+    frame = pd.DataFrame(
+        [{k: r.get(k, math.nan) for k in ["run", "status", "best_val", *COLUMNS]} for r in rows]
+    )
+    if by:
+        # Group runs that differ only in `by` (e.g. the seed): mean +- std.
+        key = [
+            ",".join(o for o in r["overrides"] if not o.startswith(f"{by}=")) or "(defaults)" for r in rows
+        ]
+        frame["run"] = key
+        done = frame[frame.status == "ok"]
+        stats = done.groupby("run")[["best_val", *COLUMNS]].agg(["mean", "std"])
+        out = pd.DataFrame(index=stats.index)
+        for c in ["best_val", *COLUMNS]:
+            out[c] = [f"{m:.4g} ± {s:.2g}" if s == s else f"{m:.4g}" for m, s in stats[c].to_numpy()]
+        out["n"] = done.groupby("run").size()
+        out["status"] = "ok"
+        out = out.reset_index().sort_values("run", key=lambda s: stats.loc[s, (sort, "mean")].to_numpy())
+        failed = frame[frame.status != "ok"]
+        frame = pd.concat([out, failed[["run", "status"]]], ignore_index=True)
+    else:
+        frame = frame.sort_values(sort, na_position="last")
+    if ok:
+        pers = pd.DataFrame(ok[0]["persistence"], index=[0]).assign(
+            run="persistence (same windows)", status="ok"
+        )
+        if by:
+            pers = pers.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+        frame = pd.concat([frame, pers], ignore_index=True)
+        differ = {json.dumps(r["persistence"], sort_keys=True) for r in ok}
+        if len(differ) > 1:
+            print("note: runs used different data (persistence differs); the row shows the first run's")
+    return frame
+
+
+def plot(rows: list[dict], tags: list[str], out: Path) -> None:
+    fig, axes = plt.subplots(1, len(tags), figsize=(6 * len(tags), 4), squeeze=False)
+    for ax, tag in zip(axes[0], tags):
+        for r in rows:
+            points = curves(Path(r["path"])).get(tag, [])
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker=".", label=r["run"][:60])
+        ax.set_title(tag)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--metric", default="emd", help="the val metric whose best value is shown")
+    parser.add_argument("--sort", default="emd", help="column to sort by (test metrics)")
+    parser.add_argument("--by", default=None, help="aggregate over this override key, e.g. seed")
+    parser.add_argument("--csv", type=Path, default=Path("comparison.csv"))
+    parser.add_argument("--png", type=Path, default=Path("comparison.png"))
+    args = parser.parse_args()
+    missing = [str(f) for f in args.folders if not f.exists()]
+    if missing:
+        parser.error(f"no such folder: {', '.join(missing)}")
+    runs = find_runs(args.folders)
+    if not runs:
+        parser.error(
+            f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, args.folders))}"
+        )
+    rows = [read_run(r, args.metric) for r in runs]
+    frame = table(rows, args.by, args.sort).rename(columns={"best_val": f"best val/{args.metric}"})
+    print(frame.to_markdown(index=False, floatfmt=".4g"))
+    frame.to_csv(args.csv, index=False)
+    plot(rows, [f"val/{args.metric}", "val/loss"], args.png)
+    print(f"\nwrote {args.csv} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared helpers: a tiny, fast configuration of the real training config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# conf/experiment/smoke.yaml: 2 series x 90 steps x 37 bins, one short epoch.
+TINY = ["experiment=smoke"]
+TINY_MODEL = {
+    "transformer": ["model.d_model=16", "model.n_layers=1", "model.n_heads=2"],
+    "linear": [],
+    "persistence": [],
+}
+
+
+def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> DictConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                *TINY,
+                f"model={model}",
+                *TINY_MODEL[model],
+                f"paths.output_dir={tmp_path}",
+                f"paths.log_dir={tmp_path}",
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """tiny(*overrides, model=...) -> a composed config writing under tmp_path."""
+    return lambda *o, model="transformer": tiny_config(tmp_path, *o, model=model)

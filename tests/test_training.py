@@ -1,0 +1,118 @@
+"""Training: every model x loss runs end to end, multiruns, TensorBoard contents, persistence by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from heatforecast.losses import DEFAULT_EPS
+from heatforecast.metrics import METRICS
+from heatforecast.training import ConfigError, run
+
+from .conftest import CONF, ROOT, TINY, TINY_MODEL
+
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_and_loss_trains_and_scores(tiny, tmp_path: Path, model: str, loss: str) -> None:
+    value = run(tiny(f"loss={loss}", model=model))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["value"] == value and np.isfinite(value)
+    for who in ("model", "persistence"):
+        assert set(metrics[who]["test"]) == set(METRICS)
+        assert all(np.isfinite(v) for v in metrics[who]["test"].values())
+        assert len(metrics[who]["test_per_horizon"]["emd"]) == 4
+    if model == "persistence":
+        assert metrics["model"]["test"] == metrics["persistence"]["test"]
+        assert metrics["best_checkpoint"] is None
+    else:
+        assert Path(metrics["best_checkpoint"]).is_file()
+        assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
+    value = run(tiny("loss=emd"))
+    logged = scalars(tmp_path)
+    assert logged["val/emd"][-1] == pytest.approx(value, rel=1e-6)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"]["test"]["emd"] == pytest.approx(logged["test/emd"][-1], rel=1e-6)
+    for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "hp/test_emd"):
+        assert tag in logged, tag
+
+
+def test_persistence_metrics_match_a_hand_computation(tiny, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    series = rng.random((1, 40, 6)).astype(np.float32) ** 3
+    np.save(tmp_path / "x.npy", series)
+    cfg = tiny(
+        "data=file",
+        "~data.generator",  # set by experiment=smoke, meaningless for a file
+        f"data.path={tmp_path / 'x.npy'}",
+        "data.context_len=3",
+        "data.horizon=2",
+        "data.splits=[0.5,0.25,0.25]",
+        "trainer.limit_val_batches=null",
+        model="persistence",
+    )
+    run(cfg)
+    got = json.loads((tmp_path / "metrics.json").read_text())["model"]["test"]
+    values = series[0].astype(np.float64)
+    factor = values[:20].mean()  # the scaler: mean of the train half
+    eps = DEFAULT_EPS * factor
+    angles = np.arange(6.0)
+    err, emd, peak, gap, mass = [], [], [], [], []
+    for first in range(30, 39):  # test targets: steps 30..39, two at a time
+        last = values[first - 1]
+        for t in values[first : first + 2]:
+            err.append(last - t)
+            emd.append(scipy.stats.wasserstein_distance(angles, angles, last + eps, t + eps))
+            peak.append(abs(np.argmax(last) - np.argmax(t)))
+            gap.append(abs(last.sum() - t.sum()))
+            mass.append(t.sum())
+    err = np.array(err)
+    assert got["mse"] == pytest.approx(np.mean(err**2), rel=1e-5)
+    assert got["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-5)
+    assert got["emd"] == pytest.approx(np.mean(emd), rel=1e-5)
+    assert got["peak_err_deg"] == pytest.approx(np.mean(peak), rel=1e-6)
+    assert got["mass_rel_err"] == pytest.approx(sum(gap) / sum(mass), rel=1e-5)
+    assert got["skill_emd"] == 0 and got["skill_mse"] == 0
+
+
+def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
+    args = [*TINY, *TINY_MODEL["transformer"], f"paths.log_dir={tmp_path}"]
+    cmd = [sys.executable, "train.py", "-m", "loss=mse,emd", *args]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    runs = sorted(p.parent for p in tmp_path.glob("multiruns/*/*/metrics.json"))
+    assert [r.name.split(",")[0] for r in runs] == ["0_experiment=smoke", "1_experiment=smoke"]
+    assert ["loss=mse" in runs[0].name, "loss=emd" in runs[1].name] == [True, True]
+    for r in runs:
+        assert "val/emd" in scalars(r)
+        assert json.loads((r / "metrics.json").read_text())["optimized_metric"] == "val/emd"
+
+
+def test_bad_optimized_metric_is_refused(tiny) -> None:
+    with pytest.raises(ConfigError, match="optimized_metric='val/acc'.*val/NAME"):
+        run(tiny("optimized_metric=val/acc"))
+
+
+def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
+    cmd = [sys.executable, "train.py", "model.depth=4", f"paths.log_dir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "Could not override 'model.depth'" in out.stderr
