@@ -10,6 +10,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -47,6 +48,39 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.devi
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def fwd_bwd(loss: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor) -> None:
+    loss(pred, target).backward()
+
+
+def bench_shape(spec: str, device: torch.device, repeats: int) -> None:
+    shape = tuple(int(s) for s in spec.split("x"))
+    pred = torch.rand(shape, device=device, requires_grad=True)
+    target = torch.rand(shape, device=device)
+    print(f"\n| loss @ {spec} | fwd+bwd ms | x mse |\n|---|---:|---:|")
+    steps = {name: partial(fwd_bwd, make().to(device), pred, target) for name, make in LOSSES.items()}
+    times = timed(steps, repeats, device)
+    for name, t in times.items():
+        print(f"| {name} | {t * 1e3:.3f} | {t / times['mse']:.2f} |")
+    try:
+        import ot
+    except ImportError:
+        print("(POT not installed: pip install -e '.[dev]')")
+        return
+    n = shape[-1]
+    grid = torch.arange(n, dtype=torch.float32, device=device)[:, None].expand(n, pred[..., 0].numel())
+    p = losses.distribution(pred.detach(), eps=1e-12).reshape(-1, n).T.contiguous()
+    q = losses.distribution(target, eps=1e-12).reshape(-1, n).T.contiguous()
+    forward = {
+        "ours": partial(losses.EMD(eps=1e-12), pred.detach(), target),
+        "pot": partial(ot.wasserstein_1d, grid, grid, p, q, p=1),
+    }
+    t = timed(forward, max(3, repeats // 4), device)
+    print(
+        f"\nemd forward @ {spec}: heatforecast {t['ours'] * 1e3:.3f} ms, "
+        f"POT ot.wasserstein_1d {t['pot'] * 1e3:.3f} ms -> {t['pot'] / t['ours']:.0f}x faster"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -57,37 +91,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, float32")
     for spec in args.shapes.split(","):
-        shape = tuple(int(s) for s in spec.split("x"))
-        pred = torch.rand(shape, device=device, requires_grad=True)
-        target = torch.rand(shape, device=device)
-        print(f"\n| loss @ {spec} | fwd+bwd ms | x mse |\n|---|---:|---:|")
-        steps = {
-            name: (lambda loss=make().to(device): loss(pred, target).backward())
-            for name, make in LOSSES.items()
-        }
-        times = timed(steps, args.repeats, device)
-        for name, t in times.items():
-            print(f"| {name} | {t * 1e3:.3f} | {t / times['mse']:.2f} |")
-        try:
-            import ot
-        except ImportError:
-            print("(POT not installed: pip install -e '.[dev]')")
-            continue
-        emd = losses.EMD(eps=1e-12)
-        n = shape[-1]
-        grid = torch.arange(n, dtype=torch.float32, device=device)[:, None].expand(n, pred[..., 0].numel())
-        p = losses.distribution(pred.detach(), eps=1e-12).reshape(-1, n).T.contiguous()
-        q = losses.distribution(target, eps=1e-12).reshape(-1, n).T.contiguous()
-        forward = {
-            "ours": lambda: emd(pred.detach(), target),
-            "pot": lambda: ot.wasserstein_1d(grid, grid, p, q, p=1),
-        }
-        t = timed(forward, max(3, args.repeats // 4), device)
-        t_ours, t_pot = t["ours"], t["pot"]
-        print(
-            f"\nemd forward @ {spec}: heatforecast {t_ours * 1e3:.3f} ms, "
-            f"POT ot.wasserstein_1d {t_pot * 1e3:.3f} ms -> {t_pot / t_ours:.0f}x faster"
-        )
+        bench_shape(spec, device, args.repeats)
 
 
 if __name__ == "__main__":

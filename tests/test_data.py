@@ -227,5 +227,9 @@ def test_short_series_and_empty_split_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"short\.npy: series '0' has 12 steps; expected at least"):
         FileData(path=str(tmp_path / "short.npy"), context_len=8, horizon=5).setup()
     np.save(tmp_path / "tight.npy", np.ones((1, 20, 5)))
+    tight = FileData(path=str(tmp_path / "tight.npy"), context_len=8, horizon=5)
+    tight.setup()  # train windows exist, so the scaler can be fitted
+    with pytest.raises(DataError, match=r"tight\.npy: the val split has no window"):
+        tight.check_splits()
     with pytest.raises(DataError, match=r"the val split has no window"):
-        FileData(path=str(tmp_path / "tight.npy"), context_len=8, horizon=5).setup()
+        tight.val_dataloader()

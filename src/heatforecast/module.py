@@ -6,15 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-import matplotlib
+import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
 from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import ForecastMetrics
-
-matplotlib.use("Agg")  # figures are written to files and TensorBoard, never shown
-import matplotlib.pyplot as plt  # noqa: E402
+from heatforecast.plots import forecast_figure
 
 
 class NonFiniteLossError(RuntimeError):
@@ -140,26 +138,3 @@ class Forecaster(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-
-def forecast_figure(x: Tensor, y: Tensor, pred: Tensor, angles: Tensor) -> plt.Figure:
-    """Time x angle images of one window: context + target, context + forecast, and the error."""
-    x, y, pred, angles = (t.detach().float().cpu() for t in (x, y, pred, angles))
-    truth, forecast = torch.cat([x, y]), torch.cat([x, pred])
-    error = forecast - truth
-    extent = (float(angles[0]), float(angles[-1]), len(truth) - len(x), -len(x))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True, constrained_layout=True)
-    vmin, vmax = float(truth.min()), float(truth.max())
-    for ax, img, title in ((axes[0], truth, "target"), (axes[1], forecast, "forecast")):
-        im = ax.imshow(img, aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="viridis")
-        ax.set_title(title)
-    fig.colorbar(im, ax=axes[:2], shrink=0.8)
-    lim = float(error.abs().max()) or 1.0
-    im = axes[2].imshow(error, aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
-    axes[2].set_title("forecast - target")
-    fig.colorbar(im, ax=axes[2], shrink=0.8)
-    for ax in axes:
-        ax.axhline(0, color="white", lw=0.8, ls="--")
-        ax.set_xlabel("angle (deg)")
-    axes[0].set_ylabel("step (0 = first forecast)")
-    return fig

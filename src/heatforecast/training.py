@@ -5,19 +5,27 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import pickle
 import platform
+import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
+import numpy as np
+import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
 
-from heatforecast.data import HeatmapData
+from heatforecast.data import HeatmapData, Scaler
 from heatforecast.metrics import METRICS
 from heatforecast.module import Forecaster
+from heatforecast.plots import forecast_figure, horizon_figure, peak_track_figure, plt
 
 
 class ConfigError(ValueError):
@@ -80,7 +88,7 @@ def _resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(path)
 
 
-def _check_metric(name: str) -> tuple[str, str]:
+def _check_metric(name: str) -> None:
     split, _, metric = name.partition("/")
     if split not in ("val", "test") or metric not in METRICS:
         raise ConfigError(
@@ -108,13 +116,14 @@ def run(cfg: DictConfig) -> float:
 
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
-    split, metric = _check_metric(cfg.optimized_metric)
+    _check_metric(cfg.optimized_metric)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
+    datamodule.check_splits()  # before any training, not after it
     module = build_module(cfg, datamodule)
     logger = instantiate(cfg.logger)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
@@ -124,31 +133,48 @@ def run(cfg: DictConfig) -> float:
 
     best = None
     if module.optimizer_factory is not None:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path or None
-    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
-    result = summarize(module.panels, cfg.optimized_metric, split, metric)
+    result = summarize(module.panels, cfg.optimized_metric)
     result.update(best_checkpoint=best, seed=cfg.seed, versions=versions())
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        write_result(result, output_dir, logger)
         final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
         logger.log_hyperparams(_hparams(cfg), metrics=final)
         logger.finalize("success")
-        print(panel_table(result))
     return result["value"]
 
 
-def summarize(panels: dict[str, Any], optimized: str, split: str, metric: str) -> dict[str, Any]:
-    """The metrics.json content from the module's final val/test panels."""
+def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -> None:
+    """metrics.json, the test-by-horizon figure (PNG and TensorBoard), and the panel on stdout."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(output_dir / "metrics.json")  # atomic: a reader never sees half a file
+    per_horizon = {who: result[who]["test_per_horizon"] for who in ("model", "persistence")}
+    fig = horizon_figure(per_horizon, ("emd", "mse", "peak_err_deg", "kl"))
+    fig.savefig(output_dir / "test_by_horizon.png", dpi=100)
+    writer = getattr(logger, "experiment", None)
+    if hasattr(writer, "add_figure"):
+        writer.add_figure("test/by_horizon", fig)
+    plt.close(fig)
+    print(panel_table(result))
+
+
+def summarize(
+    panels: dict[str, Any], optimized: str, splits: tuple[str, ...] = ("val", "test")
+) -> dict[str, Any]:
+    """The metrics.json content from the module's final panels (DESIGN.md's shape)."""
     out: dict[str, Any] = {"optimized_metric": optimized}
     for who in ("model", "persistence"):
-        out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in ("val", "test")}
-        for s in ("val", "test"):
+        out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in splits}
+        for s in splits:
             per_h = panels[s][f"{who}_per_horizon"]
             out[who][f"{s}_per_horizon"] = {k: [float(x) for x in v] for k, v in per_h.items()}
+    split, _, metric = optimized.partition("/")
     out["value"] = out["model"][split][metric]
     return out
 
@@ -188,3 +214,147 @@ def panel_table(result: dict[str, Any]) -> str:
         lines.append(f"{name:<14}{model[name]:>12.4g}{pers[name]:>14.4g}")
     lines.append(f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}")
     return "\n".join(lines)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unsafe, unreadable, or made for other data."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a heatforecast checkpoint without running code: torch.load(weights_only=True) only
+    unpickles tensors and plain containers, and the config inside is plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that could run code when loaded ({reason}); "
+            "heatforecast only loads tensors and plain data (torch.load(weights_only=True))"
+        ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint (truncated or corrupt?): {err}"
+        ) from err
+    if not isinstance(ckpt, dict) or "config" not in ckpt.get("hyper_parameters", {}):
+        raise CheckpointError(f"{path}: not a heatforecast checkpoint (no stored run config)")
+    return ckpt
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
+    windows), beside persistence; write metrics.json, figures and, with ``predict``, the forecasts."""
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    new_data = HydraConfig.initialized() and any(
+        o.lstrip("+~").startswith("data") for o in HydraConfig.get().overrides.task
+    )
+    data_cfg = cfg.data if new_data else stored.data
+    for key in ("context_len", "horizon", "scale", "bin_width", "angle_start"):
+        if data_cfg[key] != stored.data[key]:
+            raise CheckpointError(
+                f"{cfg.ckpt_path}: trained with data.{key}={stored.data[key]}; this evaluation has "
+                f"data.{key}={data_cfg[key]} (expected the same)"
+            )
+    datamodule: HeatmapData = instantiate(data_cfg)
+    datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
+    datamodule.setup()
+    trained_bins = ckpt["state_dict"]["angles"].numel()
+    if datamodule.n_bins != trained_bins:
+        raise CheckpointError(
+            f"{cfg.ckpt_path}: trained on {trained_bins} angle bins; {datamodule.source} has "
+            f"{datamodule.n_bins} (expected the same)"
+        )
+    module = Forecaster(
+        model=build_model(stored, datamodule.n_bins),
+        loss=instantiate(stored.loss),
+        optimizer=None,
+        scheduler=None,
+        angles=datamodule.angles,
+        scale_factor=datamodule.scaler.factor,
+        scale=datamodule.scale,
+        config=ckpt["hyper_parameters"]["config"],
+    )
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    split = cfg.split or ("all" if new_data else "test")
+    forecasts = predict(module, datamodule.loader(split))
+    panels = {"test": module.metrics["test"].compute()}
+    result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
+    result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
+    output_dir = Path(cfg.paths.output_dir)
+    writer = SummaryWriter(str(output_dir))
+    write_result(result, output_dir, SimpleNamespace(experiment=writer))
+    write_figures(forecasts, datamodule, output_dir, writer)
+    writer.close()
+    if cfg.predict:
+        out = Path(cfg.out) if cfg.out else output_dir / "forecasts.npz"
+        write_forecasts(out, forecasts, datamodule)
+        print(f"forecasts: {out}")
+    return result
+
+
+@torch.no_grad()
+def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
+    """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
+    forecast, target, persistence (W, H, A) and series, time (W,)."""
+    parts: dict[str, list[Tensor]] = {k: [] for k in ("forecast", "target", "persistence", "series", "time")}
+    factor = module.scale_factor
+    for x, y, series, time in loader:
+        pred = module(x) * factor
+        target, last = y * factor, (x[:, -1:] * factor).expand_as(y)
+        module.metrics["test"].update(pred, target, last)
+        for key, value in zip(parts, (pred, target, last, series, time)):
+            parts[key].append(value.cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def write_figures(
+    forecasts: dict[str, Tensor], datamodule: HeatmapData, output_dir: Path, writer: Any
+) -> None:
+    """A forecast window (time x angle) and the peak-angle track of the first series at h = 1."""
+    first = int(forecasts["time"][0])
+    sid = int(forecasts["series"][0])
+    context = torch.from_numpy(datamodule.heatmaps.series[sid][first - datamodule.context_len : first])
+    figures = {
+        "window": forecast_figure(
+            context, forecasts["target"][0], forecasts["forecast"][0], datamodule.angles
+        ),
+    }
+    in_series = forecasts["series"] == sid
+    figures["peak_track"] = peak_track_figure(
+        forecasts["target"][in_series, 0],
+        forecasts["forecast"][in_series, 0],
+        forecasts["persistence"][in_series, 0],
+        datamodule.angles,
+        f"series {datamodule.heatmaps.ids[sid]!r}, one step ahead",
+    )
+    for name, fig in figures.items():
+        fig.savefig(output_dir / f"{name}.png", dpi=100)
+        writer.add_figure(f"eval/{name}", fig)
+        plt.close(fig)
+
+
+def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: HeatmapData) -> None:
+    """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time (first target step),
+    angles. .parquet: one row per window and horizon step: series, time (that step), horizon, bins."""
+    ids = np.array(datamodule.heatmaps.ids)[forecasts["series"].numpy()]
+    time = forecasts["time"].numpy()
+    forecast = forecasts["forecast"].numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez_compressed(out, forecast=forecast, series=ids, time=time, angles=datamodule.angles.numpy())
+    elif out.suffix == ".parquet":
+        n_windows, horizon, n_bins = forecast.shape
+        frame = pd.DataFrame(
+            forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
+        )
+        steps = np.tile(np.arange(1, horizon + 1), n_windows)
+        frame.insert(0, "horizon", steps)
+        frame.insert(0, "time", np.repeat(time, horizon) + steps - 1)
+        frame.insert(0, "series", np.repeat(ids, horizon))
+        frame.to_parquet(out, index=False)
+    else:
+        raise ConfigError(f"out={out}: expected a .npz or .parquet file")

@@ -1,0 +1,63 @@
+"""Figures a person would rather look at than read: forecast windows, error by horizon, peak tracks."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files and TensorBoard, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def forecast_figure(x: Tensor, y: Tensor, pred: Tensor, angles: Tensor) -> plt.Figure:
+    """Time x angle images of one window: context + target, context + forecast, and the error."""
+    x, y, pred, angles = (t.detach().float().cpu() for t in (x, y, pred, angles))
+    truth, forecast = torch.cat([x, y]), torch.cat([x, pred])
+    error = forecast - truth
+    extent = (float(angles[0]), float(angles[-1]), len(truth) - len(x), -len(x))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True, constrained_layout=True)
+    vmin, vmax = float(truth.min()), float(truth.max())
+    for ax, img, title in ((axes[0], truth, "target"), (axes[1], forecast, "forecast")):
+        im = ax.imshow(img, aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_title(title)
+    fig.colorbar(im, ax=axes[:2], shrink=0.8)
+    lim = float(error.abs().max()) or 1.0
+    im = axes[2].imshow(error, aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
+    axes[2].set_title("forecast - target")
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    for ax in axes:
+        ax.axhline(0, color="white", lw=0.8, ls="--")
+        ax.set_xlabel("angle (deg)")
+    axes[0].set_ylabel("step (0 = first forecast)")
+    return fig
+
+
+def horizon_figure(per_horizon: dict[str, dict[str, list[float]]], metrics: tuple[str, ...]) -> plt.Figure:
+    """Each metric against the horizon step, one line per forecaster (model, persistence, ...)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), constrained_layout=True)
+    for ax, name in zip(np.atleast_1d(axes), metrics):
+        for who, panel in per_horizon.items():
+            values = panel[name]
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=who)
+        ax.set_title(name)
+        ax.set_xlabel("horizon step")
+    np.atleast_1d(axes)[0].legend()
+    return fig
+
+
+def peak_track_figure(
+    target: Tensor, forecast: Tensor, persistence: Tensor, angles: Tensor, title: str
+) -> plt.Figure:
+    """Angle of the strongest bin over time: truth, forecast and persistence (one horizon step)."""
+    angles = angles.cpu()
+    fig, ax = plt.subplots(figsize=(9, 3.5), constrained_layout=True)
+    for frames, label, style in ((target, "target", "k-"), (forecast, "forecast", "C0."),
+                                 (persistence, "persistence", "C1."),):  # fmt: skip
+        ax.plot(angles[frames.cpu().argmax(-1)].numpy(), style, label=label, ms=3)
+    ax.set_xlabel("window (time order)")
+    ax.set_ylabel("peak angle (deg)")
+    ax.set_title(title)
+    ax.legend()
+    return fig

@@ -1,0 +1,113 @@
+"""evaluate.py: reproduces training's test panel, exports forecasts, refuses unsafe or foreign checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from heatforecast.data import make_synthetic, write_heatmaps
+from heatforecast.training import CheckpointError, load_checkpoint, run
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained run folder (metrics.json + checkpoints)."""
+    from .conftest import tiny_config
+
+    run_dir = tmp_path_factory.mktemp("run")
+    run(tiny_config(run_dir, "loss=emd"))
+    return run_dir
+
+
+def evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "evaluate.py", f"hydra.run.dir={out_dir}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Path) -> None:
+    training = json.loads((trained / "metrics.json").read_text())
+    done = evaluate(tmp_path, f"ckpt_path={training['best_checkpoint']}")
+    assert done.returncode == 0, done.stderr
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["split"] == "test"
+    for who in ("model", "persistence"):
+        for name, value in training[who]["test"].items():
+            assert got[who]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (who, name)
+    for png in ("test_by_horizon.png", "window.png", "peak_track.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    for suffix in ("npz", "parquet"):
+        out = tmp_path / f"forecasts.{suffix}"
+        done = evaluate(tmp_path / suffix, f"ckpt_path={ckpt}", "predict=true", f"out={out}")
+        assert done.returncode == 0, done.stderr
+    npz = np.load(tmp_path / "forecasts.npz")
+    windows, horizon, n_bins = npz["forecast"].shape
+    assert horizon == 4 and n_bins == 37 and len(npz["series"]) == windows
+    table = pd.read_parquet(tmp_path / "forecasts.parquet")
+    assert list(table.columns[:3]) == ["series", "time", "horizon"]
+    bins = table.iloc[:, 3:].to_numpy().reshape(windows, horizon, n_bins)
+    np.testing.assert_allclose(bins, npz["forecast"])
+    np.testing.assert_array_equal(table["time"].to_numpy()[::horizon], npz["time"])
+
+
+def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    same = make_synthetic(n_series=1, n_steps=40, n_bins=37, seed=9)
+    write_heatmaps(tmp_path / "new.npy", same, np.arange(37.0))
+    done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
+                    "data.context_len=8", "data.horizon=4")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert got["split"] == "all" and np.isfinite(got["model"]["test"]["emd"])
+    write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=40, n_bins=45), np.arange(45.0))
+    done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'wide.npy'}",
+                    "data.context_len=8", "data.horizon=4")  # fmt: skip
+    assert done.returncode != 0
+    assert "trained on 37 angle bins" in done.stderr and "has 45" in done.stderr
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
+    assert done.returncode != 0 and "trained with data.context_len=8" in done.stderr
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"config": {}}, "state_dict": {}, "x": Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused: it holds Python objects"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: Path) -> None:
+    data = (trained / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a heatforecast checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.ckpt")
