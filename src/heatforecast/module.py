@@ -123,6 +123,24 @@ class Forecaster(L.LightningModule):
         experiment.add_figure("val/forecast", fig, self.global_step)
         plt.close(fig)
 
+    def on_train_start(self) -> None:
+        # Lightning issue #20550: when configure_optimizers reads estimated_stepping_batches (OneCycleLR
+        # does), the train loader is built before the checkpoint is restored, and its saved position is
+        # never loaded. Load it here, before the first batch is drawn; a no-op unless resuming.
+        self.trainer.fit_loop._load_combined_loader_states()
+
+    # The RNG (dropout) travels with the checkpoint, so a resumed run draws what the original would have.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_cpu" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_cpu"])
+        if "rng_cuda" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
+
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             return None

@@ -1,0 +1,89 @@
+"""Reliability: kill-and-resume equivalence, determinism, non-finite loss guard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from heatforecast.models import DLinear
+from heatforecast.module import Forecaster, NonFiniteLossError
+from heatforecast.training import run
+
+from .conftest import ROOT
+
+RESUMABLE = [
+    "experiment=smoke",
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=4",
+    "callbacks.model_checkpoint.every_n_train_steps=1",
+    "callbacks.early_stopping=null",
+]
+
+
+def train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "train.py", *RESUMABLE, f"hydra.run.dir={run_dir}", *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    reference = train(tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr
+    killed = train(
+        tmp_path / "run", "+callbacks.kill._target_=tests.helpers.KillAtStep", "+callbacks.kill.step=6"
+    )
+    assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    resumed = train(tmp_path / "run", "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr
+    want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    got = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for name, value in want["model"][split].items():
+            assert got["model"][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> None:
+    done = train(tmp_path / "empty", "ckpt_path=last")
+    assert done.returncode != 0
+    assert "no checkpoint at" in done.stderr and "last.ckpt" in done.stderr
+
+
+def test_same_config_and_seed_give_identical_metrics(tiny, tmp_path: Path) -> None:
+    first = run(tiny("loss=emd_mse"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    second = run(tiny("loss=emd_mse"))
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert first == second
+    assert metrics["model"] == again["model"]
+    assert metrics["seed"] == 0 and "torch" in metrics["versions"]
+    assert run(tiny("loss=emd_mse", "seed=1")) != first
+
+
+class NaNLoss(nn.Module):
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target).mean() * float("nan")
+
+
+def forecaster(nonfinite: str) -> Forecaster:
+    module = Forecaster(DLinear(4, 2), NaNLoss(), None, None, torch.arange(5.0), 1.0, "linear",
+                        loss_name="nan_loss", nonfinite=nonfinite)  # fmt: skip
+    module.trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    return module
+
+
+def test_non_finite_loss_stops_naming_the_batch_or_is_skipped() -> None:
+    batch = (torch.rand(3, 4, 5), torch.rand(3, 2, 5), torch.tensor([0, 0, 1]), torch.tensor([7, 8, 20]))
+    with pytest.raises(NonFiniteLossError) as info:
+        forecaster("raise").training_step(batch, 0)
+    message = str(info.value)
+    assert "loss=nan_loss" in message and "series [0, 0, 1]" in message and "[7, 8, 20]" in message
+    assert "nonfinite=skip" in message
+    assert forecaster("skip").training_step(batch, 0) is None
