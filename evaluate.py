@@ -1,14 +1,19 @@
 """Score a checkpoint beside persistence: `python evaluate.py ckpt_path=PATH [data=file data.path=FILE]`."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import evaluate
+from heatforecast.training import USER_ERRORS, evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except USER_ERRORS as err:  # a clear message, not a traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Train and score a forecaster: `python train.py [loss=emd] [model=linear] [-m loss=mse,emd ...]`."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import run
+from heatforecast.training import USER_ERRORS, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    return run(cfg)
+    try:
+        return run(cfg)
+    except USER_ERRORS as err:  # a clear message, not a traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

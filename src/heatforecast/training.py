@@ -17,19 +17,28 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from heatforecast.data import HeatmapData, Scaler
+from heatforecast.data import DataError, HeatmapData, Scaler
 from heatforecast.metrics import METRICS
-from heatforecast.module import Forecaster
+from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import forecast_figure, horizon_figure, peak_track_figure, plt
 
 
 class ConfigError(ValueError):
     """The run's config asks for something that cannot work."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unsafe, unreadable, or made for other data."""
+
+
+# Errors a user causes (bad data, config or checkpoint): the entry points print the message alone.
+USER_ERRORS = (DataError, ConfigError, CheckpointError, NonFiniteLossError, InstantiationException)
 
 
 def run_name(overrides: str) -> str:
@@ -214,10 +223,6 @@ def panel_table(result: dict[str, Any]) -> str:
         lines.append(f"{name:<14}{model[name]:>12.4g}{pers[name]:>14.4g}")
     lines.append(f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}")
     return "\n".join(lines)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unsafe, unreadable, or made for other data."""
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,183 @@
+"""Bad input a user can cause: every malformed data case, bad configs, unusable checkpoints and output
+folders. Each case asserts on the message (what, where, what was expected) and that nothing half-done
+was left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from heatforecast.data import DataError, FileData, read_heatmaps
+
+from .conftest import ROOT
+
+FORUM = Path(__file__).resolve().parents[2] / "shared" / "examples" / "forum_vector.csv"
+
+
+def write_frame(tmp_path: Path, frame: pd.DataFrame, name: str = "bad.csv") -> Path:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def good_frame(n: int = 50, bins: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(rng.random((n, bins)), columns=[str(a) for a in range(bins)])
+
+
+BAD_CASES = {
+    "nan": (lambda f: f.assign(**{"2": f["2"].where(f.index != 7)}), r"row 7, column '2'.*NaN"),
+    "inf": (lambda f: f.assign(**{"1": f["1"].replace(f["1"].iloc[3], np.inf)}), r"row 3.*inf"),
+    "negative": (lambda f: f.assign(**{"0": -f["0"]}), r"negative value.*data\.scale=linear"),
+    "text": (
+        lambda f: f.assign(**{"3": ["x"] + list(f["3"].iloc[1:])}),
+        r"column '3', row 0.*not a number",
+    ),
+    "duplicate time": (
+        lambda f: f.assign(time=[0, 0] + list(range(2, len(f)))),
+        r"duplicate time 0",
+    ),
+    "angles": (lambda f: f.rename(columns={"3": "5"}), r"angles 0\.\.5.*data\.bin_width=1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_malformed_tables_name_the_problem(tmp_path: Path, case: str) -> None:
+    make_bad, pattern = BAD_CASES[case]
+    path = write_frame(tmp_path, make_bad(good_frame()))
+    with pytest.raises(DataError, match=pattern) as info:
+        read_heatmaps(path)
+    assert str(path) in str(info.value)
+
+
+def test_row_with_extra_fields_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("0,1,2\n1,2,3\n1,2,3,4\n")
+    with pytest.raises(DataError, match=r"ragged\.csv: cannot be read as a table.*line 3"):
+        read_heatmaps(path)
+
+
+def test_row_with_missing_fields_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("0,1,2\n1,2,3\n1,2\n")
+    with pytest.raises(DataError, match=r"row 1, column '2'.*missing"):
+        read_heatmaps(path)
+
+
+def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5)))
+    with pytest.raises(DataError, match=r"shape \(2, 3, 4, 5\).*\(T, A\) or \(S, T, A\)"):
+        read_heatmaps(tmp_path / "a.npy")
+    np.savez(tmp_path / "b.npz", x=np.zeros((5, 4)), y=np.zeros((5, 4)))
+    with pytest.raises(DataError, match=r"key 'heatmaps' or exactly one array"):
+        read_heatmaps(tmp_path / "b.npz")
+    arr = np.ones((2, 60, 4))
+    arr[1, 10, 2] = np.nan
+    np.save(tmp_path / "c.npy", arr)
+    with pytest.raises(DataError, match=r"series 1, step 10, column '2'"):
+        read_heatmaps(tmp_path / "c.npy")
+    with pytest.raises(DataError, match="no such file"):
+        read_heatmaps(tmp_path / "missing.csv")
+    (tmp_path / "d.txt").write_text("1")
+    with pytest.raises(DataError, match="unknown file type"):
+        read_heatmaps(tmp_path / "d.txt")
+
+
+def test_mixed_bin_counts_against_expected_count(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.ones((60, 180)))
+    with pytest.raises(DataError, match="180 angle bins.*expected 181"):
+        read_heatmaps(tmp_path / "a.npy", n_bins=181)
+
+
+def test_forum_frame_is_refused_with_clear_messages() -> None:
+    if not FORUM.is_file():
+        pytest.skip(f"{FORUM} not present")
+    with pytest.raises(DataError, match=r"182 angle bins \(angles 0\.\.181\); expected 181"):
+        read_heatmaps(FORUM, n_bins=181)
+    with pytest.raises(DataError, match=r"negative value -27\.858.*data\.scale=db"):
+        read_heatmaps(FORUM)
+    data = read_heatmaps(FORUM, scale="db")  # meaningful as dB: 0 is 0 dB
+    assert data.n_bins == 182 and data.series[0].shape == (1, 182)
+    dm = FileData(path=str(FORUM), scale="db", context_len=4, horizon=2)
+    with pytest.raises(DataError, match=r"series '0' has 1 steps; expected at least .* = 6"):
+        dm.setup()
+
+
+def test_short_series_and_empty_split_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "short.npy", np.ones((2, 12, 5)))
+    with pytest.raises(DataError, match=r"short\.npy: series '0' has 12 steps; expected at least"):
+        FileData(path=str(tmp_path / "short.npy"), context_len=8, horizon=5).setup()
+    np.save(tmp_path / "tight.npy", np.ones((1, 20, 5)))
+    tight = FileData(path=str(tmp_path / "tight.npy"), context_len=8, horizon=5)
+    tight.setup()  # train windows exist, so the scaler can be fitted
+    with pytest.raises(DataError, match=r"tight\.npy: the val split has no window"):
+        tight.check_splits()
+    with pytest.raises(DataError, match=r"the val split has no window"):
+        tight.val_dataloader()
+
+
+def train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "train.py", "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def assert_refused(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode != 0
+    for fragment in fragments:
+        assert fragment in done.stderr, (fragment, done.stderr[-2000:])
+
+
+def assert_nothing_written(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert not (run_dir / "metrics.json").exists()
+    assert not list(run_dir.glob("checkpoints/*.ckpt"))
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_missing_data_file_stops_before_training(tmp_path: Path) -> None:
+    done = train(tmp_path, "data=file", "~data.generator", f"data.path={tmp_path / 'nope.csv'}")
+    assert_refused(done, "error: ", "nope.csv: no such file")
+    assert "Traceback" not in done.stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_malformed_file_stops_the_run_naming_row_and_column(tmp_path: Path) -> None:
+    frame = good_frame(60)
+    frame.loc[12, "2"] = np.nan
+    path = write_frame(tmp_path, frame)
+    done = train(tmp_path, "data=file", "~data.generator", f"data.path={path}", "data.context_len=4")
+    assert_refused(done, "bad.csv: row 12, column '2'", "expected a finite number")
+    assert_nothing_written(tmp_path)
+
+
+def test_horizon_longer_than_the_series_stops_before_training(tmp_path: Path) -> None:
+    done = train(tmp_path, "data.horizon=200")
+    assert_refused(done, "series '0' has 90 steps; expected at least context_len + horizon = 208")
+    assert_nothing_written(tmp_path)
+
+
+def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
+    assert_refused(train(tmp_path, "trainer.max_epoch=3"), "Could not override 'trainer.max_epoch'")
+    assert_refused(train(tmp_path, "loss=wasserstein"), "Could not find 'loss/wasserstein'", "emd", "kl")
+    assert_refused(train(tmp_path, "model=transformr"), "Could not find 'model/transformr'", "transformer")
+    assert_refused(train(tmp_path, "+model.depth=4"), "depth")
+
+
+def test_bad_values_in_config_are_refused(tmp_path: Path) -> None:
+    assert_refused(train(tmp_path, "data.splits=[0.8,0.3,0.1]"), "data.splits must be 3 positive fractions")
+    assert_refused(train(tmp_path, "data.scale=log"), "data.scale must be 'linear' or 'db'")
+    assert_refused(train(tmp_path, "optimized_metric=val/accuracy"), "optimized_metric='val/accuracy'")
+    assert_refused(train(tmp_path, "model.n_heads=3"), "must be divisible by model.n_heads")
+    assert_nothing_written(tmp_path)
+
+
+def test_output_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
+    # /proc refuses new folders even to root, unlike a chmod-ed folder.
+    cmd = [sys.executable, "train.py", "experiment=smoke", "hydra.run.dir=/proc/heatforecast/run"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert_refused(done, "/proc/heatforecast")
