@@ -30,7 +30,8 @@ class Forecaster(L.LightningModule):
         angles: (A,) bin angles in degrees.
         scale_factor: the data scaler's factor (data = scaled * factor).
         scale: ``linear`` or ``db``.
-        nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch) or ``skip``.
+        nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch), ``skip`` (the
+            batch), or ``off`` (no check, no host sync per step).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
     """
 
@@ -48,8 +49,8 @@ class Forecaster(L.LightningModule):
         config: dict | None = None,
     ) -> None:
         super().__init__()
-        if nonfinite not in ("raise", "skip"):
-            raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
+        if nonfinite not in ("raise", "skip", "off"):
+            raise ValueError(f"nonfinite must be 'raise', 'skip' or 'off'; got {nonfinite!r}")
         self.save_hyperparameters({"config": config or {}, "scale_factor": scale_factor})
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -70,7 +71,8 @@ class Forecaster(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
         x, y, series, time = batch
         loss = self.loss(self(x), y)
-        if not torch.isfinite(loss):
+        # The check reads the loss on the host: one sync per step, which nonfinite=off avoids on a GPU.
+        if self.nonfinite != "off" and not torch.isfinite(loss):
             message = (
                 f"non-finite training loss {loss.item()} (loss={self.loss_name}) at step "
                 f"{self.global_step}, batch {batch_idx}: windows of series {series.tolist()[:8]} "
@@ -103,9 +105,12 @@ class Forecaster(L.LightningModule):
         panels = self.metrics[split].compute()
         self.metrics[split].reset()
         self.panels[split] = panels
-        # Values are already reduced across ranks by torchmetrics, so no sync_dist here.
-        self.log_dict({f"{split}/{k}": v for k, v in panels["model"].items()})
-        self.log_dict({f"{split}/persistence/{k}": v for k, v in panels["persistence"].items()})
+        # torchmetrics already reduced the sums across ranks, so every rank holds the same values;
+        # sync_dist averages identical numbers (once per epoch) and keeps Lightning's DDP checks quiet.
+        self.log_dict({f"{split}/{k}": v for k, v in panels["model"].items()}, sync_dist=True)
+        self.log_dict(
+            {f"{split}/persistence/{k}": v for k, v in panels["persistence"].items()}, sync_dist=True
+        )
 
     def on_validation_epoch_end(self) -> None:
         self._end_epoch("val")

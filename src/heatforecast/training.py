@@ -63,7 +63,8 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     """The LightningModule for a set-up datamodule."""
     model = build_model(cfg, datamodule.n_bins)
     if cfg.compile:
-        model = torch.compile(model)
+        model.compile()  # in place: state_dict keys stay those of the plain model
+
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(

@@ -1,0 +1,60 @@
+"""Scale-out paths that run on a CPU: DDP over 2 gloo processes, sweeps via submitit, Optuna."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+# Same windows and updates either way: 2 ranks x 8 windows, averaged, is one step of 16 windows.
+EQUIVALENT = ["experiment=smoke", "trainer.deterministic=true", "model.dropout=0"]
+
+
+def train(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "train.py", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
+    one = train(*EQUIVALENT, "data.batch_size=16", f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    two = train(*EQUIVALENT, *ddp, "data.batch_size=8", f"hydra.run.dir={tmp_path / 'two'}")
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for who in ("model", "persistence"):
+        for split in ("val", "test"):
+            for name, value in a[who][split].items():
+                assert b[who][split][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (who, split, name)
+    # One run folder, one set of TensorBoard events (rank 0 only), no per-rank folders.
+    assert not [
+        p for p in (tmp_path / "two").iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")
+    ]
+
+
+@pytest.mark.slow
+def test_sweep_through_submitit_local(tmp_path: Path) -> None:
+    done = train(
+        "-m", "hydra/launcher=submitit_local", "loss=mse,emd", "experiment=smoke", f"paths.log_dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent.name for p in tmp_path.glob("multiruns/*/*/metrics.json"))
+    assert runs == ["0_experiment=smoke,loss=mse", "1_experiment=smoke,loss=emd"]
+
+
+def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
+    done = train(
+        "hparams_search=optuna", "experiment=smoke", "hydra.sweeper.n_trials=2", f"paths.log_dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results,) = tmp_path.glob("multiruns/*/optimization_results.yaml")
+    text = results.read_text()
+    assert "best_params" in text and "loss.weights.mse" in text
+    assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
