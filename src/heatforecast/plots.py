@@ -50,12 +50,12 @@ def horizon_figure(per_horizon: dict[str, dict[str, list[float]]], metrics: tupl
 def peak_track_figure(
     target: Tensor, forecast: Tensor, persistence: Tensor, angles: Tensor, title: str
 ) -> plt.Figure:
-    """Angle of the strongest bin over time: truth, forecast and persistence (one horizon step)."""
+    """Angle of the strongest bin over time: truth, persistence and forecast (one horizon step)."""
     angles = angles.cpu()
     fig, ax = plt.subplots(figsize=(9, 3.5), constrained_layout=True)
-    for frames, label, style in ((target, "target", "k-"), (forecast, "forecast", "C0."),
-                                 (persistence, "persistence", "C1."),):  # fmt: skip
-        ax.plot(angles[frames.cpu().argmax(-1)].numpy(), style, label=label, ms=3)
+    for frames, label, style in ((target, "target", "k-"), (persistence, "persistence", "C1o"),
+                                 (forecast, "forecast", "C0x")):  # fmt: skip
+        ax.plot(angles[frames.cpu().argmax(-1)].numpy(), style, label=label, ms=4, mfc="none")
     ax.set_xlabel("window (time order)")
     ax.set_ylabel("peak angle (deg)")
     ax.set_title(title)

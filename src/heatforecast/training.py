@@ -320,7 +320,8 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
 def write_figures(
     forecasts: dict[str, Tensor], datamodule: HeatmapData, output_dir: Path, writer: Any
 ) -> None:
-    """A forecast window (time x angle) and the peak-angle track of the first series at h = 1."""
+    """A forecast window (time x angle) and the peak-angle track of the first series at the last
+    horizon step, where forecast and persistence differ most."""
     first = int(forecasts["time"][0])
     sid = int(forecasts["series"][0])
     context = torch.from_numpy(datamodule.heatmaps.series[sid][first - datamodule.context_len : first])
@@ -331,11 +332,11 @@ def write_figures(
     }
     in_series = forecasts["series"] == sid
     figures["peak_track"] = peak_track_figure(
-        forecasts["target"][in_series, 0],
-        forecasts["forecast"][in_series, 0],
-        forecasts["persistence"][in_series, 0],
+        forecasts["target"][in_series, -1],
+        forecasts["forecast"][in_series, -1],
+        forecasts["persistence"][in_series, -1],
         datamodule.angles,
-        f"series {datamodule.heatmaps.ids[sid]!r}, one step ahead",
+        f"series {datamodule.heatmaps.ids[sid]!r}, {datamodule.horizon} steps ahead",
     )
     for name, fig in figures.items():
         fig.savefig(output_dir / f"{name}.png", dpi=100)
