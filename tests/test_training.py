@@ -54,6 +54,11 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     assert metrics["model"]["test"]["emd"] == pytest.approx(logged["test/emd"][-1], rel=1e-6)
     for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "hp/test_emd"):
         assert tag in logged, tag
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {"val/forecast", "test/by_horizon"} <= set(events.Tags()["images"])
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert "custom_scalars__config__" in events.Tags()["tensors"]
 
 
 def test_persistence_metrics_match_a_hand_computation(tiny, tmp_path: Path) -> None:
