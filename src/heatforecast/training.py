@@ -64,7 +64,6 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     model = build_model(cfg, datamodule.n_bins)
     if cfg.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model
-
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(
@@ -104,7 +103,6 @@ def _check_metric(name: str) -> None:
         raise ConfigError(
             f"optimized_metric={name!r}; expected val/NAME or test/NAME with NAME one of {', '.join(METRICS)}"
         )
-    return split, metric
 
 
 def _custom_scalars(logger: Any) -> None:
