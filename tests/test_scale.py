@@ -58,3 +58,21 @@ def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
     text = results.read_text()
     assert "best_params" in text and "loss.weights.mse" in text
     assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_and_its_checkpoint_evaluates_without_compile(tmp_path: Path) -> None:
+    done = train("experiment=smoke", "compile=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    cmd = [
+        sys.executable,
+        "evaluate.py",
+        f"ckpt_path={trained['best_checkpoint']}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for name, value in trained["model"]["test"].items():
+        assert evaluated["model"]["test"][name] == pytest.approx(value, rel=1e-4, abs=1e-7), name

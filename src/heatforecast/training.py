@@ -61,14 +61,15 @@ def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
 
 def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     """The LightningModule for a set-up datamodule."""
-    model = build_model(cfg, datamodule.n_bins)
-    if cfg.compile:
-        model.compile()  # in place: state_dict keys stay those of the plain model
+    model, loss = build_model(cfg, datamodule.n_bins), instantiate(cfg.loss)
+    if cfg.compile:  # in place, so state_dict keys stay those of the plain modules
+        model.compile()
+        loss.compile()  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(
         model=model,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         optimizer=instantiate(cfg.optim.optimizer) if trainable else None,
         scheduler=instantiate(cfg.optim.scheduler) if trainable and cfg.optim.scheduler else None,
         angles=datamodule.angles,
