@@ -3,7 +3,8 @@
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
 sorted by `--sort`, with a persistence row scored on the same windows. Runs without metrics.json are
-listed as `crashed or running`, not fatal. Writes the table as CSV and the val curves as PNG.
+listed as `crashed or running`, not fatal. Writes the table as CSV, the val curves as PNG, and the test
+metrics against the horizon step (every run beside persistence) as `<png>_by_horizon.png`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def read_run(run: Path, metric: str) -> dict:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
     metrics_file = run / "metrics.json"
-    scalars = curves(run)
-    best = scalars.get(f"val/{metric}")
+    row["curves"] = curves(run)
+    best = row["curves"].get(f"val/{metric}")
     row["best_val"] = min(v for _, v in best) if best else math.nan
     if not metrics_file.is_file():
         row["status"] = "crashed or running"
@@ -54,6 +55,8 @@ def read_run(run: Path, metric: str) -> dict:
     row["status"] = "ok"
     row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
     row["persistence"] = {c: metrics["persistence"]["test"][c] for c in COLUMNS}
+    row["per_horizon"] = metrics["model"]["test_per_horizon"]
+    row["persistence_per_horizon"] = metrics["persistence"]["test_per_horizon"]
     return row
 
 
@@ -94,15 +97,35 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
 
 
 def plot(rows: list[dict], tags: list[str], out: Path) -> None:
+    """Val curves of every run, one chart per tag."""
     fig, axes = plt.subplots(1, len(tags), figsize=(6 * len(tags), 4), squeeze=False)
     for ax, tag in zip(axes[0], tags):
         for r in rows:
-            points = curves(Path(r["path"])).get(tag, [])
+            points = r["curves"].get(tag, [])
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker=".", label=r["run"][:60])
         ax.set_title(tag)
         ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_horizons(rows: list[dict], metrics: list[str], out: Path) -> None:
+    """Test metrics against the horizon step for every finished run, persistence dashed."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        for r in ok:
+            values = r["per_horizon"][name]
+            ax.plot(range(1, len(values) + 1), values, marker=".", label=r["run"][:60])
+        if ok:
+            values = ok[0]["persistence_per_horizon"][name]
+            ax.plot(range(1, len(values) + 1), values, "k--", label="persistence")
+        ax.set_title(f"test {name}")
+        ax.set_xlabel("horizon step")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -131,7 +154,9 @@ def main() -> None:
     print(frame.to_markdown(index=False, floatfmt=".4g"))
     frame.to_csv(args.csv, index=False)
     plot(rows, [f"val/{args.metric}", "val/loss"], args.png)
-    print(f"\nwrote {args.csv} and {args.png}")
+    by_horizon = args.png.with_name(f"{args.png.stem}_by_horizon.png")
+    plot_horizons(rows, ["emd", "peak_err_deg", "mse"], by_horizon)
+    print(f"\nwrote {args.csv}, {args.png} and {by_horizon}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,4 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
+    assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
