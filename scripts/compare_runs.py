@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -60,6 +61,13 @@ def read_run(run: Path, metric: str) -> dict:
     return row
 
 
+def group_name(row: dict, by: str | None) -> str:
+    """The run's label; with `by`, its overrides without `by=...` (runs differing only there group)."""
+    if not by:
+        return row["run"]
+    return ",".join(o for o in row["overrides"] if not o.startswith(f"{by}=")) or "(defaults)"
+
+
 def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
     frame = pd.DataFrame(
@@ -67,10 +75,7 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     )
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
-        key = [
-            ",".join(o for o in r["overrides"] if not o.startswith(f"{by}=")) or "(defaults)" for r in rows
-        ]
-        frame["run"] = key
+        frame["run"] = [group_name(r, by) for r in rows]
         done = frame[frame.status == "ok"]
         stats = done.groupby("run")[["best_val", *COLUMNS]].agg(["mean", "std"])
         out = pd.DataFrame(index=stats.index)
@@ -96,39 +101,54 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     return frame
 
 
-def plot(rows: list[dict], tags: list[str], out: Path) -> None:
-    """Val curves of every run, one chart per tag."""
-    fig, axes = plt.subplots(1, len(tags), figsize=(6 * len(tags), 4), squeeze=False)
+def plot(rows: list[dict], tags: list[str], by: str | None, out: Path) -> None:
+    """Val curves of every run, one chart per tag; runs of one group share a colour."""
+    groups = sorted({group_name(r, by) for r in rows})
+    colours = {g: plt.cm.tab20(i % 20) for i, g in enumerate(groups)}
+    fig, axes = plt.subplots(1, len(tags), figsize=(6 * len(tags), 4.5), squeeze=False)
     for ax, tag in zip(axes[0], tags):
+        labelled = set()
         for r in rows:
             points = r["curves"].get(tag, [])
             if points:
+                group = group_name(r, by)
                 steps, values = zip(*points)
-                ax.plot(steps, values, marker=".", label=r["run"][:60])
+                label = None if group in labelled else group[:60]
+                labelled.add(group)
+                ax.plot(steps, values, marker=".", color=colours[group], label=label)
         ax.set_title(tag)
         ax.set_xlabel("step")
-    axes[0][0].legend(fontsize=7)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7
+    )
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
-def plot_horizons(rows: list[dict], metrics: list[str], out: Path) -> None:
-    """Test metrics against the horizon step for every finished run, persistence dashed."""
+def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Path) -> None:
+    """Test metrics against the horizon step (mean over each group's runs), persistence dashed."""
     ok = [r for r in rows if r["status"] == "ok"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    groups: dict[str, list[dict]] = {}
+    for r in ok:
+        groups.setdefault(group_name(r, by), []).append(r)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     for ax, name in zip(axes[0], metrics):
-        for r in ok:
-            values = r["per_horizon"][name]
-            ax.plot(range(1, len(values) + 1), values, marker=".", label=r["run"][:60])
+        for i, (group, members) in enumerate(sorted(groups.items())):
+            values = np.mean([m["per_horizon"][name] for m in members], axis=0)
+            ax.plot(
+                range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
+            )
         if ok:
             values = ok[0]["persistence_per_horizon"][name]
-            ax.plot(range(1, len(values) + 1), values, "k--", label="persistence")
+            ax.plot(range(1, len(values) + 1), values, "k--", lw=2, label="persistence")
         ax.set_title(f"test {name}")
         ax.set_xlabel("horizon step")
-    axes[0][0].legend(fontsize=7)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7
+    )
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -153,9 +173,9 @@ def main() -> None:
     frame = table(rows, args.by, args.sort).rename(columns={"best_val": f"best val/{args.metric}"})
     print(frame.to_markdown(index=False, floatfmt=".4g"))
     frame.to_csv(args.csv, index=False)
-    plot(rows, [f"val/{args.metric}", "val/loss"], args.png)
+    plot(rows, [f"val/{args.metric}", "val/loss"], args.by, args.png)
     by_horizon = args.png.with_name(f"{args.png.stem}_by_horizon.png")
-    plot_horizons(rows, ["emd", "peak_err_deg", "mse"], by_horizon)
+    plot_horizons(rows, ["emd", "peak_err_deg", "mse"], args.by, by_horizon)
     print(f"\nwrote {args.csv}, {args.png} and {by_horizon}")
 
 
