@@ -55,7 +55,8 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> dict[s
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     phases = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)
-    batches = iter(dm.train_dataloader())
+    loader = dm.train_dataloader()
+    batches = (batch for _ in iter(int, 1) for batch in loader)  # epoch after epoch, as long as needed
     for i in range(steps + 3):
         times = [time.perf_counter()]
         x, y, *_ = next(batches)
@@ -90,8 +91,8 @@ def lightning_step(cfg, batch_size: int, steps: int) -> float:  # noqa: ANN001
     timer = StepTimer(warmup=3)
     trainer = instantiate(
         cfg.trainer,
-        max_epochs=1,
-        limit_train_batches=steps + 3,
+        max_epochs=-1,
+        max_steps=steps + 3,
         limit_val_batches=0,
         logger=instantiate(cfg.logger),
         callbacks=[timer],
