@@ -39,3 +39,13 @@ def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> 
 def tiny(tmp_path: Path):
     """tiny(*overrides, model=...) -> a composed config writing under tmp_path."""
     return lambda *o, model="transformer": tiny_config(tmp_path, *o, model=model)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained run folder (metrics.json + checkpoints), shared by the tests that need one."""
+    from heatforecast.training import run
+
+    run_dir = tmp_path_factory.mktemp("run")
+    run(tiny_config(run_dir, "loss=emd"))
+    return run_dir

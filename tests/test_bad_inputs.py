@@ -4,6 +4,7 @@ was left behind."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 
 from heatforecast.data import DataError, FileData, read_heatmaps
-from heatforecast.training import ConfigError, run
+from heatforecast.training import CheckpointError, ConfigError, load_checkpoint, run
 
 from .conftest import ROOT, tiny_config
 
@@ -198,3 +200,34 @@ def test_output_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None
     cmd = [sys.executable, "train.py", "experiment=smoke", "hydra.run.dir=/proc/heatforecast/run"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert_refused(done, "/proc/heatforecast")
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"config": {}}, "state_dict": {}, "x": Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused: it holds Python objects"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: Path) -> None:
+    data = (trained / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a heatforecast checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.ckpt")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from heatforecast.data import make_synthetic, write_heatmaps
-from heatforecast.training import CheckpointError, load_checkpoint, run
 
 from .conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny trained run folder (metrics.json + checkpoints)."""
-    from .conftest import tiny_config
-
-    run_dir = tmp_path_factory.mktemp("run")
-    run(tiny_config(run_dir, "loss=emd"))
-    return run_dir
 
 
 def evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -80,34 +67,3 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert not (tmp_path / "b" / "metrics.json").exists()
     done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
     assert done.returncode != 0 and "trained with data.context_len=8" in done.stderr
-
-
-class Payload:
-    """Unpickling this runs a shell command: what a malicious checkpoint would carry."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # noqa: ANN204
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.ckpt"
-    torch.save({"hyper_parameters": {"config": {}}, "state_dict": {}, "x": Payload(marker)}, path)
-    with pytest.raises(CheckpointError, match="refused: it holds Python objects"):
-        load_checkpoint(path)
-    assert not marker.exists()
-
-
-def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: Path) -> None:
-    data = (trained / "checkpoints" / "last.ckpt").read_bytes()
-    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
-        load_checkpoint(tmp_path / "cut.ckpt")
-    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="not a heatforecast checkpoint"):
-        load_checkpoint(tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="no such file"):
-        load_checkpoint(tmp_path / "missing.ckpt")

@@ -109,3 +109,15 @@ def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
     for r in runs:
         assert "val/emd" in scalars(r)
         assert json.loads((r / "metrics.json").read_text())["optimized_metric"] == "val/emd"
+
+
+def test_two_sweeps_started_together_do_not_collide(tmp_path: Path) -> None:
+    cmd = [sys.executable, "train.py", "-m", *TINY, "model=persistence", f"paths.log_dir={tmp_path}"]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    sweeps = list((tmp_path / "multiruns").iterdir())
+    assert len(sweeps) == 2
+    assert all(len(list(s.glob("*/metrics.json"))) == 1 for s in sweeps)
