@@ -255,12 +255,16 @@ def test_unknown_loss_name_lists_the_available_ones() -> None:
 
 
 @pytest.mark.parametrize("scale", ["linear", "db"])
-@pytest.mark.parametrize("kind", ["emd", "emd_circular", "cramer"])
+@pytest.mark.parametrize("kind", ["emd", "emd_circular", "cramer", "kl"])
 def test_hand_written_backward_matches_autograd_of_the_formula(kind: str, scale: str) -> None:
     gen = torch.Generator().manual_seed(8)
     pred = (torch.rand(3, 4, 20, generator=gen, dtype=torch.float64) * 2 - 0.3).requires_grad_()
     target = torch.rand(3, 4, 20, generator=gen, dtype=torch.float64).requires_grad_()
-    if kind == "cramer":
+    if kind == "kl":
+        ours = losses.kl(pred, target, scale)
+        log_p, log_q = losses.log_distribution(pred, scale), losses.log_distribution(target, scale)
+        reference = (log_q.exp() * (log_q - log_p)).sum(-1)
+    elif kind == "cramer":
         ours = losses.cramer(pred, target, 0.5, scale)
         gap = losses.cdf_gap(pred, target, scale)
         reference = 0.5 * gap.square().sum(-1)

@@ -76,8 +76,9 @@ def _normalise(x: Tensor, scale: str, eps: float) -> tuple[Tensor, Tensor]:
 
 
 def _normalise_backward(grad: Tensor, x: Tensor, probs: Tensor, total: Tensor, scale: str) -> Tensor:
-    """Gradient w.r.t. x given the gradient w.r.t. the distribution P of x."""
-    centred = grad - (grad * probs).sum(-1, keepdim=True)
+    """Gradient w.r.t. x given the gradient w.r.t. the distribution P of x (overwrites ``grad``)."""
+    dot = (grad.unsqueeze(-2) @ probs.unsqueeze(-1)).squeeze(-1)  # sum_a grad_a P_a, without a temporary
+    centred = grad.sub_(dot)
     if scale == "db":
         return centred.mul_(probs).div_(DB_TEMPERATURE)
     return centred.div_(total).masked_fill_(x < 0, 0.0)  # clamp_min(0) passes gradient at x >= 0
@@ -88,32 +89,36 @@ class _CdfDistance(torch.autograd.Function):
     c = the median of the gap when circular (else 0), held constant in backward.
 
     The backward is written out (the gradient of a CDF entry reaches every bin below it, so
-    d/dP_a = sum_{b >= a} f'(gap_b)); it saves the chain of intermediates autograd would keep and
-    runs in a few passes over memory (scripts/bench_losses.py measures it).
+    d/dP_a = sum_{b >= a} f'(gap_b)). Working in place where a buffer is ours keeps it to a few passes
+    over memory and two large allocations each way (scripts/bench_losses.py measures it).
     """
 
     @staticmethod
     def forward(ctx, pred, target, bin_width, scale, eps, power, circular):  # noqa: ANN001
         p, p_total = _normalise(pred, scale, eps)
         t, t_total = _normalise(target, scale, eps)
-        gap = (p - t).cumsum_(-1)
+        target_grad = ctx.needs_input_grad[1]
+        # Without a target gradient, t's buffer becomes the gap: one large allocation fewer.
+        gap = (p - t if target_grad else t.neg_().add_(p)).cumsum_(-1)
         if circular:
             gap -= gap.median(-1, keepdim=True).values
-        ctx.save_for_backward(pred, target, p, t, p_total, t_total, gap)
+        ctx.save_for_backward(pred, p, p_total, gap, *((target, t, t_total) if target_grad else ()))
         ctx.params = (bin_width, scale, power)
-        return bin_width * (gap.abs() if power == 1 else gap.square()).sum(-1)
+        if power == 1:
+            return bin_width * torch.linalg.vector_norm(gap, ord=1, dim=-1)
+        return bin_width * torch.linalg.vector_norm(gap, ord=2, dim=-1).square()
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001
-        pred, target, p, t, p_total, t_total, gap = ctx.saved_tensors
+        pred, p, p_total, gap, *target_saved = ctx.saved_tensors
         bin_width, scale, power = ctx.params
         g = (gap.sign() if power == 1 else 2 * gap).mul_((bin_width * grad_out).unsqueeze(-1))
         g = g.cumsum(-1).neg_().add_(g).add_(g.sum(-1, keepdim=True))  # reverse cumulative sum
-        grad_pred = grad_target = None
-        if ctx.needs_input_grad[0]:
-            grad_pred = _normalise_backward(g, pred, p, p_total, scale)
-        if ctx.needs_input_grad[1]:
-            grad_target = _normalise_backward(-g, target, t, t_total, scale)
+        grad_target = None
+        if target_saved:
+            target, t, t_total = target_saved
+            grad_target = _normalise_backward(g.neg(), target, t, t_total, scale)
+        grad_pred = _normalise_backward(g, pred, p, p_total, scale) if ctx.needs_input_grad[0] else None
         return grad_pred, grad_target, None, None, None, None, None
 
 
@@ -213,11 +218,37 @@ def kl(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT
         log_p = log_distribution(pred, scale, eps)
         log_q = log_distribution(target, scale, eps)
         return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(-1)
-    q_pred = pred.clamp_min(0.0) + eps
-    q_target = target.clamp_min(0.0) + eps
-    total_pred, total_target = q_pred.sum(-1), q_target.sum(-1)
-    cross = (q_target * (q_target.log() - q_pred.log())).sum(-1) / total_target
-    return cross - total_target.log() + total_pred.log()
+    return _KLLinear.apply(pred, target, eps)
+
+
+class _KLLinear(torch.autograd.Function):
+    """:func:`kl` for linear energy with the backward written out, in place where a buffer is ours:
+    with Q = q_t / S_t, dKL/dq_p = -Q / q_p + 1 / S_p and dKL/dq_t = (log q_t - log q_p - KL_cross) / S_t,
+    KL_cross = sum_a Q_a (log q_t,a - log q_p,a)."""
+
+    @staticmethod
+    def forward(ctx, pred, target, eps):  # noqa: ANN001
+        q_pred, q_target = pred.clamp_min(0.0).add_(eps), target.clamp_min(0.0).add_(eps)
+        total_pred, total_target = q_pred.sum(-1), q_target.sum(-1)
+        log_ratio = q_target.log().sub_(q_pred.log())
+        cross = (log_ratio * q_target).sum(-1).div_(total_target)
+        ctx.save_for_backward(pred, target, q_pred, q_target, total_pred, total_target, cross)
+        return cross - total_target.log() + total_pred.log()
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001
+        pred, target, q_pred, q_target, total_pred, total_target, cross = ctx.saved_tensors
+        g = grad_out.unsqueeze(-1)
+        grad_pred = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_pred = (
+                q_target.div(q_pred).div_(-total_target.unsqueeze(-1)).add_(1 / total_pred.unsqueeze(-1))
+            )
+            grad_pred = grad_pred.mul_(g).masked_fill_(pred < 0, 0.0)
+        if ctx.needs_input_grad[1]:
+            grad_target = q_target.log().sub_(q_pred.log()).sub_(cross.unsqueeze(-1))
+            grad_target = grad_target.div_(total_target.unsqueeze(-1)).mul_(g).masked_fill_(target < 0, 0.0)
+        return grad_pred, grad_target, None
 
 
 def cumsum_mse_over_cos(pred: Tensor, target: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
