@@ -295,9 +295,6 @@ class HeatmapData(L.LightningDataModule):
     def test_dataloader(self) -> WindowLoader:
         return self.loader("test")
 
-    def predict_dataloader(self) -> WindowLoader:
-        return self.loader("test")
-
 
 class SyntheticData(HeatmapData):
     """The embedded synthetic data set (:func:`heatforecast.data.synthetic.make_synthetic`)."""
