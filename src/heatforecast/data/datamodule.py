@@ -102,7 +102,7 @@ class WindowSampler:
     """The order of a split's windows: shuffled per epoch from (seed, epoch) for train, else in order.
 
     Lightning calls ``set_epoch`` (it looks for ``loader.sampler``). The order depends only on the seed
-    and epoch, and ``skip`` lets a resumed run continue mid-epoch exactly where it stopped.
+    and epoch, so a resumed run draws the same order (the loader then skips the batches already done).
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
@@ -112,6 +112,11 @@ class WindowSampler:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def __len__(self) -> int:
+        """This rank's number of windows, without drawing the permutation."""
+        n = self.n - self.n % self.world_size if self.shuffle else self.n
+        return len(range(self.rank, n, self.world_size))
 
     def order(self) -> Tensor:
         if self.shuffle:
@@ -149,7 +154,7 @@ class WindowLoader:
         self._skip = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.sampler.order()) / self.batch_size)
+        return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         order = self.sampler.order().to(self.values.device)
