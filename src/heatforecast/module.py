@@ -85,15 +85,22 @@ class Forecaster(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(x))
         return loss
 
+    def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Forecast a batch, add it to the split's metric panel; returns the forecast in scaled units
+        and forecast, target, persistence in data units."""
+        pred = self(x)
+        to_data = self.scale_factor
+        forecast, target = pred * to_data, y * to_data
+        persistence = (x[:, -1:] * to_data).expand_as(y)
+        self.metrics[split].update(forecast, target, persistence)
+        return pred, forecast, target, persistence
+
     def _eval_step(self, split: str, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y, _, _ = batch
-        pred = self(x)
+        pred, forecast, target, _ = self.score(split, x, y)
         self.log(f"{split}/loss", self.loss(pred, y), on_epoch=True, batch_size=len(x))
-        last = x[:, -1:].expand_as(y)
-        to_data = self.scale_factor
-        self.metrics[split].update(pred * to_data, y * to_data, last * to_data)
         if split == "val" and batch_idx == 0:
-            self._figure_window = (x[0] * to_data, y[0] * to_data, pred[0] * to_data)
+            self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step("val", batch, batch_idx)

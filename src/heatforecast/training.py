@@ -306,12 +306,9 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
     """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
     forecast, target, persistence (W, H, A) and series, time (W,)."""
     parts: dict[str, list[Tensor]] = {k: [] for k in ("forecast", "target", "persistence", "series", "time")}
-    factor = module.scale_factor
     for x, y, series, time in loader:
-        pred = module(x) * factor
-        target, last = y * factor, (x[:, -1:] * factor).expand_as(y)
-        module.metrics["test"].update(pred, target, last)
-        for key, value in zip(parts, (pred, target, last, series, time)):
+        _, forecast, target, persistence = module.score("test", x, y)
+        for key, value in zip(parts, (forecast, target, persistence, series, time)):
             parts[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
