@@ -1,4 +1,5 @@
-"""Test-only Lightning callbacks, added to a run from the command line (`+callbacks.NAME._target_=...`)."""
+"""Test-only callbacks and losses, added to a run from the command line (`+callbacks.NAME._target_=...`,
+`loss._target_=...`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import signal
 
 import lightning as L
+import torch
+from torch import nn
 
 
 class KillAtStep(L.Callback):
@@ -17,3 +20,19 @@ class KillAtStep(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NaNAtCall(nn.Module):
+    """MSE, except that training call number `call` (0-based) returns NaN: a loss that blows up once."""
+
+    def __init__(self, call: int) -> None:
+        super().__init__()
+        self.call, self.calls = call, 0
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = (pred - target).pow(2).mean()
+        if self.training:
+            self.calls += 1
+            if self.calls - 1 == self.call:
+                return loss * float("nan")
+        return loss

@@ -16,7 +16,7 @@ from heatforecast.models import DLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.training import run
 
-from .conftest import ROOT
+from .conftest import ROOT, tiny_config
 
 RESUMABLE = [
     "experiment=smoke",
@@ -81,9 +81,19 @@ def forecaster(nonfinite: str) -> Forecaster:
 
 def test_non_finite_loss_stops_naming_the_batch_or_is_skipped() -> None:
     batch = (torch.rand(3, 4, 5), torch.rand(3, 2, 5), torch.tensor([0, 0, 1]), torch.tensor([7, 8, 20]))
+    watching = forecaster("raise")
+    watching.log = lambda *args, **kwargs: None  # logging needs a running fit loop
+    assert watching.training_step(batch, 0) is not None  # recorded on the device, no host sync here
     with pytest.raises(NonFiniteLossError) as info:
-        forecaster("raise").training_step(batch, 0)
+        watching.check_nonfinite()
     message = str(info.value)
     assert "loss=nan_loss" in message and "series [0, 0, 1]" in message and "[7, 8, 20]" in message
     assert "nonfinite=skip" in message
     assert forecaster("skip").training_step(batch, 0) is None
+
+
+def test_non_finite_loss_stops_the_fit_naming_the_step_it_happened(tmp_path: Path) -> None:
+    # The device-side record names the step where the loss blew up, not the later step that read it.
+    cfg = tiny_config(tmp_path, "loss=mse", "+loss.call=1", "loss._target_=tests.helpers.NaNAtCall")
+    with pytest.raises(NonFiniteLossError, match=r"loss=NaNAtCall\) at step 1, batch 1: windows"):
+        run(cfg)

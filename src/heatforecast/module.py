@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from heatforecast.losses import DEFAULT_EPS
@@ -30,8 +31,9 @@ class Forecaster(L.LightningModule):
         angles: (A,) bin angles in degrees.
         scale_factor: the data scaler's factor (data = scaled * factor).
         scale: ``linear`` or ``db``.
-        nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch), ``skip`` (the
-            batch), or ``off`` (no check, no host sync per step).
+        nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
+            device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
+            batch; a host sync per step), or ``off`` (no check).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
     """
 
@@ -64,26 +66,67 @@ class Forecaster(L.LightningModule):
         )
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
+        self._first_nonfinite: Tensor | None = None  # on the device: step, batch, 8 series, 8 times
+        self.samples_trained = 0  # windows seen by training_step in this process (for samples/s)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
+        # bins (CDFs), which bf16's 8-bit mantissa cannot do accurately.
+        return self.model(x).float()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
         x, y, series, time = batch
         loss = self.loss(self(x), y)
-        # The check reads the loss on the host: one sync per step, which nonfinite=off avoids on a GPU.
-        if self.nonfinite != "off" and not torch.isfinite(loss):
-            message = (
-                f"non-finite training loss {loss.item()} (loss={self.loss_name}) at step "
-                f"{self.global_step}, batch {batch_idx}: windows of series {series.tolist()[:8]} "
-                f"with first target steps {time.tolist()[:8]}"
-            )
-            if self.nonfinite == "raise":
-                raise NonFiniteLossError(message + "; set nonfinite=skip to skip such batches")
-            self.print("skipped: " + message)
+        self.samples_trained += len(x)
+        if self.nonfinite == "raise":
+            self._watch_nonfinite(loss, batch_idx, series, time)
+        elif self.nonfinite == "skip" and not torch.isfinite(loss):  # a host sync: skipping is decided here
+            self.print("skipped: " + self._nonfinite_message(self.global_step, batch_idx, series, time))
             return None
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(x))
         return loss
+
+    def _nonfinite_message(self, step: int, batch_idx: int, series: Tensor, time: Tensor) -> str:
+        return (
+            f"non-finite training loss (loss={self.loss_name}) at step {step}, batch {batch_idx}: "
+            f"windows of series {series.tolist()[:8]} with first target steps {time.tolist()[:8]}"
+        )
+
+    def _watch_nonfinite(self, loss: Tensor, batch_idx: int, series: Tensor, time: Tensor) -> None:
+        """Remember the first non-finite batch on the device, without a host sync
+        (:meth:`check_nonfinite` reads it)."""
+        # torch.full fills on the device; torch.tensor([...]) would copy from the host and sync.
+        step = torch.full((1,), self.global_step, dtype=torch.long, device=loss.device)
+        index = torch.full((1,), batch_idx, dtype=torch.long, device=loss.device)
+        first8 = (t[:8].to(loss.device, torch.long) for t in (series, time))
+        ids = [F.pad(t, (0, 8 - len(t)), value=-1) for t in first8]
+        record = torch.cat([step, index, *ids])
+        if self._first_nonfinite is None:
+            self._first_nonfinite = torch.full_like(record, -1)
+        is_first = (self._first_nonfinite[0] < 0) & ~torch.isfinite(loss.detach())
+        self._first_nonfinite = torch.where(is_first, record, self._first_nonfinite)
+
+    def check_nonfinite(self) -> None:
+        """Raise NonFiniteLossError if a training loss since the start was NaN or inf (one host sync)."""
+        if self._first_nonfinite is None:
+            return
+        step, batch_idx, *ids = self._first_nonfinite.tolist()
+        if step < 0:
+            return
+        series, time = (torch.tensor([i for i in part if i >= 0]) for part in (ids[:8], ids[8:]))
+        raise NonFiniteLossError(
+            self._nonfinite_message(step, batch_idx, series, time)
+            + f"; noticed at step {self.global_step}; set nonfinite=skip to skip such batches"
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Read the device-side flag when Lightning syncs for logging anyway.
+        if self.nonfinite == "raise" and (self.global_step % self.trainer.log_every_n_steps == 0):
+            self.check_nonfinite()
+
+    def on_train_epoch_end(self) -> None:
+        if self.nonfinite == "raise":
+            self.check_nonfinite()
 
     def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Forecast a batch, add it to the split's metric panel; returns the forecast in scaled units
