@@ -9,6 +9,7 @@ import pickle
 import platform
 import zipfile
 from pathlib import Path
+from time import perf_counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -140,15 +141,21 @@ def run(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         _custom_scalars(logger)
 
-    best = None
+    best, fit = None, None
     if module.optimizer_factory is not None:
+        cuda = trainer.strategy.root_device.type == "cuda"
+        if cuda:
+            torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
+            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+        start = perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        fit = fit_speed(module.samples_trained * trainer.world_size, perf_counter() - start, trainer)
         best = trainer.checkpoint_callback.best_model_path or None
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
     result = summarize(module.panels, cfg.optimized_metric)
-    result.update(best_checkpoint=best, seed=cfg.seed, versions=versions())
+    result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
         final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
@@ -199,6 +206,21 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
+def fit_speed(samples: int, seconds: float, trainer: L.Trainer) -> dict[str, Any]:
+    """Training throughput of a fit (its validation epochs and checkpoints included) and the
+    device's peak memory."""
+    device = trainer.strategy.root_device
+    cuda = device.type == "cuda"
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else device.type,
+        "precision": str(trainer.precision),
+        "samples": samples,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / seconds, 1),
+        "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
+    }
+
+
 def versions() -> dict[str, str]:
     import hydra
     import lightning
@@ -222,6 +244,12 @@ def panel_table(result: dict[str, Any]) -> str:
             continue
         lines.append(f"{name:<14}{model[name]:>12.4g}{pers[name]:>14.4g}")
     lines.append(f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}")
+    if fit := result.get("fit"):
+        memory = f", peak GPU memory {fit['peak_memory_mb']:,.0f} MB" if fit["peak_memory_mb"] else ""
+        lines.append(
+            f"fit: {fit['samples']:,} samples in {fit['seconds']:.1f} s on {fit['device']} "
+            f"({fit['precision']}): {fit['samples_per_s']:,.0f} samples/s with validation{memory}"
+        )
     return "\n".join(lines)
 
 
