@@ -1,9 +1,10 @@
 """Training-step speed: `python scripts/bench_train.py [--batch-sizes 64,256,1024] [HYDRA OVERRIDES ...]`.
 
-For the configured model and loss (default config; add e.g. `trainer=gpu data.on_device=true`), at each
+For the configured model and loss (default config; add e.g. `trainer=gpu`), at each
 batch size: samples/s and peak memory of a bare training step, split into data, forward, loss, backward
 and optimizer; then the same steps inside a real Lightning fit (logging, metrics, callbacks), printed
-last as `overhead N%` = Lightning step time / bare forward+backward+optimizer time - 1.
+last as `overhead N%` = Lightning's time per window / the bare forward+backward+optimizer time per
+window - 1, at the largest batch size.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 class StepTimer(L.Callback):
-    """Wall time between the starts of consecutive training batches (skipping warm-up)."""
+    """Wall time and windows between the starts of consecutive training batches (skipping warm-up)."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.starts = warmup, []
+        self.warmup, self.starts, self.sizes = warmup, [], []
 
-    def on_train_batch_start(self, trainer, *args) -> None:  # noqa: ANN001, ANN002
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()
         self.starts.append(time.perf_counter())
+        self.sizes.append(len(batch[0]))
 
-    def step_time(self) -> float:
-        starts = self.starts[self.warmup :]
-        return (starts[-1] - starts[0]) / (len(starts) - 1)
+    def rate(self) -> tuple[float, float]:
+        """Seconds per step and windows per second."""
+        starts, sizes = self.starts[self.warmup :], self.sizes[self.warmup : -1]
+        seconds = starts[-1] - starts[0]
+        return seconds / len(sizes), sum(sizes) / seconds
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -45,17 +49,18 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # process peak RSS (Linux: KiB)
 
 
-def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> dict[str, float]:  # noqa: ANN001
-    """Mean seconds per phase of a hand-written training step."""
-    dm = instantiate(cfg.data, batch_size=batch_size, on_device=False)
+def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], int]:  # noqa: ANN001
+    """Mean seconds per phase of a hand-written training step, and the windows those steps took (the
+    last batch of an epoch is partial)."""
+    dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
-    dm.values = dm.values.to(device) if cfg.data.on_device else dm.values
     module = build_module(cfg, dm).to(device)
     optimizer = module.optimizer_factory(params=module.parameters())
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     phases = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)
-    loader = dm.train_dataloader()
+    windows = 0
+    loader = dm.loader("train", device if cfg.data.on_device else None)
     batches = (batch for _ in iter(int, 1) for batch in loader)  # epoch after epoch, as long as needed
     for i in range(steps + 3):
         times = [time.perf_counter()]
@@ -78,13 +83,15 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> dict[s
         sync()
         times.append(time.perf_counter())
         if i >= 3:  # warm-up steps excluded
+            windows += len(x)
             for name, t0, t1 in zip(phases, times, times[1:]):
                 phases[name] += (t1 - t0) / steps
-    return phases
+    return phases, windows
 
 
-def lightning_step(cfg, batch_size: int, steps: int) -> float:  # noqa: ANN001
-    """Seconds per training step inside a Lightning fit with the run's logging and metrics."""
+def lightning_step(cfg, batch_size: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
+    """Seconds per training step and windows/s inside a Lightning fit with the run's logging and
+    metrics."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm)
@@ -102,7 +109,7 @@ def lightning_step(cfg, batch_size: int, steps: int) -> float:  # noqa: ANN001
         default_root_dir=cfg.paths.output_dir,
     )
     trainer.fit(module, datamodule=dm)
-    return timer.step_time()
+    return timer.rate()
 
 
 def main() -> None:
@@ -124,18 +131,21 @@ def main() -> None:
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        phases = bare_steps(cfg, batch_size, args.steps, device)
+        phases, windows = bare_steps(cfg, batch_size, args.steps, device)
         total = sum(phases.values())
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
-        print(f"| {batch_size} | {cells} | {batch_size / total:,.0f} | {peak_memory_mb(device):,.0f} |")
+        rate = windows / (total * args.steps)
+        print(f"| {batch_size} | {cells} | {rate:,.0f} | {peak_memory_mb(device):,.0f} |")
         compute = total - phases["data"]
-        overheads.append((batch_size, lightning_step(cfg, batch_size, args.steps), compute))
+        bare_rate = windows / (compute * args.steps)
+        overheads.append((batch_size, *lightning_step(cfg, batch_size, args.steps), compute, bare_rate))
     print("\n| batch | Lightning step ms | bare fwd+bwd+opt ms | samples/s in Lightning |")
     print("|---:|---:|---:|---:|")
-    for batch_size, step, compute in overheads:
-        print(f"| {batch_size} | {step * 1e3:.1f} | {compute * 1e3:.1f} | {batch_size / step:,.0f} |")
-    batch_size, step, compute = overheads[-1]
-    print(f"\noverhead {100 * (step / compute - 1):.0f}% (batch {batch_size})")
+    for batch_size, step, rate, compute, _ in overheads:
+        print(f"| {batch_size} | {step * 1e3:.1f} | {compute * 1e3:.1f} | {rate:,.0f} |")
+    # Per window, since an epoch's last batch is partial and the two loops need not meet it equally.
+    batch_size, _, rate, _, bare_rate = overheads[-1]
+    print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")
 
 
 if __name__ == "__main__":

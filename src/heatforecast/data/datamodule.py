@@ -192,7 +192,7 @@ class HeatmapData(L.LightningDataModule):
         batch_size: train batch size; val/test use ``eval_batch_size`` (default: the same).
         scale: ``linear`` (non-negative energy) or ``db`` (10 log10 power, may be negative).
         bin_width, angle_start: the angle grid in degrees (checked against numeric column names).
-        on_device: keep all data on the training device and gather batches there.
+        on_device: keep all data on the training device and gather batches there (no effect on a CPU).
         seed: seeds the train shuffle.
     """
 
@@ -207,7 +207,7 @@ class HeatmapData(L.LightningDataModule):
         scale: str = "linear",
         bin_width: float = 1.0,
         angle_start: float = 0.0,
-        on_device: bool = False,
+        on_device: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -279,13 +279,14 @@ class HeatmapData(L.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device("cpu")
 
-    def loader(self, split: str) -> WindowLoader:
-        """The batches of one split ('train' shuffled; 'val', 'test', 'all' in order), this rank's share."""
+    def loader(self, split: str, device: torch.device | None = None) -> WindowLoader:
+        """The batches of one split ('train' shuffled; 'val', 'test', 'all' in order), this rank's share,
+        gathered on ``device`` (default: the training device with ``on_device``, else the CPU)."""
         self.check_splits((split,))
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        device = self._device()
+        device = device or self._device()
         windows = self.windows[split].to(device)
         sampler = WindowSampler(len(windows), split == "train", self.seed, rank, world)
         batch = self.batch_size if split == "train" else self.eval_batch_size
