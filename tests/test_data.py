@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from heatforecast.data import (
+    DataError,
     FileData,
     SyntheticData,
     make_synthetic,
@@ -104,6 +105,30 @@ def test_batches_are_the_windows_they_claim(tmp_path: Path) -> None:
     assert sum(len(b[0]) for b in val) == len(dm.windows["val"])  # last partial batch included
     order = torch.cat([b[3] + 1000 * b[2] for b in val])
     assert torch.equal(order, torch.sort(order).values)  # val in order
+
+
+def test_drop_last_keeps_train_batches_full_and_each_epoch_drops_other_windows() -> None:
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, batch_size=16, drop_last=True)
+    dm.setup()
+    n = len(dm.windows["train"])
+    assert n % 16  # this data leaves a partial batch to drop
+    loader = dm.train_dataloader()
+    epochs = []
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == len(loader) == n // 16
+        assert all(len(b[0]) == 16 for b in batches)
+        epochs.append({(int(s), int(t)) for b in batches for s, t in zip(b[2], b[3])})
+    assert epochs[0] != epochs[1]  # the dropped windows differ between epochs
+    assert sum(len(b[0]) for b in dm.val_dataloader()) == len(dm.windows["val"])  # val keeps all
+
+
+def test_drop_last_with_fewer_windows_than_a_batch_says_so() -> None:
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, batch_size=10_000, drop_last=True)
+    dm.setup()
+    with pytest.raises(DataError, match=r"drop_last=true but the train split holds \d+ windows"):
+        dm.train_dataloader()
 
 
 def test_scaler_sees_train_only_and_round_trips(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ class WindowLoader:
     """Batches (x, y, series, time) of one split, each gathered in one indexing operation.
 
     x: (B, L, A) context, y: (B, H, A) target (scaled), series/time: (B,) the window's series index and
-    the step of its first target frame. Val/test keep the last partial batch.
+    the step of its first target frame. The last partial batch is kept unless ``drop_last``.
     """
 
     batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here
@@ -146,20 +146,23 @@ class WindowLoader:
         horizon: int,
         batch_size: int,
         sampler: WindowSampler,
+        drop_last: bool = False,
     ) -> None:
         self.values, self.windows, self.sampler = values, windows, sampler
-        self.context_len, self.batch_size = context_len, batch_size
+        self.context_len, self.batch_size, self.drop_last = context_len, batch_size, drop_last
         self.offsets = torch.arange(context_len + horizon, device=values.device)
         self.batches_done = 0  # within the current epoch, for mid-epoch resume
         self._skip = 0
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         order = self.sampler.order().to(self.values.device)
         self.batches_done, skip, self._skip = self._skip, self._skip, 0
-        for i in range(skip * self.batch_size, len(order), self.batch_size):
+        for i in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = order[i : i + self.batch_size]
             rows = (self.windows.starts[idx, None] + self.offsets).view(-1)
             # index_select on the row axis is the fastest gather here (see scripts/bench_data.py).
@@ -190,6 +193,8 @@ class HeatmapData(L.LightningDataModule):
         stride: steps between consecutive window starts.
         splits: chronological train/val/test fractions of every series.
         batch_size: train batch size; val/test use ``eval_batch_size`` (default: the same).
+        drop_last: drop each epoch's last partial train batch (a different one each epoch, since the
+            order is shuffled): every step then has the same shape, which torch.compile wants.
         scale: ``linear`` (non-negative energy) or ``db`` (10 log10 power, may be negative).
         bin_width, angle_start: the angle grid in degrees (checked against numeric column names).
         on_device: keep all data on the training device and gather batches there (no effect on a CPU).
@@ -204,6 +209,7 @@ class HeatmapData(L.LightningDataModule):
         splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
         batch_size: int = 64,
         eval_batch_size: int | None = None,
+        drop_last: bool = False,
         scale: str = "linear",
         bin_width: float = 1.0,
         angle_start: float = 0.0,
@@ -225,6 +231,7 @@ class HeatmapData(L.LightningDataModule):
         self.splits, self.scale, self.seed = splits, scale, seed
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
+        self.drop_last = drop_last
         self.bin_width, self.angle_start = bin_width, angle_start
         self.on_device = on_device
         self.heatmaps: Heatmaps | None = None
@@ -289,8 +296,16 @@ class HeatmapData(L.LightningDataModule):
         device = device or self._device()
         windows = self.windows[split].to(device)
         sampler = WindowSampler(len(windows), split == "train", self.seed, rank, world)
-        batch = self.batch_size if split == "train" else self.eval_batch_size
-        return WindowLoader(self.values.to(device), windows, self.context_len, self.horizon, batch, sampler)
+        train = split == "train"
+        batch = self.batch_size if train else self.eval_batch_size
+        if train and self.drop_last and len(sampler) < batch:
+            raise DataError(
+                f"{self.source}: data.drop_last=true but the train split holds {len(sampler)} windows "
+                f"(this rank's share), fewer than one batch of data.batch_size={batch}"
+            )
+        drop_last = train and self.drop_last
+        values = self.values.to(device)
+        return WindowLoader(values, windows, self.context_len, self.horizon, batch, sampler, drop_last)
 
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
