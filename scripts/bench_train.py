@@ -1,10 +1,11 @@
 """Training-step speed: `python scripts/bench_train.py [--batch-sizes 64,256,1024] [HYDRA OVERRIDES ...]`.
 
-For the configured model and loss (default config; add e.g. `trainer=gpu`), at each
-batch size: samples/s and peak memory of a bare training step, split into data, forward, loss, backward
-and optimizer; then the same steps inside a real Lightning fit (logging, metrics, callbacks), printed
-last as `overhead N%` = Lightning's time per window / the bare forward+backward+optimizer time per
-window - 1, at the largest batch size.
+For the configured model and loss (default config; add e.g. `trainer=gpu`), at each batch size:
+- a bare training step (forward, loss, backward, gradient clipping as the trainer config asks, optimizer)
+  split into phases, each timed to a device sync, and its peak memory;
+- bare samples/s: the same forward+backward+optimizer steps back to back, no sync inside, no data phase;
+- the same training inside a real Lightning fit (data, logging, metrics, callbacks).
+Printed last: `overhead N%` = bare samples/s / samples/s in Lightning - 1, at the largest batch size.
 """
 
 from __future__ import annotations
@@ -25,22 +26,34 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 class StepTimer(L.Callback):
-    """Wall time and windows between the starts of consecutive training batches (skipping warm-up)."""
+    """Time and windows of the training steps after ``warmup``, from the start of the first timed batch
+    to the end of the last step, with a device sync at those two points only, as a real fit runs."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.starts, self.sizes = warmup, [], []
+        self.warmup, self.steps, self.windows = warmup, 0, 0
+        self.start = self.seconds = 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.synchronize()
-        self.starts.append(time.perf_counter())
-        self.sizes.append(len(batch[0]))
+        if trainer.global_step == self.warmup:
+            sync(trainer.strategy.root_device)
+            self.start = time.perf_counter()
+        if trainer.global_step >= self.warmup:
+            self.steps += 1
+            self.windows += len(batch[0])
+
+    def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN001, ANN002
+        if trainer.global_step == trainer.max_steps:
+            sync(trainer.strategy.root_device)
+            self.seconds = time.perf_counter() - self.start
 
     def rate(self) -> tuple[float, float]:
         """Seconds per step and windows per second."""
-        starts, sizes = self.starts[self.warmup :], self.sizes[self.warmup : -1]
-        seconds = starts[-1] - starts[0]
-        return seconds / len(sizes), sum(sizes) / seconds
+        return self.seconds / self.steps, self.windows / self.seconds
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -49,44 +62,61 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # process peak RSS (Linux: KiB)
 
 
-def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], int]:  # noqa: ANN001
-    """Mean seconds per phase of a hand-written training step, and the windows those steps took (the
-    last batch of an epoch is partial)."""
+def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], float]:  # noqa: ANN001
+    """A hand-written training step: forward, loss, backward, gradient clipping if the trainer config
+    clips, optimizer. Returns the mean seconds per phase (a device sync after each phase), and the
+    windows/s of forward+backward+optimizer run back to back with no sync inside, as a real loop runs,
+    over a few batches gathered beforehand (so without the data phase)."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm).to(device)
     optimizer = module.optimizer_factory(params=module.parameters())
     bf16 = str(cfg.trainer.precision).startswith("bf16")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    phases = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)
-    windows = 0
+    clip = cfg.trainer.get("gradient_clip_val")
     loader = dm.loader("train", device if cfg.data.on_device else None)
     batches = (batch for _ in iter(int, 1) for batch in loader)  # epoch after epoch, as long as needed
-    for i in range(steps + 3):
-        times = [time.perf_counter()]
-        x, y, *_ = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        sync()
-        times.append(time.perf_counter())
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = module(x)
-            sync()
-            times.append(time.perf_counter())
-            loss = module.loss(pred, y)
-            sync()
-            times.append(time.perf_counter())
-        loss.backward()
-        sync()
-        times.append(time.perf_counter())
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter())
-        if i >= 3:  # warm-up steps excluded
+
+    def run(n: int, next_batch, mark) -> int:  # noqa: ANN001
+        windows = 0
+        for _ in range(n):
+            x, y, *_ = next_batch()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            mark("data")
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                pred = module(x)
+                mark("forward")
+                loss = module.loss(pred, y)
+                mark("loss")
+            loss.backward()
+            mark("backward")
+            if clip:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            mark("optimizer")
             windows += len(x)
-            for name, t0, t1 in zip(phases, times, times[1:]):
-                phases[name] += (t1 - t0) / steps
-    return phases, windows
+        return windows
+
+    run(3, lambda: next(batches), lambda phase: None)  # warm-up: allocator, kernels, compilation
+    phases = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)
+    clock = [time.perf_counter()]
+
+    def mark(phase: str) -> None:
+        sync(device)
+        now = time.perf_counter()
+        phases[phase] += (now - clock[0]) / steps
+        clock[0] = now
+
+    sync(device)
+    clock[0] = time.perf_counter()
+    run(steps, lambda: next(batches), mark)
+    pool = [next(batches) for _ in range(4)]  # distinct inputs, so no step reads another's cache
+    turn = iter(range(steps))
+    sync(device)
+    start = time.perf_counter()
+    windows = run(steps, lambda: pool[next(turn) % len(pool)], lambda phase: None)
+    sync(device)
+    return phases, windows / (time.perf_counter() - start)
 
 
 def lightning_step(cfg, batch_size: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
@@ -125,26 +155,24 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}")
     print(f"model {cfg.model._target_}, loss {cfg.loss._target_}, precision {cfg.trainer.precision}")
-    print("\n| batch | data ms | forward ms | loss ms | backward ms | optimizer ms | samples/s | peak MB |")
+    names = ("data", "forward", "loss", "backward", "optimizer")
+    print("\n| batch | " + " | ".join(f"{n} ms" for n in names) + " | bare samples/s | peak MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     overheads = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        phases, windows = bare_steps(cfg, batch_size, args.steps, device)
-        total = sum(phases.values())
+        phases, bare_rate = bare_steps(cfg, batch_size, args.steps, device)
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
-        rate = windows / (total * args.steps)
-        print(f"| {batch_size} | {cells} | {rate:,.0f} | {peak_memory_mb(device):,.0f} |")
-        compute = total - phases["data"]
-        bare_rate = windows / (compute * args.steps)
-        overheads.append((batch_size, *lightning_step(cfg, batch_size, args.steps), compute, bare_rate))
-    print("\n| batch | Lightning step ms | bare fwd+bwd+opt ms | samples/s in Lightning |")
-    print("|---:|---:|---:|---:|")
-    for batch_size, step, rate, compute, _ in overheads:
-        print(f"| {batch_size} | {step * 1e3:.1f} | {compute * 1e3:.1f} | {rate:,.0f} |")
-    # Per window, since an epoch's last batch is partial and the two loops need not meet it equally.
-    batch_size, _, rate, _, bare_rate = overheads[-1]
+        print(f"| {batch_size} | {cells} | {bare_rate:,.0f} | {peak_memory_mb(device):,.0f} |")
+        overheads.append((batch_size, *lightning_step(cfg, batch_size, args.steps), bare_rate))
+    print("\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | overhead |")
+    print("|---:|---:|---:|---:|---:|")
+    for batch_size, step, rate, bare_rate in overheads:
+        overhead = bare_rate / rate - 1
+        print(f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {overhead:.0%} |")
+    # Per window, since an epoch's last batch may be partial and the two loops need not meet it equally.
+    batch_size, _, rate, bare_rate = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")
 
 
