@@ -54,6 +54,12 @@ def run_name(overrides: str) -> str:
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
+# torch.compile's modes without CUDA graphs (None: its default). The CUDA-graph modes (reduce-overhead,
+# max-autotune) sped up a bare step on an H100, but a Lightning fit failed with them: a graph replay
+# overwrote a forecast still in use (docs/performance.md).
+COMPILE_MODES = (None, "default", "max-autotune-no-cudagraphs")
+
+
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
     """Instantiate ``cfg.model``, giving it the data's bin count if it takes one."""
     params = inspect.signature(get_class(cfg.model._target_)).parameters
@@ -64,8 +70,14 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     """The LightningModule for a set-up datamodule."""
     model, loss = build_model(cfg, datamodule.n_bins), instantiate(cfg.loss)
     if cfg.compile:  # in place, so state_dict keys stay those of the plain modules
-        model.compile()
-        loss.compile()  # fuses the elementwise passes of the distribution losses
+        mode = None if cfg.compile is True else cfg.compile
+        if mode not in COMPILE_MODES:
+            modes = ", ".join(COMPILE_MODES[1:])
+            graphs = mode in ("reduce-overhead", "max-autotune")
+            why = " (CUDA-graph modes are not supported: docs/performance.md)" if graphs else ""
+            raise ConfigError(f"compile={cfg.compile!r}; expected true, false or a mode: {modes}{why}")
+        model.compile(mode=mode)
+        loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(
