@@ -103,7 +103,7 @@ def main() -> None:
     share = batch_naive / step_s
     print(f"| naive Dataset + DataLoader | {naive:,.0f} | {batch_naive * 1e3:.3f} | {share:.2%} |")
     print(f"| model fwd+bwd+step | {args.batch_size / step_s:,.0f} | {step_s * 1e3:.1f} | |")
-    print(f"\nloader speed-up over naive: {ours / naive:.0f}x")
+    print(f"\nloader speed-up over naive: {ours / naive:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
-# One-GPU check, under 5 minutes on an H100/H200: bf16 step speed and peak memory at batch 256/1024,
-# then a short bf16 training of the default config with trainer=gpu and data on the GPU, its test panel,
-# and a failure exit if no GPU was used or any metric is not finite.
-# Needs the project installed with a CUDA torch (README: Install / GPU).
+# One-GPU check, about 3 minutes on an H100/H200 (under 5): the loader and the bf16 training step at
+# batch 64..4096, then the default config trained with trainer=gpu (bf16-mixed, data on the GPU), its
+# samples/s, peak GPU memory and test panel, and last a torch.compile'd step. Exits non-zero if no GPU
+# was used or a metric is not finite. Needs the project installed with a CUDA torch (README: GPUs).
+# PYTHON picks the interpreter (default python3); LOG_DIR where runs go (default logs/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-python - <<'PY'
-import sys, torch
+python=${PYTHON:-python3}
+log_dir=${LOG_DIR:-logs/gpu_check}
+"$python" - <<'PY'
+import sys
+
+import lightning
+import torch
+
 if not torch.cuda.is_available():
     sys.exit("gpu_check: no CUDA device visible to torch " + torch.__version__)
-print("gpu_check:", torch.cuda.get_device_name(), "torch", torch.__version__, "cuda", torch.version.cuda)
+print("gpu_check:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| cuda", torch.version.cuda,
+      "| lightning", lightning.__version__, "| python", sys.version.split()[0])
 PY
-python scripts/bench_train.py --batch-sizes 256,1024 --steps 20 --out logs/gpu_check/bench \
-    trainer=gpu data.on_device=true
-run_dir="logs/gpu_check/run_$(date +%Y%m%d_%H%M%S)"
-python train.py trainer=gpu data.on_device=true trainer.max_epochs=8 data.batch_size=256 \
-    "hydra.run.dir=$run_dir"
-python - "$run_dir" <<'PY'
+echo "== loader at batch 256 (bench_data.py --device cuda)"
+"$python" scripts/bench_data.py --device cuda --batches 50
+echo "== bf16 training step (bench_train.py trainer=gpu)"
+"$python" scripts/bench_train.py --batch-sizes 64,256,1024,4096 --steps 30 --out "$log_dir/bench" trainer=gpu
+echo "== default config, trainer=gpu"
+run_dir="$log_dir/run"
+rm -rf "$run_dir"
+"$python" train.py trainer=gpu "hydra.run.dir=$run_dir" +trainer.enable_progress_bar=false callbacks.progress_bar=null
+"$python" - "$run_dir/metrics.json" <<'PY'
 import json, math, sys
-metrics = json.load(open(f"{sys.argv[1]}/metrics.json"))
+
+metrics = json.load(open(sys.argv[1]))
+fit = metrics["fit"]
 values = [v for who in ("model", "persistence") for v in metrics[who]["test"].values()]
 if not all(math.isfinite(v) for v in values):
-    sys.exit("gpu_check: non-finite metrics in metrics.json")
-print("gpu_check: ok; test emd", round(metrics["model"]["test"]["emd"], 3),
-      "persistence", round(metrics["persistence"]["test"]["emd"], 3))
+    sys.exit("gpu_check: non-finite metrics in " + sys.argv[1])
+if not fit["peak_memory_mb"]:
+    sys.exit(f"gpu_check: the fit ran on {fit['device']}, not on a GPU")
+print(f"gpu_check: fit {fit['samples_per_s']:,.0f} samples/s with validation, peak GPU memory "
+      f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd {metrics['model']['test']['emd']:.3f}, "
+      f"persistence {metrics['persistence']['test']['emd']:.3f}")
 PY
+echo "== torch.compile'd model and loss (bench_train.py compile=true; full batches only, no recompiles)"
+"$python" scripts/bench_train.py --batch-sizes 1024,4096 --steps 30 --out "$log_dir/bench_compile" trainer=gpu \
+    compile=true data.drop_last=true
+echo "gpu_check: ok"
