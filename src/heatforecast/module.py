@@ -68,6 +68,10 @@ class Forecaster(L.LightningModule):
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
         self._first_nonfinite: Tensor | None = None  # on the device: step, batch, 8 series, 8 times
         self.samples_trained = 0  # windows seen by training_step in this process (for samples/s)
+        # The epoch's training loss, summed on the device (sum of loss x windows, and windows).
+        self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
+        self._loss_windows = 0
+        self._last_loss: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
@@ -83,7 +87,12 @@ class Forecaster(L.LightningModule):
         elif self.nonfinite == "skip" and not torch.isfinite(loss):  # a host sync: skipping is decided here
             self.print("skipped: " + self._nonfinite_message(self.global_step, batch_idx, series, time))
             return None
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(x))
+        # Not self.log: Lightning's per-call bookkeeping costs about as much host time as a small
+        # model's GPU step. The loss is summed on the device and written every log_every_n_steps steps
+        # (train/loss_step) and at each epoch's end (train/loss_epoch).
+        self._loss_sum.add_(loss.detach(), alpha=len(x))
+        self._loss_windows += len(x)
+        self._last_loss = loss.detach()
         return loss
 
     def _nonfinite_message(self, step: int, batch_idx: int, series: Tensor, time: Tensor) -> str:
@@ -120,13 +129,22 @@ class Forecaster(L.LightningModule):
         )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Read the device-side flag when Lightning syncs for logging anyway.
-        if self.nonfinite == "raise" and (self.global_step % self.trainer.log_every_n_steps == 0):
+        # The host reads the device every log_every_n_steps steps only, as Lightning's own logging does.
+        if self.global_step % self.trainer.log_every_n_steps:
+            return
+        if self.nonfinite == "raise":
             self.check_nonfinite()
+        if self.logger is not None and self._last_loss is not None:
+            self.logger.log_metrics({"train/loss_step": self._last_loss.item()}, step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
         if self.nonfinite == "raise":
             self.check_nonfinite()
+        if self._loss_windows:
+            # Every DDP rank trains the same number of windows, so the mean of rank means is the mean.
+            self.log("train/loss_epoch", self._loss_sum / self._loss_windows, sync_dist=True)
+        self._loss_sum.zero_()
+        self._loss_windows = 0
 
     def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Forecast a batch, add it to the split's metric panel; returns the forecast in scaled units
