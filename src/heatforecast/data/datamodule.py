@@ -295,15 +295,15 @@ class HeatmapData(L.LightningDataModule):
             rank, world = self.trainer.global_rank, self.trainer.world_size
         device = device or self._device()
         windows = self.windows[split].to(device)
-        sampler = WindowSampler(len(windows), split == "train", self.seed, rank, world)
         train = split == "train"
+        drop_last = train and self.drop_last
         batch = self.batch_size if train else self.eval_batch_size
-        if train and self.drop_last and len(sampler) < batch:
+        sampler = WindowSampler(len(windows), train, self.seed, rank, world)
+        if drop_last and len(sampler) < batch:
             raise DataError(
                 f"{self.source}: data.drop_last=true but the train split holds {len(sampler)} windows "
                 f"(this rank's share), fewer than one batch of data.batch_size={batch}"
             )
-        drop_last = train and self.drop_last
         values = self.values.to(device)
         return WindowLoader(values, windows, self.context_len, self.horizon, batch, sampler, drop_last)
 
