@@ -64,7 +64,7 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
 def test_training_loss_is_logged_per_step_and_as_the_epoch_mean(tiny, tmp_path: Path) -> None:
     run(tiny("loss=mse", "trainer.log_every_n_steps=1"))
     logged = scalars(tmp_path)
-    steps = logged["train/loss_step"]
+    steps = logged["train/loss"]
     assert len(steps) == 3  # experiment=smoke: 3 full train batches of 16 windows
     assert logged["train/loss_epoch"] == [pytest.approx(np.mean(steps), rel=1e-5)]
 
