@@ -5,13 +5,16 @@ For the configured model and loss (default config; add e.g. `trainer=gpu`), at e
   split into phases, each timed to a device sync, and its peak memory;
 - bare samples/s: the same forward+backward+optimizer steps back to back, no sync inside, no data phase;
 - the same training inside a real Lightning fit (data, logging, metrics, callbacks).
-Printed last: `overhead N%` = bare samples/s / samples/s in Lightning - 1, at the largest batch size.
+With `--repeats R` the bare and Lightning runs alternate R times and the tables show medians (and the
+range of the pairs' overheads). Printed last: `overhead N%` = median bare samples/s / median samples/s
+in Lightning - 1, at the largest batch size.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -146,6 +149,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="bare/Lightning pairs per batch size; medians are shown"
+    )
     parser.add_argument("--out", default="logs/bench_train", help="where the Lightning runs log")
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -162,17 +168,27 @@ def main() -> None:
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        phases, bare_rate = bare_steps(cfg, batch_size, args.steps, device)
+        # Bare and Lightning runs alternate, so a slow spell of a shared machine hits both alike.
+        runs = [
+            (*bare_steps(cfg, batch_size, args.steps, device), *lightning_step(cfg, batch_size, args.steps))
+            for _ in range(args.repeats)
+        ]
+        phases = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
+        bare_rate, step, rate = (statistics.median(r[i] for r in runs) for i in (1, 2, 3))
+        spread = [r[1] / r[3] - 1 for r in runs]  # each pair's overhead
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
         print(f"| {batch_size} | {cells} | {bare_rate:,.0f} | {peak_memory_mb(device):,.0f} |")
-        overheads.append((batch_size, *lightning_step(cfg, batch_size, args.steps), bare_rate))
-    print("\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | overhead |")
-    print("|---:|---:|---:|---:|---:|")
-    for batch_size, step, rate, bare_rate in overheads:
+        overheads.append((batch_size, step, rate, bare_rate, min(spread), max(spread)))
+    print("\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | overhead | range |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for batch_size, step, rate, bare_rate, low, high in overheads:
         overhead = bare_rate / rate - 1
-        print(f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {overhead:.0%} |")
+        print(
+            f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {overhead:.0%} "
+            f"| {low:.0%} to {high:.0%} |"
+        )
     # Per window, since an epoch's last batch may be partial and the two loops need not meet it equally.
-    batch_size, _, rate, bare_rate = overheads[-1]
+    batch_size, _, rate, bare_rate, _, _ = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")
 
 
