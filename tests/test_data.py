@@ -107,6 +107,16 @@ def test_batches_are_the_windows_they_claim(tmp_path: Path) -> None:
     assert torch.equal(order, torch.sort(order).values)  # val in order
 
 
+def test_every_split_shares_one_copy_of_the_data_on_a_device() -> None:
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3)
+    dm.setup()
+    meta = torch.device("meta")  # a device without memory stands in for a GPU
+    loaders = [dm.loader(split, meta) for split in ("train", "val", "test")]
+    assert loaders[0].values.device == meta
+    assert all(loader.values is loaders[0].values for loader in loaders)
+    assert dm.loader("train", torch.device("cpu")).values is dm.values
+
+
 def test_drop_last_keeps_train_batches_full_and_each_epoch_drops_other_windows() -> None:
     dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, batch_size=16, drop_last=True)
     dm.setup()

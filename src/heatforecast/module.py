@@ -71,7 +71,6 @@ class Forecaster(L.LightningModule):
         # The epoch's training loss, summed on the device (sum of loss x windows, and windows).
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
         self._loss_windows = 0
-        self._last_loss: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
@@ -92,7 +91,6 @@ class Forecaster(L.LightningModule):
         # (train/loss, the name DESIGN.md gives) and at each epoch's end (train/loss_epoch).
         self._loss_sum.add_(loss.detach(), alpha=len(x))
         self._loss_windows += len(x)
-        self._last_loss = loss.detach()
         return loss
 
     def _nonfinite_message(self, step: int, batch_idx: int, series: Tensor, time: Tensor) -> str:
@@ -134,8 +132,9 @@ class Forecaster(L.LightningModule):
             return
         if self.nonfinite == "raise":
             self.check_nonfinite()
-        if self.logger is not None and self._last_loss is not None:
-            self.logger.log_metrics({"train/loss": self._last_loss.item()}, step=self.global_step)
+        # Lightning hands over a detached copy of the step's loss ({} when the step was skipped).
+        if self.logger is not None and outputs and "loss" in outputs:
+            self.logger.log_metrics({"train/loss": outputs["loss"].item()}, step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
         if self.nonfinite == "raise":

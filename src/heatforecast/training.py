@@ -155,13 +155,7 @@ def run(cfg: DictConfig) -> float:
 
     best, fit = None, None
     if module.optimizer_factory is not None:
-        cuda = trainer.strategy.root_device.type == "cuda"
-        if cuda:
-            torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
-            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
-        start = perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        fit = fit_speed(module.samples_trained * trainer.world_size, perf_counter() - start, trainer)
+        fit = timed_fit(trainer, module, datamodule, ckpt_path)
         best = trainer.checkpoint_callback.best_model_path or None
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
@@ -218,11 +212,20 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def fit_speed(samples: int, seconds: float, trainer: L.Trainer) -> dict[str, Any]:
-    """Training throughput of a fit (its validation epochs and checkpoints included) and the
+def timed_fit(
+    trainer: L.Trainer, module: Forecaster, datamodule: HeatmapData, ckpt_path: str | None
+) -> dict[str, Any]:
+    """Fit, and return its training throughput (validation epochs and checkpoints included) and the
     device's peak memory."""
     device = trainer.strategy.root_device
     cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
+        torch.cuda.reset_peak_memory_stats(device)
+    start = perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    seconds = perf_counter() - start
+    samples = module.samples_trained * trainer.world_size
     return {
         "device": torch.cuda.get_device_name(device) if cuda else device.type,
         "precision": str(trainer.precision),

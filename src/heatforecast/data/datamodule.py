@@ -236,6 +236,7 @@ class HeatmapData(L.LightningDataModule):
         self.on_device = on_device
         self.heatmaps: Heatmaps | None = None
         self.scaler: Scaler | None = None  # fitted in setup() unless set before (a checkpoint's)
+        self._device_values: dict[torch.device, Tensor] = {}
 
     def load(self) -> Heatmaps:
         raise NotImplementedError
@@ -304,8 +305,17 @@ class HeatmapData(L.LightningDataModule):
                 f"{self.source}: data.drop_last=true but the train split holds {len(sampler)} windows "
                 f"(this rank's share), fewer than one batch of data.batch_size={batch}"
             )
-        values = self.values.to(device)
-        return WindowLoader(values, windows, self.context_len, self.horizon, batch, sampler, drop_last)
+        return WindowLoader(
+            self._values_on(device), windows, self.context_len, self.horizon, batch, sampler, drop_last
+        )
+
+    def _values_on(self, device: torch.device) -> Tensor:
+        """The scaled data on ``device``, copied there once and shared by every split's loader."""
+        if device == self.values.device:
+            return self.values
+        if device not in self._device_values:
+            self._device_values[device] = self.values.to(device)
+        return self._device_values[device]
 
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
