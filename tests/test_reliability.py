@@ -92,8 +92,25 @@ def test_non_finite_loss_stops_naming_the_batch_or_is_skipped() -> None:
     assert forecaster("skip").training_step(batch, 0) is None
 
 
-def test_non_finite_loss_stops_the_fit_naming_the_step_it_happened(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("call", "where"),
+    [
+        (1, "at step 1, batch 1: windows"),
+        # Epochs of 6 batches: checks at steps 6 (epoch end) and 10 (log step) pass clean first.
+        (8, "at step 8, batch 2: windows .* noticed at step 10;"),
+    ],
+)
+def test_non_finite_loss_stops_the_fit_naming_the_step_it_happened(
+    tmp_path: Path, call: int, where: str
+) -> None:
     # The device-side record names the step where the loss blew up, not the later step that read it.
-    cfg = tiny_config(tmp_path, "loss=mse", "+loss.call=1", "loss._target_=tests.helpers.NaNAtCall")
-    with pytest.raises(NonFiniteLossError, match=r"loss=NaNAtCall\) at step 1, batch 1: windows"):
+    cfg = tiny_config(
+        tmp_path,
+        "loss=mse",
+        f"+loss.call={call}",
+        "loss._target_=tests.helpers.NaNAtCall",
+        "trainer.limit_train_batches=6",
+        "trainer.max_epochs=3",
+    )
+    with pytest.raises(NonFiniteLossError, match=rf"loss=NaNAtCall\) {where}"):
         run(cfg)

@@ -8,7 +8,6 @@ from typing import Any
 import lightning as L
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from heatforecast.losses import DEFAULT_EPS
@@ -18,6 +17,9 @@ from heatforecast.plots import forecast_figure
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf."""
+
+
+NONE = torch.iinfo(torch.long).max  # "no batch yet" for the device-side non-finite watch
 
 
 class Forecaster(L.LightningModule):
@@ -66,7 +68,12 @@ class Forecaster(L.LightningModule):
         )
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
-        self._first_nonfinite: Tensor | None = None  # on the device: step, batch, 8 series, 8 times
+        # nonfinite=raise: on the device, the number of the first watched batch whose loss was NaN/inf
+        # (NONE until then); on the host, each batch watched since the last check (number, step, index,
+        # series, time), so the error can name that batch's windows.
+        self._first_nonfinite: Tensor | None = None
+        self._unchecked: list[tuple[int, int, int, Tensor, Tensor]] = []
+        self._watched = 0
         self.samples_trained = 0  # windows seen by training_step in this process (for samples/s)
         # The epoch's training loss, summed on the device (sum of loss x windows, and windows).
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
@@ -100,27 +107,25 @@ class Forecaster(L.LightningModule):
         )
 
     def _watch_nonfinite(self, loss: Tensor, batch_idx: int, series: Tensor, time: Tensor) -> None:
-        """Remember the first non-finite batch on the device, without a host sync
-        (:meth:`check_nonfinite` reads it)."""
-        # torch.full fills on the device; torch.tensor([...]) would copy from the host and sync.
-        step = torch.full((1,), self.global_step, dtype=torch.long, device=loss.device)
-        index = torch.full((1,), batch_idx, dtype=torch.long, device=loss.device)
-        first8 = (t[:8].to(loss.device, torch.long) for t in (series, time))
-        ids = [F.pad(t, (0, 8 - len(t)), value=-1) for t in first8]
-        record = torch.cat([step, index, *ids])
+        """Note on the device whether this batch's loss is NaN or inf, without a host sync (three small
+        kernels; :meth:`check_nonfinite` reads the result)."""
         if self._first_nonfinite is None:
-            self._first_nonfinite = torch.full_like(record, -1)
-        is_first = (self._first_nonfinite[0] < 0) & ~torch.isfinite(loss.detach())
-        self._first_nonfinite = torch.where(is_first, record, self._first_nonfinite)
+            self._first_nonfinite = torch.full((), NONE, dtype=torch.long, device=loss.device)
+        this = torch.where(torch.isfinite(loss.detach()), NONE, self._watched)
+        self._first_nonfinite = torch.minimum(self._first_nonfinite, this)
+        self._unchecked.append((self._watched, self.global_step, batch_idx, series, time))
+        self._watched += 1
 
     def check_nonfinite(self) -> None:
         """Raise NonFiniteLossError if a training loss since the start was NaN or inf (one host sync)."""
         if self._first_nonfinite is None:
             return
-        step, batch_idx, *ids = self._first_nonfinite.tolist()
-        if step < 0:
+        first = int(self._first_nonfinite)
+        if first == NONE:
+            self._unchecked.clear()  # all finite: their windows are no longer needed
             return
-        series, time = (torch.tensor([i for i in part if i >= 0]) for part in (ids[:8], ids[8:]))
+        # Every batch since the last clean check is listed, and the bad one came after that check.
+        step, batch_idx, series, time = next(b[1:] for b in self._unchecked if b[0] == first)
         raise NonFiniteLossError(
             self._nonfinite_message(step, batch_idx, series, time)
             + f"; noticed at step {self.global_step}; set nonfinite=skip to skip such batches"
