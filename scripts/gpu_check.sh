@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-GPU check, about 3 minutes on an H100/H200 (under 5): the loader and the bf16 training step at
 # batch 64..4096, then the default config trained with trainer=gpu (bf16-mixed, data on the GPU), its
-# samples/s, peak GPU memory and test panel, and last a torch.compile'd step. Exits non-zero if no GPU
-# was used or a metric is not finite. Needs the project installed with a CUDA torch (README: GPUs).
+# samples/s, peak GPU memory and test panel, a torch.compile'd step, and last tests/test_gpu.py. Exits
+# non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project installed
+# with a CUDA torch and pytest (README: GPUs).
 # PYTHON picks the interpreter (default python3); LOG_DIR where runs go (default logs/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +46,11 @@ PY
 echo "== torch.compile'd model and loss (bench_train.py compile=true; full batches only, no recompiles)"
 "$python" scripts/bench_train.py --batch-sizes 1024,4096 --steps 30 --out "$log_dir/bench_compile" trainer=gpu \
     compile=true data.drop_last=true
+echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync inside training steps)"
+if "$python" -c "import pytest" 2>/dev/null; then
+    "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+else
+    echo "gpu_check: pytest is not installed for $python, so tests/test_gpu.py did not run" >&2
+    exit 1
+fi
 echo "gpu_check: ok"

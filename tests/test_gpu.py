@@ -6,10 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 
-from heatforecast.training import run
+from heatforecast.training import build_module, run
 
 from .conftest import tiny_config
 
@@ -31,8 +33,6 @@ def test_bf16_fit_on_the_gpu_keeps_data_there_and_scores_finite(tmp_path: Path) 
 
 
 def test_on_device_loader_gathers_on_the_gpu(tmp_path: Path) -> None:
-    from hydra.utils import instantiate
-
     cfg = tiny_config(tmp_path, "trainer=gpu")
     dm = instantiate(cfg.data)
     dm.setup()
@@ -40,3 +40,34 @@ def test_on_device_loader_gathers_on_the_gpu(tmp_path: Path) -> None:
     assert x.is_cuda and y.is_cuda and series.is_cuda and time.is_cuda
     cpu = next(iter(dm.loader("train", torch.device("cpu"))))
     torch.testing.assert_close(x.cpu(), cpu[0])  # same windows, same order, wherever gathered
+
+
+class SyncGuard(L.Callback):
+    """Makes any host-GPU sync an error from the start of batch ``first`` to the start of batch ``last``:
+    whole training steps (data, forward, loss, backward, clipping, optimizer, schedule, hooks, logging)."""
+
+    def __init__(self, first: int = 1, last: int = 4) -> None:
+        self.first, self.last, self.guarded = first, last, 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
+        if batch_idx == self.first:
+            torch.cuda.set_sync_debug_mode("error")
+        elif batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+            self.guarded = self.last - self.first
+
+    def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
+        torch.cuda.set_sync_debug_mode("default")  # also when a step raised
+
+
+def test_training_steps_between_log_steps_never_sync_the_host(tmp_path: Path) -> None:
+    # log_every_n_steps is 10: steps 1-3 read nothing back; a sync there raises "called a synchronizing
+    # CUDA operation" with the line that did it.
+    cfg = tiny_config(tmp_path, "trainer=gpu", "trainer.limit_train_batches=6")
+    dm = instantiate(cfg.data)
+    dm.setup()
+    guard = SyncGuard()
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[*callbacks, guard])
+    trainer.fit(build_module(cfg, dm), datamodule=dm)
+    assert guard.guarded == 3
