@@ -1,8 +1,8 @@
 """Training-step speed: `python scripts/bench_train.py [--batch-sizes 64,256,1024] [HYDRA OVERRIDES ...]`.
 
 For the configured model and loss (default config; add e.g. `trainer=gpu`), at each batch size:
-- a bare training step (forward, loss, backward, gradient clipping as the trainer config asks, optimizer)
-  split into phases, each timed to a device sync, and its peak memory;
+- a bare training step (forward, loss, backward, gradient clipping as the trainer config asks, optimizer
+  and its learning-rate schedule) split into phases, each timed to a device sync, and its peak memory;
 - bare samples/s: the same forward+backward+optimizer steps back to back, no sync inside, no data phase;
 - the same training inside a real Lightning fit (data, logging, metrics, callbacks).
 With `--repeats R` the bare and Lightning runs alternate R times and the tables show medians (and the
@@ -16,6 +16,8 @@ import argparse
 import resource
 import statistics
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -30,23 +32,31 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 class StepTimer(L.Callback):
     """Time and windows of the training steps after ``warmup``, from the start of the first timed batch
-    to the end of the last step, with a device sync at those two points only, as a real fit runs."""
+    to the end of the last step, with a device sync at those two points only, as a real fit runs.
+    On CUDA, the host syncs inside those steps are reported too (``torch.cuda.set_sync_debug_mode``):
+    each one stalls the host until the GPU drains, which a launch-bound small model pays in full."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.steps, self.windows = warmup, 0, 0
         self.start = self.seconds = 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
+        device = trainer.strategy.root_device
         if trainer.global_step == self.warmup:
-            sync(trainer.strategy.root_device)
+            sync(device)
             self.start = time.perf_counter()
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("warn")
         if trainer.global_step >= self.warmup:
             self.steps += 1
             self.windows += len(batch[0])
 
     def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN001, ANN002
         if trainer.global_step == trainer.max_steps:
-            sync(trainer.strategy.root_device)
+            device = trainer.strategy.root_device
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+            sync(device)
             self.seconds = time.perf_counter() - self.start
 
     def rate(self) -> tuple[float, float]:
@@ -67,13 +77,18 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], float]:  # noqa: ANN001
     """A hand-written training step: forward, loss, backward, gradient clipping if the trainer config
-    clips, optimizer. Returns the mean seconds per phase (a device sync after each phase), and the
-    windows/s of forward+backward+optimizer run back to back with no sync inside, as a real loop runs,
-    over a few batches gathered beforehand (so without the data phase)."""
+    clips, optimizer and its learning-rate schedule (as configure_optimizers builds them). Returns the
+    mean seconds per phase (a device sync after each phase), and the windows/s of
+    forward+backward+optimizer run back to back with no sync inside, as a real loop runs, over a few
+    batches gathered beforehand (so without the data phase)."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm).to(device)
     optimizer = module.optimizer_factory(params=module.parameters())
+    total = 3 + 2 * steps  # warm-up, phased and back-to-back steps: the schedule must not run out
+    scheduler = module.scheduler_factory and module.scheduler_factory(
+        optimizer, max_lr=optimizer.defaults["lr"], total_steps=total
+    )
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     clip = cfg.trainer.get("gradient_clip_val")
     loader = dm.loader("train", device if cfg.data.on_device else None)
@@ -96,6 +111,8 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
                 torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if scheduler:
+                scheduler.step()
             mark("optimizer")
             windows += len(x)
         return windows
@@ -122,27 +139,37 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
     return phases, windows / (time.perf_counter() - start)
 
 
-def lightning_step(cfg, batch_size: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
-    """Seconds per training step and windows/s inside a Lightning fit with the run's logging and
-    metrics."""
+def lightning_step(cfg, batch_size: int, steps: int) -> tuple[float, float, Counter[str]]:  # noqa: ANN001
+    """Seconds per training step and windows/s inside a Lightning fit with the run's logging, metrics
+    and per-step callbacks (the progress bar off, no validation or checkpoints), and where the timed
+    steps synced the host with the GPU (file:line -> count; CUDA only)."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm)
     timer = StepTimer(warmup=3)
+    lr_monitor = cfg.callbacks.get("lr_monitor")
     trainer = instantiate(
         cfg.trainer,
         max_epochs=-1,
         max_steps=steps + 3,
         limit_val_batches=0,
         logger=instantiate(cfg.logger),
-        callbacks=[timer],
+        callbacks=[timer] + ([instantiate(lr_monitor)] if lr_monitor else []),
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=cfg.paths.output_dir,
     )
-    trainer.fit(module, datamodule=dm)
-    return timer.rate()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, datamodule=dm)
+    syncs: Counter[str] = Counter()
+    for w in caught:
+        if "synchronizing CUDA operation" in str(w.message):
+            syncs[f"{w.filename}:{w.lineno}"] += 1
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return *timer.rate(), syncs
 
 
 def main() -> None:
@@ -164,7 +191,7 @@ def main() -> None:
     names = ("data", "forward", "loss", "backward", "optimizer")
     print("\n| batch | " + " | ".join(f"{n} ms" for n in names) + " | bare samples/s | peak MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    overheads = []
+    overheads, syncs = [], Counter()
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -176,17 +203,29 @@ def main() -> None:
         phases = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
         bare_rate, step, rate = (statistics.median(r[i] for r in runs) for i in (1, 2, 3))
         spread = [r[1] / r[3] - 1 for r in runs]  # each pair's overhead
+        for r in runs:
+            syncs.update(r[4])
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
         print(f"| {batch_size} | {cells} | {bare_rate:,.0f} | {peak_memory_mb(device):,.0f} |")
         overheads.append((batch_size, step, rate, bare_rate, min(spread), max(spread)))
-    print("\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | overhead | range |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | extra ms/step "
+        "| overhead | range |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for batch_size, step, rate, bare_rate, low, high in overheads:
-        overhead = bare_rate / rate - 1
+        # Lightning's added time per full batch: the share a launch-bound GPU step pays in full.
+        extra_ms = batch_size * (1 / rate - 1 / bare_rate) * 1e3
         print(
-            f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {overhead:.0%} "
-            f"| {low:.0%} to {high:.0%} |"
+            f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {extra_ms:.2f} "
+            f"| {bare_rate / rate - 1:.0%} | {low:.0%} to {high:.0%} |"
         )
+    if device.type == "cuda":
+        timed = len(overheads) * args.repeats * args.steps
+        where = "\n".join(f"  {n} at {place}" for place, n in syncs.most_common())
+        every = cfg.trainer.log_every_n_steps
+        print(f"\nhost syncs in {timed} timed Lightning steps (logging reads the device every {every}):")
+        print(where or "  none")
     # Per window, since an epoch's last batch may be partial and the two loops need not meet it equally.
     batch_size, _, rate, bare_rate, _, _ = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")
