@@ -1,0 +1,51 @@
+"""The benchmark scripts run and print their tables (tiny sizes; their numbers are not checked)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT, TINY, TINY_MODEL
+
+
+def script(name: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_bench_train_prints_phases_overhead_and_extra_time(tmp_path: Path) -> None:
+    out = script(
+        "bench_train.py", "--batch-sizes", "4,8", "--steps", "2", "--repeats", "2", "--out", str(tmp_path),
+        *TINY, *TINY_MODEL["transformer"],
+    )  # fmt: skip
+    number = r"-?[\d.,]+%?"
+    phases = rf"^\| (\d+)(?: \| {number}){{7}} \|$"  # batch, 5 phases, bare samples/s, peak MB
+    assert re.findall(phases, out, re.M) == ["4", "8"]
+    overhead = rf"^\| (\d+)(?: \| {number}){{5}} \| {number} to {number} \|$"  # ..., overhead, range
+    assert re.findall(overhead, out, re.M) == ["4", "8"]
+    assert re.search(r"\noverhead -?\d+% \(batch 8\)\n$", out)
+    assert "host syncs" not in out  # reported on CUDA only
+
+
+def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
+    out = script("bench_data.py", "--batch-size", "16", "--batches", "2")
+    assert re.search(r"^\| heatforecast loader \| [\d,]+ \| [\d.]+ \| [\d.]+% \|$", out, re.M)
+    assert re.search(r"^\| naive Dataset \+ DataLoader \| [\d,]+ \| [\d.]+ \| [\d.]+% \|$", out, re.M)
+    assert re.search(r"loader speed-up over naive: [\d.]+x\n$", out)
+
+
+def test_bench_losses_times_every_loss_against_mse() -> None:
+    out = script("bench_losses.py", "--repeats", "1", "--shapes", "2x3x181")
+    for name in ("mse", "cumsum_mse", "cosine", "emd", "kl", "cramer", "cumsum_mse_over_cos"):
+        assert re.search(rf"^\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), name
+    pot = r"emd forward @ 2x3x181: heatforecast [\d.]+ ms, POT ot.wasserstein_1d [\d.]+ ms -> [\d.]+x faster"
+    assert re.search(pot, out)
