@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-GPU check, about 3 minutes on an H100/H200 (under 5): the loader and the bf16 training step at
+# One-GPU check, about 3.5 minutes on an H100/H200 (under 5): the loader and the bf16 training step at
 # batch 64..4096, then the default config trained with trainer=gpu (bf16-mixed, data on the GPU), its
 # samples/s, peak GPU memory and test panel, a torch.compile'd step, and last tests/test_gpu.py. Exits
 # non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project installed
