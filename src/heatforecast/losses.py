@@ -335,8 +335,9 @@ class CumsumMSEOverCos(Cosine):
         return cumsum_mse_over_cos(pred, target, self.eps)
 
 
-class KL(VectorLoss):
-    """KL(target distribution || predicted distribution), in log space."""
+class DistributionLoss(VectorLoss):
+    """Base of the losses that compare the bin distributions of p and t (:func:`distribution`):
+    ``scale`` says how a vector maps to one, ``eps`` is the floor that keeps all-zero vectors finite."""
 
     def __init__(self, scale: str = "linear", eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -345,12 +346,16 @@ class KL(VectorLoss):
             raise ValueError(f"eps must be > 0; got {eps}")
         self.scale, self.eps = scale, eps
 
+
+class KL(DistributionLoss):
+    """KL(target distribution || predicted distribution), in log space."""
+
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
         return kl(pred, target, self.scale, self.eps)
 
 
-class Cramer(KL):
-    """d * sum_a (CDF_p - CDF_t)^2, in degrees."""
+class CdfLoss(DistributionLoss):
+    """Base of the losses on the CDFs of the bin distributions, in degrees: ``bin_width`` is d."""
 
     def __init__(
         self,
@@ -364,11 +369,15 @@ class Cramer(KL):
             raise ValueError(f"bin_width must be > 0; got {bin_width}")
         self.bin_width = bin_width
 
+
+class Cramer(CdfLoss):
+    """d * sum_a (CDF_p - CDF_t)^2, in degrees."""
+
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
         return cramer(pred, target, self.bin_width, self.scale, self.eps)
 
 
-class EMD(Cramer):
+class EMD(CdfLoss):
     """Wasserstein-1 in degrees: d * sum_a |CDF_p - CDF_t| (see :func:`emd` for the options)."""
 
     def __init__(
