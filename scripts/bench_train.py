@@ -77,18 +77,15 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], float]:  # noqa: ANN001
     """A hand-written training step: forward, loss, backward, gradient clipping if the trainer config
-    clips, optimizer and its learning-rate schedule (as configure_optimizers builds them). Returns the
+    clips, optimizer and its learning-rate schedule (Forecaster.build_optimizers). Returns the
     mean seconds per phase (a device sync after each phase), and the windows/s of
     forward+backward+optimizer run back to back with no sync inside, as a real loop runs, over a few
     batches gathered beforehand (so without the data phase)."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm).to(device)
-    optimizer = module.optimizer_factory(params=module.parameters())
-    total = 3 + 2 * steps  # warm-up, phased and back-to-back steps: the schedule must not run out
-    scheduler = module.scheduler_factory and module.scheduler_factory(
-        optimizer, max_lr=optimizer.defaults["lr"], total_steps=total
-    )
+    # Warm-up, phased and back-to-back steps: the schedule must not run out.
+    optimizer, scheduler = module.build_optimizers(total_steps=3 + 2 * steps)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     clip = cfg.trainer.get("gradient_clip_val")
     loader = dm.loader("train", device if cfg.data.on_device else None)

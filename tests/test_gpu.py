@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from heatforecast.training import build_module, run
+from heatforecast.training import build_module, build_trainer, run
 
 from .conftest import tiny_config
 
@@ -67,7 +67,5 @@ def test_training_steps_between_log_steps_never_sync_the_host(tmp_path: Path) ->
     dm = instantiate(cfg.data)
     dm.setup()
     guard = SyncGuard()
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[*callbacks, guard])
-    trainer.fit(build_module(cfg, dm), datamodule=dm)
+    build_trainer(cfg, (guard,)).fit(build_module(cfg, dm), datamodule=dm)
     assert guard.guarded == 3

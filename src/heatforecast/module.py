@@ -68,12 +68,11 @@ class Forecaster(L.LightningModule):
         )
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
-        # nonfinite=raise: on the device, the number of the first watched batch whose loss was NaN/inf
-        # (NONE until then); on the host, each batch watched since the last check (number, step, index,
-        # series, time), so the error can name that batch's windows.
+        # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
+        # time); on the device, the position in that list of the first batch whose loss was NaN/inf
+        # (NONE while there is none), so the error can name that batch's windows.
+        self._unchecked: list[tuple[int, int, Tensor, Tensor]] = []
         self._first_nonfinite: Tensor | None = None
-        self._unchecked: list[tuple[int, int, int, Tensor, Tensor]] = []
-        self._watched = 0
         self.samples_trained = 0  # windows seen by training_step in this process (for samples/s)
         # The epoch's training loss, summed on the device (sum of loss x windows, and windows).
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
@@ -111,10 +110,9 @@ class Forecaster(L.LightningModule):
         kernels; :meth:`check_nonfinite` reads the result)."""
         if self._first_nonfinite is None:
             self._first_nonfinite = torch.full((), NONE, dtype=torch.long, device=loss.device)
-        this = torch.where(torch.isfinite(loss.detach()), NONE, self._watched)
+        this = torch.where(torch.isfinite(loss.detach()), NONE, len(self._unchecked))
         self._first_nonfinite = torch.minimum(self._first_nonfinite, this)
-        self._unchecked.append((self._watched, self.global_step, batch_idx, series, time))
-        self._watched += 1
+        self._unchecked.append((self.global_step, batch_idx, series, time))
 
     def check_nonfinite(self) -> None:
         """Raise NonFiniteLossError if a training loss since the start was NaN or inf (one host sync)."""
@@ -122,10 +120,9 @@ class Forecaster(L.LightningModule):
             return
         first = int(self._first_nonfinite)
         if first == NONE:
-            self._unchecked.clear()  # all finite: their windows are no longer needed
+            self._unchecked.clear()  # all finite: positions restart at 0, and the device still says NONE
             return
-        # Every batch since the last clean check is listed, and the bad one came after that check.
-        step, batch_idx, series, time = next(b[1:] for b in self._unchecked if b[0] == first)
+        step, batch_idx, series, time = self._unchecked[first]
         raise NonFiniteLossError(
             self._nonfinite_message(step, batch_idx, series, time)
             + f"; noticed at step {self.global_step}; set nonfinite=skip to skip such batches"
@@ -218,17 +215,23 @@ class Forecaster(L.LightningModule):
         if "rng_cuda" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
 
+    def build_optimizers(self, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """The configured optimizer over this module's parameters, and its schedule over
+        ``total_steps`` (None without one). Needs an optimizer factory."""
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer, None
+        scheduler = self.scheduler_factory(
+            optimizer, max_lr=optimizer.defaults["lr"], total_steps=total_steps
+        )
+        return optimizer, scheduler
+
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             return None
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
+        optimizer, scheduler = self.build_optimizers(self.trainer.estimated_stepping_batches)
+        if scheduler is None:
             return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer,
-            max_lr=optimizer.defaults["lr"],
-            total_steps=self.trainer.estimated_stepping_batches,
-        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -94,6 +94,12 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     )
 
 
+def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> L.Trainer:
+    """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``."""
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    return instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[*callbacks, *extra_callbacks])
+
+
 def _choice(group: str) -> str | None:
     """The option picked for a config group (``loss=emd`` -> "emd"), when run through Hydra."""
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
@@ -147,9 +153,8 @@ def run(cfg: DictConfig) -> float:
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
     module = build_module(cfg, datamodule)
-    logger = instantiate(cfg.logger)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer = build_trainer(cfg)
+    logger = trainer.logger
     if trainer.is_global_zero:
         _custom_scalars(logger)
 
