@@ -12,6 +12,7 @@ import torch
 from heatforecast.data import (
     DataError,
     FileData,
+    Scaler,
     SyntheticData,
     make_synthetic,
     make_windows,
@@ -105,6 +106,29 @@ def test_batches_are_the_windows_they_claim(tmp_path: Path) -> None:
     assert sum(len(b[0]) for b in val) == len(dm.windows["val"])  # last partial batch included
     order = torch.cat([b[3] + 1000 * b[2] for b in val])
     assert torch.equal(order, torch.sort(order).values)  # val in order
+
+
+def test_predict_batches_hold_each_series_last_context(tmp_path: Path) -> None:
+    lengths = (9, 40, 25)  # the first series is only one context long: too short for a window
+    table = pd.concat(
+        pd.DataFrame(make_synthetic(n_series=1, n_steps=n, n_bins=5, seed=i)[0]).assign(series=f"s{i}")
+        for i, n in enumerate(lengths)
+    )
+    table.to_csv(tmp_path / "recent.csv", index=False)
+    dm = FileData(path=str(tmp_path / "recent.csv"), context_len=9, horizon=4, eval_batch_size=2)
+    dm.scaler = Scaler(2.0)  # as evaluate.py sets the checkpoint's
+    too_short = "series 's0' has 9 steps; expected at least context_len \\+ horizon = 13"
+    with pytest.raises(DataError, match=too_short):
+        dm.setup()
+    dm.setup("predict")
+    with pytest.raises(DataError, match="series 's0' has 9 steps"):  # loaded once, checked every time
+        dm.setup("fit")
+    batches = list(dm.predict_dataloader())
+    assert [len(b[0]) for b in batches] == [2, 1]
+    x, series, time = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    assert series.tolist() == [0, 1, 2] and time.tolist() == list(lengths)
+    for i, values in enumerate(dm.heatmaps.series):
+        torch.testing.assert_close(x[i], torch.from_numpy(values[-9:]).float() / 2.0)
 
 
 def test_every_split_shares_one_copy_of_the_data_on_a_device() -> None:

@@ -67,3 +67,55 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert not (tmp_path / "b" / "metrics.json").exists()
     done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
     assert done.returncode != 0 and "trained with data.context_len=8" in done.stderr
+
+
+def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_path: Path) -> None:
+    import torch
+    from omegaconf import OmegaConf
+
+    from heatforecast.training import build_model, load_checkpoint
+
+    ckpt_path = trained / "checkpoints" / "last.ckpt"
+    # Series "a" holds just one context (8 steps, fewer than context_len + horizon); "b" holds 30 steps,
+    # its rows shuffled: the context is its last 8 steps in `time` order, not in file order.
+    frames = {sid: make_synthetic(n_series=1, n_steps=n, n_bins=37, seed=s)[0]
+              for sid, n, s in (("a", 8, 3), ("b", 30, 4))}  # fmt: skip
+    table = pd.concat(
+        pd.DataFrame(f, columns=[str(a) for a in range(37)])
+        .assign(series=sid, time=np.arange(len(f)))
+        .sample(frac=1.0, random_state=0)
+        for sid, f in frames.items()
+    )
+    table.to_parquet(tmp_path / "recent.parquet", index=False)
+    out = tmp_path / "next.parquet"
+    data = ["data=file", f"data.path={tmp_path / 'recent.parquet'}", "data.context_len=8", "data.horizon=4"]
+    done = evaluate(tmp_path / "run", f"ckpt_path={ckpt_path}", "predict=future", f"out={out}", *data)
+    assert done.returncode == 0, done.stderr
+    got = pd.read_parquet(out)
+    assert got["series"].tolist() == ["a"] * 4 + ["b"] * 4
+    assert got["time"].tolist() == [8, 9, 10, 11, 30, 31, 32, 33]
+    assert got["horizon"].tolist() == [1, 2, 3, 4] * 2
+    assert (tmp_path / "run" / "future.png").stat().st_size > 1000
+    assert not (tmp_path / "run" / "metrics.json").exists()  # nothing to score
+
+    ckpt = load_checkpoint(ckpt_path)
+    model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["config"]), 37).eval()
+    model.load_state_dict({k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    factor = ckpt["hyper_parameters"]["scale_factor"]
+    context = torch.from_numpy(np.stack([frames["a"][-8:], frames["b"][-8:]]) / factor).float()
+    with torch.no_grad():
+        expected = (model(context) * factor).numpy()
+    np.testing.assert_allclose(got.iloc[:, 3:].to_numpy().reshape(2, 4, 37), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_future_forecast_needs_a_context_per_series(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    write_heatmaps(tmp_path / "short.npy", make_synthetic(n_series=1, n_steps=7, n_bins=37), np.arange(37.0))
+    data = ["data=file", f"data.path={tmp_path / 'short.npy'}", "data.context_len=8", "data.horizon=4"]
+    done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", "predict=future", *data)
+    assert done.returncode != 0
+    assert "series '0' has 7 steps; expected at least context_len = 8" in done.stderr
+    for bad, expected in (("predict=maybe", "predict='maybe'; expected false, true"),
+                          ("out=f.csv", "out=f.csv: expected a .npz or .parquet file")):  # fmt: skip
+        done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", bad)
+        assert done.returncode != 0 and expected in done.stderr, done.stderr

@@ -129,3 +129,24 @@ def test_two_sweeps_started_together_do_not_collide(tmp_path: Path) -> None:
     sweeps = list((tmp_path / "multiruns").iterdir())
     assert len(sweeps) == 2
     assert all(len(list(s.glob("*/metrics.json"))) == 1 for s in sweeps)
+
+
+def test_trainer_predict_forecasts_the_steps_after_each_series(tiny) -> None:
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    from heatforecast.training import build_module
+
+    cfg = tiny()
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    (forecast,) = trainer.predict(module, datamodule=datamodule)
+    factor = datamodule.scaler.factor
+    last = torch.from_numpy(np.stack([s[-8:] for s in datamodule.heatmaps.series])).float()
+    with torch.no_grad():
+        expected = module.model.eval()(last / factor) * factor
+    assert forecast.shape == (2, 4, 37)
+    torch.testing.assert_close(forecast, expected)

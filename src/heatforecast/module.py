@@ -170,6 +170,10 @@ class Forecaster(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step("test", batch, batch_idx)
 
+    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """The forecast, in data units, of a batch whose first element is the contexts x (B, L, A)."""
+        return self(batch[0]) * self.scale_factor
+
     def _end_epoch(self, split: str) -> None:
         panels = self.metrics[split].compute()
         self.metrics[split].reset()

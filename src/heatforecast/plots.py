@@ -34,6 +34,21 @@ def forecast_figure(x: Tensor, y: Tensor, pred: Tensor, angles: Tensor) -> plt.F
     return fig
 
 
+def future_figure(x: Tensor, pred: Tensor, angles: Tensor, title: str) -> plt.Figure:
+    """Time x angle image of the last observed frames and the forecast that follows them."""
+    x, pred, angles = (t.detach().float().cpu() for t in (x, pred, angles))
+    frames = torch.cat([x, pred])
+    extent = (float(angles[0]), float(angles[-1]), len(pred), -len(x))
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    im = ax.imshow(frames, aspect="auto", extent=extent, cmap="viridis")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.axhline(0, color="white", lw=0.8, ls="--")
+    ax.set_title(title)
+    ax.set_xlabel("angle (deg)")
+    ax.set_ylabel("step (< 0 observed, >= 0 forecast)")
+    return fig
+
+
 def horizon_figure(per_horizon: dict[str, dict[str, list[float]]], metrics: tuple[str, ...]) -> plt.Figure:
     """Each metric against the horizon step, one line per forecaster (model, persistence, ...)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), constrained_layout=True)

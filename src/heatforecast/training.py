@@ -27,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from heatforecast.data import DataError, HeatmapData, Scaler
 from heatforecast.metrics import METRICS
 from heatforecast.module import Forecaster, NonFiniteLossError
-from heatforecast.plots import forecast_figure, horizon_figure, peak_track_figure, plt
+from heatforecast.plots import forecast_figure, future_figure, horizon_figure, peak_track_figure, plt
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,8 @@ OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 # max-autotune) sped up a bare step on an H100, but a Lightning fit failed with them: a graph replay
 # overwrote a forecast still in use (docs/performance.md).
 COMPILE_MODES = (None, "default", "max-autotune-no-cudagraphs")
+
+FORECAST_SUFFIXES = (".npz", ".parquet")  # evaluate.py out=
 
 
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
@@ -298,7 +300,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
-    windows), beside persistence; write metrics.json, figures and, with ``predict``, the forecasts."""
+    windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
+    With ``predict=future``, forecast the steps after each series' last frame instead (nothing to score).
+    """
+    if cfg.predict not in (False, True, "future"):
+        raise ConfigError(
+            f"predict={cfg.predict!r}; expected false, true (write the scored windows' forecasts) or "
+            "future (forecast the steps after each series' end)"
+        )
+    future = cfg.predict == "future"
+    if future and cfg.split is not None:
+        raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
+    if cfg.out and Path(cfg.out).suffix not in FORECAST_SUFFIXES:
+        raise ConfigError(f"out={cfg.out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
     new_data = HydraConfig.initialized() and any(
@@ -313,7 +327,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
-    datamodule.setup()
+    datamodule.setup("predict" if future else None)
     trained_bins = ckpt["state_dict"]["angles"].numel()
     if datamodule.n_bins != trained_bins:
         raise CheckpointError(
@@ -332,12 +346,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
+    output_dir = Path(cfg.paths.output_dir)
+    if future:
+        return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
     split = cfg.split or ("all" if new_data else "test")
     forecasts = predict(module, datamodule.loader(split))
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    output_dir = Path(cfg.paths.output_dir)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
     write_figures(forecasts, datamodule, output_dir, writer)
@@ -359,6 +375,36 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
         for key, value in zip(parts, (forecast, target, persistence, series, time)):
             parts[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def forecast_future(
+    module: Forecaster, datamodule: HeatmapData, output_dir: Path, out: Path | None
+) -> dict[str, Any]:
+    """Forecast the ``horizon`` steps after each series' last frame; write them (``out``, default
+    forecasts.npz in ``output_dir``) and an image of the first series' last frames and forecast."""
+    parts: dict[str, list[Tensor]] = {"forecast": [], "series": [], "time": []}
+    for i, batch in enumerate(datamodule.predict_dataloader()):
+        _, series, time = batch
+        for key, value in zip(parts, (module.predict_step(batch, i), series, time)):
+            parts[key].append(value.cpu())
+    forecasts = {k: torch.cat(v) for k, v in parts.items()}
+    out = out or output_dir / "forecasts.npz"
+    write_forecasts(out, forecasts, datamodule)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    first = datamodule.heatmaps.series[0][-datamodule.context_len :]
+    fig = future_figure(
+        torch.from_numpy(first),
+        forecasts["forecast"][0],
+        datamodule.angles,
+        f"series {datamodule.heatmaps.ids[0]!r}: forecast from step {int(forecasts['time'][0])}",
+    )
+    fig.savefig(output_dir / "future.png", dpi=100)
+    plt.close(fig)
+    print(
+        f"forecasts of the {datamodule.horizon} steps after each of {len(forecasts['series'])} series: {out}"
+    )
+    return {"forecasts": str(out), "series": len(forecasts["series"]), "data": datamodule.source}
 
 
 def write_figures(
@@ -408,4 +454,4 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
         frame.insert(0, "series", np.repeat(ids, horizon))
         frame.to_parquet(out, index=False)
     else:
-        raise ConfigError(f"out={out}: expected a .npz or .parquet file")
+        raise ConfigError(f"out={out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")

@@ -247,16 +247,20 @@ class HeatmapData(L.LightningDataModule):
         return type(self).__name__
 
     def setup(self, stage: str | None = None) -> None:
-        if self.heatmaps is not None:
-            return
-        heatmaps = self.load()
-        need = self.context_len + self.horizon
+        """Load, window and scale the data (once); at every call, check each series is long enough for
+        ``stage``: ``"predict"`` (forecasting beyond each series' end) needs ``context_len`` steps, the
+        other stages a whole window."""
+        heatmaps = self.load() if self.heatmaps is None else self.heatmaps
+        future = stage == "predict"
+        need = self.context_len + (0 if future else self.horizon)
         for values, sid in zip(heatmaps.series, heatmaps.ids, strict=True):
             if len(values) < need:
                 raise DataError(
                     f"{self.source}: series {sid!r} has {len(values)} steps; expected at least "
-                    f"context_len + horizon = {need}"
+                    + (f"context_len = {need}" if future else f"context_len + horizon = {need}")
                 )
+        if self.heatmaps is not None:
+            return
         self.lengths = [len(s) for s in heatmaps.series]
         self.windows = make_windows(self.lengths, self.context_len, self.horizon, self.stride, self.splits)
         if self.scaler is None:
@@ -316,6 +320,21 @@ class HeatmapData(L.LightningDataModule):
         if device not in self._device_values:
             self._device_values[device] = self.values.to(device)
         return self._device_values[device]
+
+    def predict_dataloader(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Batches (x, series, time) to forecast the ``horizon`` steps after each series' last frame:
+        x (B, L, A) its last ``context_len`` frames (scaled), series (B,) its index, time (B,) its
+        length, i.e. the step of the first forecast frame. A generator: Lightning reads a list as
+        several loaders."""
+        device = self._device()
+        lengths = torch.tensor(self.lengths)
+        ends = lengths.cumsum(0)  # each series' end row in `values`
+        rows = (ends - self.context_len)[:, None] + torch.arange(self.context_len)
+        x = self._values_on(device)[rows.to(device)]
+        series, lengths = torch.arange(len(lengths), device=device), lengths.to(device)
+        for i in range(0, len(lengths), self.eval_batch_size):
+            batch = slice(i, i + self.eval_batch_size)
+            yield x[batch], series[batch], lengths[batch]
 
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
