@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from heatforecast.data import make_synthetic, write_heatmaps
 
-from .conftest import ROOT
+from .conftest import CONF, ROOT
 
 
 def evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -115,7 +116,23 @@ def test_future_forecast_needs_a_context_per_series(trained: Path, tmp_path: Pat
     done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", "predict=future", *data)
     assert done.returncode != 0
     assert "series '0' has 7 steps; expected at least context_len = 8" in done.stderr
-    for bad, expected in (("predict=maybe", "predict='maybe'; expected false, true"),
-                          ("out=f.csv", "out=f.csv: expected a .npz or .parquet file")):  # fmt: skip
-        done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", bad)
-        assert done.returncode != 0 and expected in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (["predict=maybe"], "predict='maybe'; expected false, true"),
+        (["predict=future", "split=test"], "split=test with predict=future; expected no split"),
+        (["out=f.csv"], "out=f.csv: expected a .npz or .parquet file"),
+    ],
+)
+def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: str) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from heatforecast.training import ConfigError
+    from heatforecast.training import evaluate as evaluate_in_process
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["ckpt_path=no/such.ckpt", *bad])
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        evaluate_in_process(cfg)  # the missing checkpoint would be the next error
