@@ -71,11 +71,6 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
 
 
 def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_path: Path) -> None:
-    import torch
-    from omegaconf import OmegaConf
-
-    from heatforecast.training import build_model, load_checkpoint
-
     ckpt_path = trained / "checkpoints" / "last.ckpt"
     # Series "a" holds just one context (8 steps, fewer than context_len + horizon); "b" holds 30 steps,
     # its rows shuffled: the context is its last 8 steps in `time` order, not in file order.
@@ -99,14 +94,44 @@ def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_
     assert (tmp_path / "run" / "future.png").stat().st_size > 1000
     assert not (tmp_path / "run" / "metrics.json").exists()  # nothing to score
 
+    expected = forecast_by_hand(ckpt_path, np.stack([frames["a"][-8:], frames["b"][-8:]]))
+    np.testing.assert_allclose(got.iloc[:, 3:].to_numpy().reshape(2, 4, 37), expected, rtol=1e-5, atol=1e-6)
+
+
+def forecast_by_hand(ckpt_path: Path, contexts: np.ndarray) -> np.ndarray:
+    """The checkpoint's model applied to (B, L, A) data-unit contexts, built without evaluate's code."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from heatforecast.training import build_model, load_checkpoint
+
     ckpt = load_checkpoint(ckpt_path)
-    model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["config"]), 37).eval()
+    model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["config"]), contexts.shape[-1])
     model.load_state_dict({k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
     factor = ckpt["hyper_parameters"]["scale_factor"]
-    context = torch.from_numpy(np.stack([frames["a"][-8:], frames["b"][-8:]]) / factor).float()
     with torch.no_grad():
-        expected = (model(context) * factor).numpy()
-    np.testing.assert_allclose(got.iloc[:, 3:].to_numpy().reshape(2, 4, 37), expected, rtol=1e-5, atol=1e-6)
+        return (model.eval()(torch.from_numpy(contexts / factor).float()) * factor).numpy()
+
+
+def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> None:
+    from heatforecast.training import load_forecaster
+
+    ckpt_path = trained / "checkpoints" / "last.ckpt"
+    module = load_forecaster(ckpt_path)
+    contexts = make_synthetic(n_series=2, n_steps=8, n_bins=37, seed=5)
+    batch, single = module.forecast(contexts), module.forecast(contexts[1])
+    assert batch.shape == (2, 4, 37) and single.shape == (4, 37) and not module.training
+    np.testing.assert_allclose(batch.numpy(), forecast_by_hand(ckpt_path, contexts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(single.numpy(), batch[1].numpy(), rtol=1e-6, atol=1e-7)
+    bad = {
+        "expected (8, 37) or (B, 8, 37)": contexts[:, 1:],
+        "expected (8, 37) or (B, 8, 37): the last 8": contexts[..., :36],
+        "NaN or inf": np.where(contexts > 0.5, np.nan, contexts),
+        "negative values": -contexts - 1,
+    }
+    for message, frames in bad.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            module.forecast(frames)
 
 
 def test_future_forecast_needs_a_context_per_series(trained: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -173,6 +174,29 @@ class Forecaster(L.LightningModule):
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         """The forecast, in data units, of a batch whose first element is the contexts x (B, L, A)."""
         return self(batch[0]) * self.scale_factor
+
+    @torch.no_grad()
+    def forecast(self, frames: Tensor | np.ndarray) -> Tensor:
+        """The H frames that follow ``frames``, all in data units: the last L observed frames (L, A)
+        give (H, A), a batch (B, L, A) gives (B, H, A). Runs in eval mode (no dropout) on the module's
+        device; L is checked against the training run's ``data.context_len`` when the config has it."""
+        x = torch.as_tensor(frames, dtype=torch.float32, device=self.angles.device)
+        n_bins, context_len = len(self.angles), self.hparams.config.get("data", {}).get("context_len")
+        if x.ndim not in (2, 3) or x.shape[-1] != n_bins or x.shape[-2] != (context_len or x.shape[-2]):
+            steps = context_len or "L"
+            raise ValueError(
+                f"frames of shape {tuple(x.shape)}; expected ({steps}, {n_bins}) or (B, {steps}, "
+                f"{n_bins}): the last {steps} observed frames over the model's {n_bins} angle bins"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError("frames hold NaN or inf; expected finite values")
+        if self.scale == "linear" and (x < 0).any():
+            raise ValueError("frames hold negative values; expected non-negative energy (data.scale=linear)")
+        training = self.training
+        self.eval()
+        out = self(x.reshape(-1, *x.shape[-2:]) / self.scale_factor) * self.scale_factor
+        self.train(training)
+        return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
     def _end_epoch(self, split: str) -> None:
         panels = self.metrics[split].compute()

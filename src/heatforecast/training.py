@@ -298,6 +298,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
+    """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU."""
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    angles = ckpt["state_dict"]["angles"]
+    module = Forecaster(
+        model=build_model(stored, angles.numel()),
+        loss=instantiate(stored.loss),
+        optimizer=None,
+        scheduler=None,
+        angles=angles,
+        scale_factor=ckpt["hyper_parameters"]["scale_factor"],
+        scale=stored.data.scale,
+        config=ckpt["hyper_parameters"]["config"],
+    )
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()
+
+
+def load_forecaster(path: str | Path) -> Forecaster:
+    """A trained forecaster from a train.py checkpoint, for use in Python:
+    ``load_forecaster(path).forecast(last_frames)`` gives the next H frames, in data units."""
+    return restore_forecaster(load_checkpoint(path))
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
     windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
@@ -334,18 +358,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg.ckpt_path}: trained on {trained_bins} angle bins; {datamodule.source} has "
             f"{datamodule.n_bins} (expected the same)"
         )
-    module = Forecaster(
-        model=build_model(stored, datamodule.n_bins),
-        loss=instantiate(stored.loss),
-        optimizer=None,
-        scheduler=None,
-        angles=datamodule.angles,
-        scale_factor=datamodule.scaler.factor,
-        scale=datamodule.scale,
-        config=ckpt["hyper_parameters"]["config"],
-    )
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval()
+    module = restore_forecaster(ckpt)
     output_dir = Path(cfg.paths.output_dir)
     if future:
         return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
