@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import ot
 import pytest
+import scipy.optimize
 import scipy.stats
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,26 @@ def test_circular_emd_is_the_minimum_over_cyclic_shifts() -> None:
     a[35], b[1] = 1.0, 1.0
     assert losses.emd(a, b, 10.0, eps=1e-12, circular=True).item() == pytest.approx(20.0)
     assert losses.emd(a, b, 10.0, eps=1e-12).item() == pytest.approx(340.0)
+
+
+def test_circular_cramer_is_watsons_form_and_ignores_where_the_circle_is_cut() -> None:
+    gen = torch.Generator().manual_seed(12)
+    pred = torch.rand(5, 36, generator=gen, dtype=torch.float64) ** 3
+    target = torch.rand(5, 36, generator=gen, dtype=torch.float64) ** 3
+    ours = losses.cramer(pred, target, bin_width=10.0, eps=1e-12, circular=True)
+    gap = losses.cdf_gap(pred, target, "linear", 1e-12).numpy()
+    oracle = [10.0 * scipy.optimize.minimize_scalar(lambda c, g=g: ((g - c) ** 2).sum()).fun for g in gap]
+    np.testing.assert_allclose(ours.numpy(), oracle, rtol=1e-9)
+    for shift in (1, 7, 20):  # cutting the circle elsewhere rolls both vectors alike
+        rolled = pred.roll(shift, -1), target.roll(shift, -1)
+        for fn in (losses.cramer, losses.emd):
+            torch.testing.assert_close(
+                fn(*rolled, 10.0, eps=1e-12, circular=True), fn(pred, target, 10.0, eps=1e-12, circular=True)
+            )
+    linear = losses.cramer(pred.roll(7, -1), target.roll(7, -1), 10.0, eps=1e-12)
+    assert not torch.allclose(
+        linear, losses.cramer(pred, target, 10.0, eps=1e-12)
+    )  # the line's form depends on the cut
 
 
 def test_kl_matches_scipy_entropy() -> None:
@@ -255,7 +276,7 @@ def test_unknown_loss_name_lists_the_available_ones() -> None:
 
 
 @pytest.mark.parametrize("scale", ["linear", "db"])
-@pytest.mark.parametrize("kind", ["emd", "emd_circular", "cramer", "kl"])
+@pytest.mark.parametrize("kind", ["emd", "emd_circular", "cramer", "cramer_circular", "kl"])
 def test_hand_written_backward_matches_autograd_of_the_formula(kind: str, scale: str) -> None:
     gen = torch.Generator().manual_seed(8)
     pred = (torch.rand(3, 4, 20, generator=gen, dtype=torch.float64) * 2 - 0.3).requires_grad_()
@@ -264,9 +285,12 @@ def test_hand_written_backward_matches_autograd_of_the_formula(kind: str, scale:
         ours = losses.kl(pred, target, scale)
         log_p, log_q = losses.log_distribution(pred, scale), losses.log_distribution(target, scale)
         reference = (log_q.exp() * (log_q - log_p)).sum(-1)
-    elif kind == "cramer":
-        ours = losses.cramer(pred, target, 0.5, scale)
+    elif kind.startswith("cramer"):
+        circular = kind == "cramer_circular"
+        ours = losses.cramer(pred, target, 0.5, scale, circular=circular)
         gap = losses.cdf_gap(pred, target, scale)
+        if circular:  # the mean is not detached: its gradient term is zero, which this checks
+            gap = gap - gap.mean(-1, keepdim=True)
         reference = 0.5 * gap.square().sum(-1)
     else:
         circular = kind == "emd_circular"

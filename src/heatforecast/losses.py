@@ -85,8 +85,9 @@ def _normalise_backward(grad: Tensor, x: Tensor, probs: Tensor, total: Tensor, s
 
 
 class _CdfDistance(torch.autograd.Function):
-    """d * sum_a f(CDF_p(a) - CDF_t(a) - c) with f = |.| (power 1, EMD) or (.)^2 (power 2, Cramer),
-    c = the median of the gap when circular (else 0), held constant in backward.
+    """d * sum_a f(CDF_p(a) - CDF_t(a) - c) with f = |.| (power 1, EMD) or (.)^2 (power 2, Cramer).
+    When circular, c is the constant that minimises the sum (the gap's median for power 1, its mean for
+    power 2), held constant in backward (exact: the sum's derivative in c is zero there); else c = 0.
 
     The backward is written out (the gradient of a CDF entry reaches every bin below it, so
     d/dP_a = sum_{b >= a} f'(gap_b)). Working in place where a buffer is ours keeps it to a few passes
@@ -101,7 +102,7 @@ class _CdfDistance(torch.autograd.Function):
         # Without a target gradient, t's buffer becomes the gap: one large allocation fewer.
         gap = (p - t if target_grad else t.neg_().add_(p)).cumsum_(-1)
         if circular:
-            gap -= gap.median(-1, keepdim=True).values
+            gap -= gap.median(-1, keepdim=True).values if power == 1 else gap.mean(-1, keepdim=True)
         ctx.save_for_backward(pred, p, p_total, gap, *((target, t, t_total) if target_grad else ()))
         ctx.params = (bin_width, scale, power)
         if power == 1:
@@ -200,10 +201,15 @@ def cramer(
     bin_width: float = 1.0,
     scale: str = "linear",
     eps: float = DEFAULT_EPS,
+    circular: bool = False,
 ) -> Tensor:
-    """Cramer distance ("squared EMD"): d * sum_a (CDF_P(a) - CDF_Q(a))^2, in degrees."""
+    """Cramer distance ("squared EMD"): d * sum_a (CDF_P(a) - CDF_Q(a))^2, in degrees.
+
+    With ``circular`` (0..360 data): ``d * min_c sum_a (CDF_P - CDF_Q - c)^2``, reached at the mean of
+    the gap (Watson's U^2 form, which does not depend on where the circle is cut).
+    """
     _check_scale(scale)
-    return _CdfDistance.apply(pred, target, bin_width, scale, eps, 2, False)
+    return _CdfDistance.apply(pred, target, bin_width, scale, eps, 2, circular)
 
 
 def kl(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
@@ -355,26 +361,28 @@ class KL(DistributionLoss):
 
 
 class CdfLoss(DistributionLoss):
-    """Base of the losses on the CDFs of the bin distributions, in degrees: ``bin_width`` is d."""
+    """Base of the losses on the CDFs of the bin distributions, in degrees: ``bin_width`` is d;
+    ``circular`` for an angle axis that wraps around (0..360 data)."""
 
     def __init__(
         self,
         bin_width: float = 1.0,
         scale: str = "linear",
         eps: float = DEFAULT_EPS,
+        circular: bool = False,
         reduction: str = "mean",
     ) -> None:
         super().__init__(scale, eps, reduction)
         if bin_width <= 0:
             raise ValueError(f"bin_width must be > 0; got {bin_width}")
-        self.bin_width = bin_width
+        self.bin_width, self.circular = bin_width, circular
 
 
 class Cramer(CdfLoss):
-    """d * sum_a (CDF_p - CDF_t)^2, in degrees."""
+    """d * sum_a (CDF_p - CDF_t)^2, in degrees (see :func:`cramer` for ``circular``)."""
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
-        return cramer(pred, target, self.bin_width, self.scale, self.eps)
+        return cramer(pred, target, self.bin_width, self.scale, self.eps, self.circular)
 
 
 class EMD(CdfLoss):
@@ -389,8 +397,8 @@ class EMD(CdfLoss):
         mass_weight: float = 0.0,
         reduction: str = "mean",
     ) -> None:
-        super().__init__(bin_width, scale, eps, reduction)
-        self.circular, self.mass_weight = circular, mass_weight
+        super().__init__(bin_width, scale, eps, circular, reduction)
+        self.mass_weight = mass_weight
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
         return emd(pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight)
