@@ -40,6 +40,18 @@ def test_synthetic_is_deterministic_sparse_and_moving() -> None:
     assert db.min() < 0 and np.isfinite(db).all()
 
 
+def test_circular_synthetic_sources_cross_360_and_need_a_full_circle() -> None:
+    one_source = dict(n_series=2, n_steps=300, n_bins=360, max_sources=1, death_rate=0.0, noise_floor=1e-6)
+    for circular in (False, True):
+        peak = make_synthetic(**one_source, circular=circular, seed=1).argmax(-1)
+        jumps = np.abs(np.diff(peak, axis=1))  # degrees the peak moves per step, 1-degree bins
+        # On a line the source turns back at the edges; on a circle it goes from 359 to 0.
+        assert (jumps > 300).any() == circular and (jumps[jumps <= 300] <= 3).all()
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, circular=True)
+    with pytest.raises(DataError, match="data.circular=true but its 37 bins of 1 degrees cover 37 degrees"):
+        dm.setup()
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz"])
 def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     array = small_array()

@@ -150,3 +150,22 @@ def test_trainer_predict_forecasts_the_steps_after_each_series(tiny) -> None:
         expected = module.model.eval()(last / factor) * factor
     assert forecast.shape == (2, 4, 37)
     torch.testing.assert_close(forecast, expected)
+
+
+def test_data_circular_makes_losses_metrics_and_model_wrap(tiny) -> None:
+    from hydra.utils import instantiate
+
+    from heatforecast.losses import CdfLoss
+    from heatforecast.training import ConfigError, build_module
+
+    circle = ("data.circular=true", "data.generator.n_bins=36", "data.bin_width=10")
+    cfg = tiny(*circle, "loss=emd_mse")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    cdf_losses = [m for m in module.loss.modules() if isinstance(m, CdfLoss)]
+    assert cdf_losses and all(m.circular for m in cdf_losses)
+    assert all(m.circular for m in module.metrics.values()) and module.model.pad_mode == "circular"
+    assert np.isfinite(run(cfg))
+    with pytest.raises(ConfigError, match="loss.terms.emd.circular=false but data.circular=true"):
+        build_module(tiny(*circle, "loss=emd_mse", "loss.terms.emd.circular=false"), datamodule)

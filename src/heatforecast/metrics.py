@@ -7,6 +7,10 @@ Per vector (p forecast, t target, both (..., A) in the data's own units; angles 
 - ``cosine``  1 - cos(p, t)                 - ``kl``  KL(t distribution || p distribution)
 - ``peak_err_deg``  |angle(argmax p) - angle(argmax t)|
 
+With ``circular`` (an angle axis that wraps around, 0..360 data) emd and cramer take their circular
+forms (:func:`losses.emd`, :func:`losses.cramer`) and the peak error is the shorter way round the circle,
+min(|delta|, 360 - |delta|).
+
 Over a split (per horizon step and overall), each is the mean over windows, except
 ``mass_rel_err`` = sum |E(p) - E(t)| / sum E(t), E the total energy of a frame (a ratio of sums, so
 all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_mse`` =
@@ -26,18 +30,25 @@ METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
 
 
 def vector_metrics(
-    pred: Tensor, target: Tensor, angles: Tensor, scale: str = "linear", eps: float = 1e-3
+    pred: Tensor,
+    target: Tensor,
+    angles: Tensor,
+    scale: str = "linear",
+    eps: float = 1e-3,
+    circular: bool = False,
 ) -> Tensor:
     """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...)."""
     losses.check_pair(pred, target)
     width = float(angles[1] - angles[0])
     peak = (angles[pred.argmax(-1)] - angles[target.argmax(-1)]).abs()
+    if circular:
+        peak = torch.minimum(peak, 360.0 - peak)
     return torch.stack(
         [
             losses.mse(pred, target),
             losses.l1(pred, target),
-            losses.emd(pred, target, width, scale, eps),
-            losses.cramer(pred, target, width, scale, eps),
+            losses.emd(pred, target, width, scale, eps, circular),
+            losses.cramer(pred, target, width, scale, eps, circular),
             losses.cosine(pred, target, eps),
             losses.kl(pred, target, scale, eps),
             peak,
@@ -49,14 +60,17 @@ class ForecastMetrics(Metric):
     """Accumulates the metric panel of a forecast and of persistence over (B, H, A) batches.
 
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
-    ``eps`` is the per-bin floor of the distribution mapping, in data units.
+    ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
+    axis that wraps around.
     """
 
     full_state_update = False
 
-    def __init__(self, angles: Tensor, horizon: int, scale: str = "linear", eps: float = 1e-3):
+    def __init__(
+        self, angles: Tensor, horizon: int, scale: str = "linear", eps: float = 1e-3, circular: bool = False
+    ):
         super().__init__()
-        self.scale, self.eps, self.horizon = scale, eps, horizon
+        self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
         self.register_buffer("angles", angles.detach().clone().float())
         n = len(VECTOR_METRICS)
         # index 0: the model, 1: persistence
@@ -69,7 +83,7 @@ class ForecastMetrics(Metric):
         pred, target, persistence = pred.float(), target.float(), persistence.float()
         mass = losses.total_energy(target, self.scale)
         for i, forecast in enumerate((pred, persistence)):
-            values = vector_metrics(forecast, target, self.angles, self.scale, self.eps)
+            values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)

@@ -34,6 +34,7 @@ class Forecaster(L.LightningModule):
         angles: (A,) bin angles in degrees.
         scale_factor: the data scaler's factor (data = scaled * factor).
         scale: ``linear`` or ``db``.
+        circular: the angle axis wraps around (0..360 data): metrics take their circular forms.
         nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
             batch; a host sync per step), or ``off`` (no check).
@@ -49,6 +50,7 @@ class Forecaster(L.LightningModule):
         angles: Tensor,
         scale_factor: float,
         scale: str,
+        circular: bool = False,
         loss_name: str = "",
         nonfinite: str = "raise",
         config: dict | None = None,
@@ -65,7 +67,7 @@ class Forecaster(L.LightningModule):
         horizon = model.horizon
         eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
         self.metrics = nn.ModuleDict(
-            {s: ForecastMetrics(angles, horizon, scale, eps) for s in ("val", "test")}
+            {s: ForecastMetrics(angles, horizon, scale, eps, circular) for s in ("val", "test")}
         )
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None

@@ -80,6 +80,16 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
             raise ConfigError(f"compile={cfg.compile!r}; expected true, false or a mode: {modes}{why}")
         model.compile(mode=mode)
         loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
+    for name, part in loss.named_modules():
+        # A CDF loss that wraps while the metrics do not (or the reverse) would select checkpoints on a
+        # metric that disagrees with the training loss about what a 0/360 degree miss costs.
+        if getattr(part, "circular", datamodule.circular) != datamodule.circular:
+            where = f"loss.{name}" if name else "loss"
+            wraps, data_wraps = str(part.circular).lower(), str(datamodule.circular).lower()
+            raise ConfigError(
+                f"{where}.circular={wraps} but data.circular={data_wraps}; expected the same: set "
+                "data.circular (the losses, metrics and model follow it)"
+            )
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(
@@ -90,6 +100,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         angles=datamodule.angles,
         scale_factor=datamodule.scaler.factor,
         scale=datamodule.scale,
+        circular=datamodule.circular,
         loss_name=loss_name,
         nonfinite=cfg.nonfinite,
         config=OmegaConf.to_container(cfg, resolve=True),
@@ -310,6 +321,7 @@ def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
         angles=angles,
         scale_factor=ckpt["hyper_parameters"]["scale_factor"],
         scale=stored.data.scale,
+        circular=stored.data.get("circular", False),  # checkpoints from before data.circular lack it
         config=ckpt["hyper_parameters"]["config"],
     )
     module.load_state_dict(ckpt["state_dict"])
@@ -343,11 +355,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         o.lstrip("+~").startswith("data") for o in HydraConfig.get().overrides.task
     )
     data_cfg = cfg.data if new_data else stored.data
-    for key in ("context_len", "horizon", "scale", "bin_width", "angle_start"):
-        if data_cfg[key] != stored.data[key]:
+    for key in ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular"):
+        # .get: checkpoints from before data.circular lack it (they were not circular)
+        trained, now = stored.data.get(key, False), data_cfg.get(key, False)
+        if now != trained:
             raise CheckpointError(
-                f"{cfg.ckpt_path}: trained with data.{key}={stored.data[key]}; this evaluation has "
-                f"data.{key}={data_cfg[key]} (expected the same)"
+                f"{cfg.ckpt_path}: trained with data.{key}={trained}; this evaluation has "
+                f"data.{key}={now} (expected the same)"
             )
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler

@@ -197,6 +197,8 @@ class HeatmapData(L.LightningDataModule):
             order is shuffled): every step then has the same shape, which torch.compile wants.
         scale: ``linear`` (non-negative energy) or ``db`` (10 log10 power, may be negative).
         bin_width, angle_start: the angle grid in degrees (checked against numeric column names).
+        circular: the angle axis wraps around (bearings, directional spectra over 0..360): the bins
+            must cover exactly 360 degrees; losses, metrics and the model's angle convolution wrap.
         on_device: keep all data on the training device and gather batches there (no effect on a CPU).
         seed: seeds the train shuffle.
     """
@@ -213,6 +215,7 @@ class HeatmapData(L.LightningDataModule):
         scale: str = "linear",
         bin_width: float = 1.0,
         angle_start: float = 0.0,
+        circular: bool = False,
         on_device: bool = True,
         seed: int = 0,
     ) -> None:
@@ -232,7 +235,7 @@ class HeatmapData(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.drop_last = drop_last
-        self.bin_width, self.angle_start = bin_width, angle_start
+        self.bin_width, self.angle_start, self.circular = bin_width, angle_start, circular
         self.on_device = on_device
         self.heatmaps: Heatmaps | None = None
         self.scaler: Scaler | None = None  # fitted in setup() unless set before (a checkpoint's)
@@ -261,6 +264,12 @@ class HeatmapData(L.LightningDataModule):
                 )
         if self.heatmaps is not None:
             return
+        span = heatmaps.n_bins * self.bin_width
+        if self.circular and not math.isclose(span, 360.0):
+            raise DataError(
+                f"{self.source}: data.circular=true but its {heatmaps.n_bins} bins of {self.bin_width:g} "
+                f"degrees cover {span:g} degrees; expected 360 (e.g. bins 0..359 of 1 degree: 360 is 0 again)"
+            )
         self.lengths = [len(s) for s in heatmaps.series]
         self.windows = make_windows(self.lengths, self.context_len, self.horizon, self.stride, self.splits)
         if self.scaler is None:
@@ -362,6 +371,7 @@ class SyntheticData(HeatmapData):
             bin_width=self.bin_width,
             angle_start=self.angle_start,
             scale=self.scale,
+            circular=self.circular,
             **self.generator,
         )
         angles = angle_grid(array.shape[-1], self.angle_start, self.bin_width)

@@ -1,7 +1,8 @@
 """Synthetic angle-energy heatmaps: moving sources over a noise floor.
 
 Each series holds up to ``max_sources`` sources. A source's angle moves with inertia (its velocity is a
-slow random walk) and turns back at the edges of the angle range; sources appear and disappear, and their
+slow random walk) and turns back at the edges of the angle range (or, with ``circular``, goes on round
+the circle); sources appear and disappear, and their
 width and strength drift. The frame is the sum of Gaussian bumps over an exponential noise floor, values
 under ``threshold`` are set to exactly 0 (as thresholded real spectra are), optionally in dB.
 
@@ -27,13 +28,15 @@ def make_synthetic(
     noise_floor: float = 0.02,
     threshold: float = 0.05,
     scale: str = "linear",
+    circular: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
     """Return heatmaps of shape (n_series, n_steps, n_bins), float32, deterministic for a seed.
 
     Speeds are in degrees per step; rates are per source and step; ``noise_floor`` is the mean of the
     exponential floor and ``threshold`` the value under which energy is set to 0 (linear scale only;
-    dB data keeps the floor, 10 log10(energy + noise_floor)).
+    dB data keeps the floor, 10 log10(energy + noise_floor)). With ``circular`` angles are taken
+    modulo 360 degrees: sources cross 360/0 and their bumps wrap round.
     """
     if scale not in ("linear", "db"):
         raise ValueError(f"scale must be 'linear' or 'db'; got {scale!r}")
@@ -60,13 +63,18 @@ def make_synthetic(
         alive = (alive & (rng.random(shape) >= death_rate)) | born
         speed = np.clip(speed + rng.normal(0.0, 0.05, shape), -max_speed, max_speed)
         theta = theta + speed
-        # Reflect at the edges: the source turns back instead of leaving the field of view.
-        below, above = theta < lo, theta > hi
-        theta = np.where(below, 2 * lo - theta, np.where(above, 2 * hi - theta, theta))
-        speed = np.where(below | above, -speed, speed)
+        if circular:
+            theta = lo + (theta - lo) % 360.0
+        else:  # reflect at the edges: the source turns back instead of leaving the field of view
+            below, above = theta < lo, theta > hi
+            theta = np.where(below, 2 * lo - theta, np.where(above, 2 * hi - theta, theta))
+            speed = np.where(below | above, -speed, speed)
         width = np.clip(width * np.exp(rng.normal(0.0, 0.02, shape)), 1.5, 10.0)
         log_amp = np.clip(log_amp + rng.normal(0.0, 0.03, shape), np.log(0.2), np.log(4.0))
-        bumps = np.exp(-0.5 * ((angles - theta[..., None]) / width[..., None]) ** 2)
+        offset = angles - theta[..., None]
+        if circular:
+            offset = (offset + 180.0) % 360.0 - 180.0  # the shorter way round
+        bumps = np.exp(-0.5 * (offset / width[..., None]) ** 2)
         energy = (alive * np.exp(log_amp))[..., None] * bumps
         out[:, t] = energy.sum(1) + rng.exponential(noise_floor, (n_series, n_bins))
     if scale == "db":

@@ -20,7 +20,9 @@ class TransformerForecaster(nn.Module):
       history and its neighbours'; a learned angle embedding is added; attention runs across angles,
       so energy can move from bin to bin; a linear head gives each patch's bins their H future values.
 
-    With ``residual`` the head predicts the change from the last observed frame. For ``scale=linear``
+    With ``circular`` (an angle axis that wraps around) the angle convolution pads circularly, so bins
+    near 0 and 360 degrees see each other as neighbours. With ``residual`` the head predicts the change
+    from the last observed frame. For ``scale=linear``
     the output passes through softplus, so energy is non-negative.
 
     Args:
@@ -32,6 +34,7 @@ class TransformerForecaster(nn.Module):
         kernel: width in bins of the angle embedding's convolution (``tokens=angle``).
         residual: forecast = last frame + head output (else head output alone).
         scale: ``linear`` (non-negative output) or ``db`` (unconstrained).
+        circular: pad the angle convolution circularly (``tokens=angle``).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class TransformerForecaster(nn.Module):
         kernel: int = 9,
         residual: bool = True,
         scale: str = "linear",
+        circular: bool = False,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
@@ -56,6 +60,7 @@ class TransformerForecaster(nn.Module):
             raise ValueError(f"model.tokens must be 'time' or 'angle'; got {tokens!r}")
         self.horizon, self.tokens, self.patch = horizon, tokens, patch
         self.residual, self.positive = residual, scale == "linear"
+        self.pad_mode = "circular" if circular else "constant"
         if tokens == "time":
             self.embed = nn.Linear(n_bins, d_model)
             self.queries = nn.Parameter(torch.zeros(horizon, d_model))
@@ -93,7 +98,7 @@ class TransformerForecaster(nn.Module):
             out = self.head(self.norm(hidden[:, context_len:]))
         else:
             batch, _, n_bins = x.shape
-            tokens = self.embed(F.pad(x, self.pad)).transpose(1, 2)  # (B, A/patch, d_model)
+            tokens = self.embed(F.pad(x, self.pad, self.pad_mode)).transpose(1, 2)  # (B, A/patch, d_model)
             hidden = self.encoder(tokens + self.position)
             out = self.head(self.norm(hidden))  # (B, A/patch, H * patch)
             out = out.view(batch, -1, self.horizon, self.patch).permute(0, 2, 1, 3)
