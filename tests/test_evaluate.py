@@ -68,6 +68,9 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert not (tmp_path / "b" / "metrics.json").exists()
     done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
     assert done.returncode != 0 and "trained with data.context_len=8" in done.stderr
+    done = evaluate(tmp_path / "d", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
+                    "data.context_len=8", "data.horizon=4", "data.circular=true")  # fmt: skip
+    assert done.returncode != 0 and "trained with data.circular=False" in done.stderr, done.stderr
 
 
 def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_path: Path) -> None:
