@@ -19,7 +19,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output file; the suffix picks the format")
     for name, param in inspect.signature(make_synthetic).parameters.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(param.default), default=param.default)
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(param.default, bool):  # --circular / --no-circular (bool("False") would be True)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default)
+        else:
+            parser.add_argument(flag, type=type(param.default), default=param.default)
     args = vars(parser.parse_args())
     out = args.pop("out")
     heatmaps = make_synthetic(**args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,16 @@ def test_circular_synthetic_sources_cross_360_and_need_a_full_circle() -> None:
     dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, circular=True)
     with pytest.raises(DataError, match="data.circular=true but its 37 bins of 1 degrees cover 37 degrees"):
         dm.setup()
+
+
+def test_make_synthetic_script_writes_the_generator_output(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
+    small = dict(n_series=2, n_steps=40, n_bins=36, bin_width=10.0, seed=5)
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in small.items()]
+    for circular, flag in ((True, ["--circular"]), (False, [])):
+        out = tmp_path / f"{circular}.npy"
+        subprocess.run([sys.executable, str(script), str(out), *args, *flag], check=True, capture_output=True)
+        np.testing.assert_array_equal(np.load(out), make_synthetic(**small, circular=circular))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz"])
