@@ -149,7 +149,7 @@ def test_predict_batches_hold_each_series_last_context(tmp_path: Path) -> None:
         dm.setup("fit")
     batches = list(dm.predict_dataloader())
     assert [len(b[0]) for b in batches] == [2, 1]
-    x, series, time = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    x, _, series, time = (torch.cat(parts) for parts in zip(*batches, strict=True))
     assert series.tolist() == [0, 1, 2] and time.tolist() == list(lengths)
     for i, values in enumerate(dm.heatmaps.series):
         torch.testing.assert_close(x[i], torch.from_numpy(values[-9:]).float() / 2.0)

@@ -196,7 +196,7 @@ class Forecaster(L.LightningModule):
             raise ValueError("frames hold negative values; expected non-negative energy (data.scale=linear)")
         training = self.training
         self.eval()
-        out = self(x.reshape(-1, *x.shape[-2:]) / self.scale_factor) * self.scale_factor
+        out = self.predict_step((x.reshape(-1, *x.shape[-2:]) / self.scale_factor,), 0)
         self.train(training)
         return out.reshape(*x.shape[:-2], *out.shape[-2:])
 

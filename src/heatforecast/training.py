@@ -71,15 +71,6 @@ def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
 def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     """The LightningModule for a set-up datamodule."""
     model, loss = build_model(cfg, datamodule.n_bins), instantiate(cfg.loss)
-    if cfg.compile:  # in place, so state_dict keys stay those of the plain modules
-        mode = None if cfg.compile is True else cfg.compile
-        if mode not in COMPILE_MODES:
-            modes = ", ".join(COMPILE_MODES[1:])
-            graphs = mode in ("reduce-overhead", "max-autotune")
-            why = " (CUDA-graph modes are not supported: docs/performance.md)" if graphs else ""
-            raise ConfigError(f"compile={cfg.compile!r}; expected true, false or a mode: {modes}{why}")
-        model.compile(mode=mode)
-        loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     for name, part in loss.named_modules():
         # A CDF loss that wraps while the metrics do not (or the reverse) would select checkpoints on a
         # metric that disagrees with the training loss about what a 0/360 degree miss costs.
@@ -90,6 +81,15 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
                 f"{where}.circular={wraps} but data.circular={data_wraps}; expected the same: set "
                 "data.circular (the losses, metrics and model follow it)"
             )
+    if cfg.compile:  # in place, so state_dict keys stay those of the plain modules
+        mode = None if cfg.compile is True else cfg.compile
+        if mode not in COMPILE_MODES:
+            modes = ", ".join(COMPILE_MODES[1:])
+            graphs = mode in ("reduce-overhead", "max-autotune")
+            why = " (CUDA-graph modes are not supported: docs/performance.md)" if graphs else ""
+            raise ConfigError(f"compile={cfg.compile!r}; expected true, false or a mode: {modes}{why}")
+        model.compile(mode=mode)
+        loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     return Forecaster(
@@ -412,7 +412,7 @@ def forecast_future(
     forecasts.npz in ``output_dir``) and an image of the first series' last frames and forecast."""
     parts: dict[str, list[Tensor]] = {"forecast": [], "series": [], "time": []}
     for i, batch in enumerate(datamodule.predict_dataloader()):
-        _, series, time = batch
+        _, _, series, time = batch
         for key, value in zip(parts, (module.predict_step(batch, i), series, time)):
             parts[key].append(value.cpu())
     forecasts = {k: torch.cat(v) for k, v in parts.items()}

@@ -300,19 +300,22 @@ class HeatmapData(L.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device("cpu")
 
+    def _rank(self) -> tuple[int, int]:
+        """(this process's rank, the number of ranks): each loader takes this rank's share."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
     def loader(self, split: str, device: torch.device | None = None) -> WindowLoader:
         """The batches of one split ('train' shuffled; 'val', 'test', 'all' in order), this rank's share,
         gathered on ``device`` (default: the training device with ``on_device``, else the CPU)."""
         self.check_splits((split,))
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
         device = device or self._device()
         windows = self.windows[split].to(device)
         train = split == "train"
         drop_last = train and self.drop_last
         batch = self.batch_size if train else self.eval_batch_size
-        sampler = WindowSampler(len(windows), train, self.seed, rank, world)
+        sampler = WindowSampler(len(windows), train, self.seed, *self._rank())
         if drop_last and len(sampler) < batch:
             raise DataError(
                 f"{self.source}: data.drop_last=true but the train split holds {len(sampler)} windows "
@@ -330,20 +333,18 @@ class HeatmapData(L.LightningDataModule):
             self._device_values[device] = self.values.to(device)
         return self._device_values[device]
 
-    def predict_dataloader(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """Batches (x, series, time) to forecast the ``horizon`` steps after each series' last frame:
-        x (B, L, A) its last ``context_len`` frames (scaled), series (B,) its index, time (B,) its
-        length, i.e. the step of the first forecast frame. A generator: Lightning reads a list as
-        several loaders."""
-        device = self._device()
+    def predict_dataloader(self) -> WindowLoader:
+        """Batches to forecast the ``horizon`` steps after each series' last frame: one window per
+        series whose context is its last ``context_len`` frames and whose target lies beyond the data
+        (y is empty, (B, 0, A)); ``time`` is the series' length, the step of the first forecast frame."""
         lengths = torch.tensor(self.lengths)
         ends = lengths.cumsum(0)  # each series' end row in `values`
-        rows = (ends - self.context_len)[:, None] + torch.arange(self.context_len)
-        x = self._values_on(device)[rows.to(device)]
-        series, lengths = torch.arange(len(lengths), device=device), lengths.to(device)
-        for i in range(0, len(lengths), self.eval_batch_size):
-            batch = slice(i, i + self.eval_batch_size)
-            yield x[batch], series[batch], lengths[batch]
+        future = Windows(ends - self.context_len, torch.arange(len(lengths)), lengths)
+        device = self._device()
+        sampler = WindowSampler(len(future), False, self.seed, *self._rank())
+        return WindowLoader(
+            self._values_on(device), future.to(device), self.context_len, 0, self.eval_batch_size, sampler
+        )
 
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
