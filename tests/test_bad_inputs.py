@@ -48,6 +48,27 @@ BAD_CASES = {
         r"duplicate time 0",
     ),
     "angles": (lambda f: f.rename(columns={"3": "5"}), r"angles 0\.\.5.*data\.bin_width=1"),
+    "missing time": (
+        lambda f: f.assign(time=np.where(f.index == 4, np.nan, f.index)),
+        r"row 4: no time \(empty or NaN\); expected a number or an ISO 8601 date-time",
+    ),
+    "text time": (  # as text "10:00" sorts before "9:00": no order could be trusted
+        lambda f: f.assign(time=[f"{9 + i}:00" for i in range(len(f))]),
+        r"row 0: time '9:00' is neither a number nor an ISO 8601 date-time",
+    ),
+    "number among date-times": (
+        lambda f: f.assign(time=[f"2026-01-{1 + i % 28:02d}" if i != 3 else "3" for i in range(len(f))]),
+        r"row 3: time '3' is a number among date-times",
+    ),
+    "missing series id": (
+        lambda f: f.assign(series=np.where(f.index == 2, None, "a")),
+        r"row 2: no series \(empty or NaN\); expected a series id",
+    ),
+    "gap in time": (  # frames 20 and 21 are missing
+        lambda f: f.assign(time=np.arange(len(f)) + 2 * (np.arange(len(f)) >= 20)),
+        r"series '0': time jumps from 19 \(row 19\) to 22 \(row 20\), 3 times the series' median step 1;"
+        r".*data\.max_gap=1\.5.*its own `series` id, or set data\.max_gap=null",
+    ),
 }
 
 

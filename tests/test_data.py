@@ -14,6 +14,7 @@ import torch
 from heatforecast.data import (
     DataError,
     FileData,
+    Heatmaps,
     Scaler,
     SyntheticData,
     make_synthetic,
@@ -91,6 +92,59 @@ def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> No
     assert data.ids == ["b", "a"]
     np.testing.assert_array_equal(data.series[0][:, 0], [3.0, 1.0])
     np.testing.assert_array_equal(data.series[1][:, 0], [4.0, 2.0])
+
+
+def frames_at(times: list | np.ndarray) -> pd.DataFrame:
+    """A two-bin table whose bin "0" holds each row's position in the file."""
+    n = len(times)
+    return pd.DataFrame({"time": times, "0": np.arange(n, dtype=float), "1": np.zeros(n)})
+
+
+def test_date_time_text_is_ordered_in_time_not_as_text(tmp_path: Path) -> None:
+    # As text, "10:00+02:00" sorts after "09:00Z"; in time it is 08:00 UTC, the earlier frame.
+    times = ["2026-01-31T09:00:00Z", "2026-01-31T10:00:00+02:00", "2026-01-31T09:30:00Z"]
+    frames_at(times).to_csv(tmp_path / "t.csv", index=False)
+    data = read_heatmaps(tmp_path / "t.csv")
+    np.testing.assert_array_equal(data.series[0][:, 0], [1.0, 0.0, 2.0])
+    assert data.times[0].dtype == np.dtype("datetime64[ns]")
+    assert str(data.times[0][0]) == "2026-01-31T08:00:00.000000000"  # in UTC
+
+
+def test_time_types_are_kept_exact(tmp_path: Path) -> None:
+    # Epoch nanoseconds one apart: as float64 they would collapse into duplicates.
+    epoch_ns = 1_790_000_000_000_000_000 + np.array([2, 0, 1])
+    frames_at(epoch_ns).to_parquet(tmp_path / "ns.parquet", index=False)
+    data = read_heatmaps(tmp_path / "ns.parquet")
+    np.testing.assert_array_equal(data.times[0], np.sort(epoch_ns))
+    local = pd.date_range("2026-03-29 00:00", periods=4, freq="h", tz="Europe/Berlin")  # DST at 02:00
+    frames_at(local).to_parquet(tmp_path / "tz.parquet", index=False)
+    utc = read_heatmaps(tmp_path / "tz.parquet").times[0]
+    np.testing.assert_array_equal(np.diff(utc), np.timedelta64(3600, "s"))  # 4 hours, no jump at 02:00
+
+
+def test_gaps_stop_unless_max_gap_allows_them_and_jitter_passes(tmp_path: Path) -> None:
+    jitter = frames_at(10.0 * np.arange(20) + np.tile([0.0, 1.5, -2.0, 0.5], 5))
+    jitter.to_csv(tmp_path / "jitter.csv", index=False)
+    assert len(read_heatmaps(tmp_path / "jitter.csv").series[0]) == 20  # steps 8 to 13.5 s: no gap
+    gap = frames_at(np.r_[0:10, 25:35])
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(DataError, match=r"time jumps from 9 \(row 9\) to 25 \(row 10\), 16 times"):
+        read_heatmaps(tmp_path / "gap.csv")
+    assert len(read_heatmaps(tmp_path / "gap.csv", max_gap=None).series[0]) == 20
+    assert len(read_heatmaps(tmp_path / "gap.csv", max_gap=20).series[0]) == 20
+    with pytest.raises(DataError, match=r"data.max_gap=1; expected a number above 1"):
+        FileData(path=str(tmp_path / "gap.csv"), max_gap=1)
+
+
+def test_time_of_gives_file_times_and_continues_past_the_end(tmp_path: Path) -> None:
+    times = np.array(["2026-01-31T12:00:00", "2026-01-31T12:00:10", "2026-01-31T12:00:21"], "datetime64[ns]")
+    frames_at(times).to_parquet(tmp_path / "t.parquet", index=False)
+    data = read_heatmaps(tmp_path / "t.parquet")
+    got = data.time_of(np.zeros(4, dtype=int), np.array([0, 2, 3, 5]))
+    seconds = np.array([0, 21, 31.5, 52.5]) * 1e9  # beyond the last frame: the median step, 10.5 s
+    np.testing.assert_array_equal(got, times[0] + seconds.astype("timedelta64[ns]"))
+    plain = Heatmaps(data.series, data.ids, data.angles)  # a file without a time column
+    np.testing.assert_array_equal(plain.time_of(np.zeros(2, dtype=int), np.array([1, 7])), [1, 7])
 
 
 def test_windows_never_leak_between_splits_or_series() -> None:

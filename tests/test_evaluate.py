@@ -45,10 +45,12 @@ def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: P
     windows, horizon, n_bins = npz["forecast"].shape
     assert horizon == 4 and n_bins == 37 and len(npz["series"]) == windows
     table = pd.read_parquet(tmp_path / "forecasts.parquet")
-    assert list(table.columns[:3]) == ["series", "time", "horizon"]
-    bins = table.iloc[:, 3:].to_numpy().reshape(windows, horizon, n_bins)
+    assert list(table.columns[:4]) == ["series", "time", "horizon", "step"]
+    bins = table.iloc[:, 4:].to_numpy().reshape(windows, horizon, n_bins)
     np.testing.assert_allclose(bins, npz["forecast"])
-    np.testing.assert_array_equal(table["time"].to_numpy()[::horizon], npz["time"])
+    np.testing.assert_array_equal(table["step"].to_numpy()[::horizon], npz["step"])
+    np.testing.assert_array_equal(table["step"].to_numpy(), table["time"].to_numpy())  # no time column
+    np.testing.assert_array_equal(npz["time"], npz["step"])
 
 
 def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Path, tmp_path: Path) -> None:
@@ -76,12 +78,15 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
 def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_path: Path) -> None:
     ckpt_path = trained / "checkpoints" / "last.ckpt"
     # Series "a" holds just one context (8 steps, fewer than context_len + horizon); "b" holds 30 steps,
-    # its rows shuffled: the context is its last 8 steps in `time` order, not in file order.
+    # its rows shuffled: the context is its last 8 steps in `time` order, not in file order. Frames
+    # come every 10 s (b's with a little jitter); the forecasts' times go on in each series' median step.
     frames = {sid: make_synthetic(n_series=1, n_steps=n, n_bins=37, seed=s)[0]
               for sid, n, s in (("a", 8, 3), ("b", 30, 4))}  # fmt: skip
+    start = pd.Timestamp("2026-01-31 12:00:00")
+    seconds = {"a": 10.0 * np.arange(8), "b": 10.0 * np.arange(30) + 0.5 * (np.arange(30) == 5)}
     table = pd.concat(
         pd.DataFrame(f, columns=[str(a) for a in range(37)])
-        .assign(series=sid, time=np.arange(len(f)))
+        .assign(series=sid, time=start + pd.to_timedelta(seconds[sid], unit="s"))
         .sample(frac=1.0, random_state=0)
         for sid, f in frames.items()
     )
@@ -92,13 +97,17 @@ def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_
     assert done.returncode == 0, done.stderr
     got = pd.read_parquet(out)
     assert got["series"].tolist() == ["a"] * 4 + ["b"] * 4
-    assert got["time"].tolist() == [8, 9, 10, 11, 30, 31, 32, 33]
+    assert got["step"].tolist() == [8, 9, 10, 11, 30, 31, 32, 33]
+    after_a, after_b = start + pd.Timedelta(70, "s"), start + pd.Timedelta(290, "s")  # last frames
+    expected_times = [after_a + pd.Timedelta(10 * h, "s") for h in range(1, 5)]
+    expected_times += [after_b + pd.Timedelta(10 * h, "s") for h in range(1, 5)]
+    assert got["time"].tolist() == expected_times
     assert got["horizon"].tolist() == [1, 2, 3, 4] * 2
     assert (tmp_path / "run" / "future.png").stat().st_size > 1000
     assert not (tmp_path / "run" / "metrics.json").exists()  # nothing to score
 
     expected = forecast_by_hand(ckpt_path, np.stack([frames["a"][-8:], frames["b"][-8:]]))
-    np.testing.assert_allclose(got.iloc[:, 3:].to_numpy().reshape(2, 4, 37), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.iloc[:, 4:].to_numpy().reshape(2, 4, 37), expected, rtol=1e-5, atol=1e-6)
 
 
 def forecast_by_hand(ckpt_path: Path, contexts: np.ndarray) -> np.ndarray:

@@ -462,22 +462,30 @@ def write_figures(
 
 
 def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: HeatmapData) -> None:
-    """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time (first target step),
-    angles. .parquet: one row per window and horizon step: series, time (that step), horizon, bins."""
-    ids = np.array(datamodule.heatmaps.ids)[forecasts["series"].numpy()]
-    time = forecasts["time"].numpy()
+    """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time and step (of the first
+    target frame), angles. .parquet: one row per window and horizon step: series, time, horizon, step,
+    then the bins. ``step`` counts frames from each series' first (0); ``time`` is the file's time of
+    that frame (extended by the median step beyond the data), or the step when the file has none."""
+    heatmaps = datamodule.heatmaps
+    series = forecasts["series"].numpy()
+    ids = np.array(heatmaps.ids)[series]
+    step = forecasts["time"].numpy()
     forecast = forecasts["forecast"].numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        np.savez_compressed(out, forecast=forecast, series=ids, time=time, angles=datamodule.angles.numpy())
+        time = heatmaps.time_of(series, step)
+        angles = datamodule.angles.numpy()
+        np.savez_compressed(out, forecast=forecast, series=ids, time=time, step=step, angles=angles)
     elif out.suffix == ".parquet":
         n_windows, horizon, n_bins = forecast.shape
         frame = pd.DataFrame(
             forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
         )
-        steps = np.tile(np.arange(1, horizon + 1), n_windows)
-        frame.insert(0, "horizon", steps)
-        frame.insert(0, "time", np.repeat(time, horizon) + steps - 1)
+        ahead = np.tile(np.arange(1, horizon + 1), n_windows)
+        steps = np.repeat(step, horizon) + ahead - 1
+        frame.insert(0, "step", steps)
+        frame.insert(0, "horizon", ahead)
+        frame.insert(0, "time", heatmaps.time_of(np.repeat(series, horizon), steps))
         frame.insert(0, "series", np.repeat(ids, horizon))
         frame.to_parquet(out, index=False)
     else:

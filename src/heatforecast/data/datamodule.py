@@ -382,15 +382,19 @@ class SyntheticData(HeatmapData):
 class FileData(HeatmapData):
     """Heatmaps from a .csv, .parquet, .npy or .npz file (format: data/README.md)."""
 
-    def __init__(self, path: str, n_bins: int | None = None, **kwargs) -> None:
+    def __init__(self, path: str, n_bins: int | None = None, max_gap: float | None = 1.5, **kwargs) -> None:
         super().__init__(**kwargs)
         if not path:
             raise DataError("data.path is empty; expected a .csv, .parquet, .npy or .npz file")
-        self.path, self.n_bins_expected = path, n_bins
+        if max_gap is not None and not max_gap > 1:
+            raise DataError(f"data.max_gap={max_gap}; expected a number above 1 (or null: no check)")
+        self.path, self.n_bins_expected, self.max_gap = path, n_bins, max_gap
 
     @property
     def source(self) -> str:
         return str(self.path)
 
     def load(self) -> Heatmaps:
-        return read_heatmaps(self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected)
+        return read_heatmaps(
+            self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected, self.max_gap
+        )

@@ -22,15 +22,35 @@ class DataError(ValueError):
 
 @dataclass
 class Heatmaps:
-    """Series of heatmaps read from one source: ``series[i]`` is an array (T_i, A)."""
+    """Series of heatmaps read from one source: ``series[i]`` is an array (T_i, A), and ``times[i]``
+    its frames' times (T_i,) from the file's ``time`` column (numbers or datetime64), or None."""
 
     series: list[np.ndarray]
     ids: list[str]
     angles: np.ndarray  # (A,) bin angles in degrees
+    times: list[np.ndarray] | None = None
 
     @property
     def n_bins(self) -> int:
         return len(self.angles)
+
+    def time_of(self, series: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The time of step ``steps[k]`` of series ``series[k]``: the file's time, or the step itself
+        when the file has no time column. Steps after a series' last frame (forecasts beyond the data)
+        continue from its last time in its median time step."""
+        if self.times is None:
+            return steps
+        out = np.empty(len(steps), dtype=self.times[0].dtype)
+        for s in np.unique(series):
+            times, at = self.times[s], series == s
+            last = len(times) - 1
+            out[at] = times[np.minimum(steps[at], last)]
+            beyond = np.maximum(steps[at] - last, 0)
+            if beyond.any():
+                if last == 0:
+                    raise DataError(f"series {self.ids[s]!r} has one frame: no time step to continue by")
+                out[at] += beyond * _median_step(times)
+        return out
 
 
 def angle_grid(n_bins: int, angle_start: float, bin_width: float) -> np.ndarray:
@@ -43,8 +63,10 @@ def read_heatmaps(
     bin_width: float = 1.0,
     angle_start: float = 0.0,
     n_bins: int | None = None,
+    max_gap: float | None = 1.5,
 ) -> Heatmaps:
-    """Read and validate a heatmap file. ``n_bins`` (if given) is the bin count the file must have."""
+    """Read and validate a heatmap file. ``n_bins`` (if given) is the bin count the file must have;
+    a time step longer than ``max_gap`` times its series' median step is a gap (None: not checked)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected one of {', '.join(SUFFIXES)})")
@@ -52,7 +74,7 @@ def read_heatmaps(
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {SUFFIXES}")
     if suffix in (".csv", ".parquet"):
-        data = _read_table(path, bin_width, angle_start)
+        data = _read_table(path, bin_width, angle_start, max_gap)
     else:
         data = _read_array(path, bin_width, angle_start)
     if n_bins is not None and data.n_bins != n_bins:
@@ -65,7 +87,7 @@ def read_heatmaps(
     return data
 
 
-def _read_table(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
+def _read_table(path: Path, bin_width: float, angle_start: float, max_gap: float | None) -> Heatmaps:
     try:
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
@@ -82,24 +104,100 @@ def _read_table(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
                 "number; expected numeric energy in every bin column"
             )
     angles = _column_angles(path, [str(c) for c in bins], bin_width, angle_start)
-    ids = frame["series"].astype(str) if "series" in frame.columns else pd.Series("0", frame.index)
+    if "series" in frame.columns:
+        _check_present(path, frame["series"], "series", "a series id")
+        ids = frame["series"].astype(str)
+    else:
+        ids = pd.Series("0", frame.index)
+    time = _time_column(path, frame["time"]) if "time" in frame.columns else None
     values = frame[bins].to_numpy(dtype=np.float64)
     _check_finite(path, values, "row", [str(c) for c in bins])
-    series, names = [], []
+    series, names, times = [], [], []
     for sid in pd.unique(ids):  # series in order of first appearance
         rows = np.flatnonzero((ids == sid).to_numpy())
-        if "time" in frame.columns:
-            times = frame["time"].iloc[rows]
-            dup = times.duplicated(keep=False)
-            if dup.any():
-                raise DataError(
-                    f"{path}: series {sid!r} has duplicate time {times[dup].iloc[0]} at rows "
-                    f"{rows[dup.to_numpy()].tolist()}; expected one row per time step"
-                )
-            rows = rows[np.argsort(times.to_numpy(), kind="stable")]
+        if time is not None:
+            rows = rows[np.argsort(time[rows], kind="stable")]
+            _check_steps(path, sid, time[rows], rows, max_gap)
+            times.append(time[rows])
         series.append(values[rows].astype(np.float32))
         names.append(str(sid))
-    return Heatmaps(series, names, angles)
+    return Heatmaps(series, names, angles, times if time is not None else None)
+
+
+def _check_present(path: Path, column: pd.Series, name: str, expected: str) -> None:
+    if column.isna().any():
+        row = int(np.flatnonzero(column.isna().to_numpy())[0])
+        raise DataError(f"{path}: row {row}: no {name} (empty or NaN); expected {expected} in every row")
+
+
+def _time_column(path: Path, column: pd.Series) -> np.ndarray:
+    """The ``time`` column as numbers or datetime64[ns] (UTC where the file gives offsets). Text must
+    be ISO 8601 date-times: other text has no order heatforecast could know ("9:00" sorts after
+    "10:00" as text), so it stops instead of being sorted as strings."""
+    _check_present(path, column, "time", "a number or an ISO 8601 date-time")
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy()  # int64 stays int64: epoch nanoseconds do not fit a float64
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if pd.api.types.is_datetime64_dtype(column):
+        return column.to_numpy(dtype="datetime64[ns]")
+    text = column.astype(str)
+    numbers = pd.to_numeric(text, errors="coerce")
+    dates = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if numbers.notna().all():
+        return numbers.to_numpy()
+    if dates.notna().all():
+        return dates.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    neither = numbers.isna() & dates.isna()
+    row = int(np.flatnonzero(neither.to_numpy() if neither.any() else dates.isna().to_numpy())[0])
+    what = "neither a number nor an ISO 8601 date-time" if neither.any() else "a number among date-times"
+    raise DataError(
+        f"{path}: row {row}: time {column.iloc[row]!r} is {what}; expected numbers or ISO 8601 "
+        "date-times (e.g. 2026-01-31 12:00:05) throughout the time column"
+    )
+
+
+def _median_step(times: np.ndarray) -> np.generic:
+    """The median time step of a sorted series, in the times' own kind: a timedelta64 for date-times,
+    an integer for integer times (rounded), else a float."""
+    steps = np.diff(times)
+    if steps.dtype.kind in "miu":  # np.median gives a float (and does not take timedeltas)
+        return np.round(np.median(steps.astype(np.int64))).astype(np.int64).astype(steps.dtype)[()]
+    return np.median(steps)
+
+
+def _check_steps(path: Path, sid: str, times: np.ndarray, rows: np.ndarray, max_gap: float | None) -> None:
+    """One row per time, and no gap: a step longer than ``max_gap`` times the median step means missing
+    frames, and a window across it would learn a jump of several steps as one."""
+    steps = np.diff(times)
+    if (steps == steps.dtype.type(0)).any():
+        k = int(np.flatnonzero(steps == steps.dtype.type(0))[0])
+        raise DataError(
+            f"{path}: series {sid!r} has duplicate time {_show(times[k])} at rows "
+            f"{sorted(rows[k : k + 2].tolist())}; expected one row per time step"
+        )
+    if max_gap is None or len(steps) < 2:
+        return
+    median = _median_step(times)
+    ratio = steps / median
+    if (ratio > max_gap).any():
+        k = int(np.flatnonzero(ratio > max_gap)[0])
+        raise DataError(
+            f"{path}: series {sid!r}: time jumps from {_show(times[k])} (row {rows[k]}) to "
+            f"{_show(times[k + 1])} (row {rows[k + 1]}), {ratio[k]:.3g} times the series' median step "
+            f"{_show(median)}; expected evenly spaced frames (data.max_gap={max_gap:g}), since a window "
+            "across missing frames would learn a jump of several steps as one. Give each part its own "
+            "`series` id, or set data.max_gap=null to train across gaps"
+        )
+
+
+def _show(value: np.generic) -> str:
+    """A time or time step for a message: 12.5, 2026-01-31 12:00:05, 0 days 00:00:10."""
+    if isinstance(value, np.timedelta64):
+        return str(pd.Timedelta(value))
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    return f"{value:g}"
 
 
 def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: float) -> np.ndarray:
