@@ -55,13 +55,23 @@ def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: P
 
 def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    same = make_synthetic(n_series=1, n_steps=40, n_bins=37, seed=9)
+    same = make_synthetic(n_series=2, n_steps=40, n_bins=37, seed=9)
     write_heatmaps(tmp_path / "new.npy", same, np.arange(37.0))
     done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
                     "data.context_len=8", "data.horizon=4")  # fmt: skip
     assert done.returncode == 0, done.stderr
     got = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert got["split"] == "all" and np.isfinite(got["model"]["test"]["emd"])
+    # Each series scored on its own windows: the window-weighted means give back the overall panel.
+    per_series = got["per_series"]
+    assert list(per_series) == ["0", "1"] and [p["windows"] for p in per_series.values()] == [29, 29]
+    for who in ("model", "persistence"):
+        for name in ("emd", "mse", "peak_err_deg"):
+            mean = np.mean([p[who][name] for p in per_series.values()])
+            assert mean == pytest.approx(got[who]["test"][name], rel=1e-5), (who, name)
+    table = pd.read_csv(tmp_path / "a" / "per_series.csv", index_col="series")
+    assert table.loc[1, "persistence_emd"] == pytest.approx(per_series["1"]["persistence"]["emd"])
+    assert "lowest skill_emd" in done.stdout
     write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=40, n_bins=45), np.arange(45.0))
     done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'wide.npy'}",
                     "data.context_len=8", "data.horizon=4")  # fmt: skip

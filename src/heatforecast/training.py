@@ -381,8 +381,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
+    result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
+    write_per_series(result["per_series"], output_dir)
     write_figures(forecasts, datamodule, output_dir, writer)
     writer.close()
     if cfg.predict:
@@ -402,6 +404,41 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
         for key, value in zip(parts, (forecast, target, persistence, series, time)):
             parts[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
+    """The test panel of each series on its own windows, model and persistence: which recordings the
+    model helps on and which it does not."""
+    metric = module.metrics["test"].clone()
+    out = {}
+    for index in forecasts["series"].unique().tolist():
+        mine = forecasts["series"] == index
+        metric.reset()
+        metric.update(forecasts["forecast"][mine], forecasts["target"][mine], forecasts["persistence"][mine])
+        panels = metric.compute()
+        out[ids[index]] = {"windows": int(mine.sum())} | {
+            who: {k: float(v) for k, v in panels[who].items()} for who in ("model", "persistence")
+        }
+    return out
+
+
+def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
+    """per_series.csv (a row per series: windows, then the model's and persistence's metrics), and the
+    worst series by skill_emd on stdout."""
+    table = pd.DataFrame.from_dict(
+        {
+            sid: {"windows": p["windows"]}
+            | p["model"]
+            | {f"persistence_{k}": v for k, v in p["persistence"].items() if not k.startswith("skill_")}
+            for sid, p in panels.items()
+        },
+        orient="index",
+    ).rename_axis("series")
+    table.to_csv(output_dir / "per_series.csv")
+    shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "skill_emd", "mse"]]
+    worst = f"{min(len(shown), 10)} of {len(shown)} with the lowest skill_emd"
+    print(f"per series ({worst}; all in per_series.csv):")
+    print(shown.head(10).to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 @torch.no_grad()
