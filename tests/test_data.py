@@ -147,6 +147,43 @@ def test_time_of_gives_file_times_and_continues_past_the_end(tmp_path: Path) -> 
     np.testing.assert_array_equal(plain.time_of(np.zeros(2, dtype=int), np.array([1, 7])), [1, 7])
 
 
+def test_a_folder_or_pattern_reads_every_file_as_one_data_set(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    write_heatmaps(tmp_path / "a.csv", small_array()[:2], np.arange(37.0))
+    write_heatmaps(tmp_path / "sub" / "b.parquet", small_array()[2:], np.arange(37.0))
+    (tmp_path / "notes.txt").write_text("not data")
+    data = FileData(path=str(tmp_path / "**" / "*"), context_len=8, horizon=4)
+    data.setup()  # every heatmap file, subfolders too; not notes.txt
+    assert data.heatmaps.ids == ["a.csv:0", "a.csv:1", "sub/b.parquet:0"]
+    np.testing.assert_array_equal(np.stack(data.heatmaps.series), small_array())
+    assert data.lengths == [120, 120, 120]
+    write_heatmaps(tmp_path / "c.npy", small_array()[:1], np.arange(37.0))
+    with pytest.raises(DataError, match=r"c\.npy: no time column, unlike .*a\.csv \(numeric times\)"):
+        FileData(path=str(tmp_path), context_len=8, horizon=4).setup()  # the folder: a.csv and c.npy
+    (tmp_path / "a.csv").unlink()
+    folder = FileData(path=str(tmp_path), context_len=8, horizon=4)
+    folder.setup()
+    assert folder.heatmaps.ids == ["0"]  # c.npy alone (sub/ is not read): its own ids, as before
+    write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=50, n_bins=45), np.arange(45.0))
+    with pytest.raises(
+        DataError, match=r"wide\.npy: 45 angle bins \(0\.\.44\); expected the bins of .*c\.npy"
+    ):
+        FileData(path=str(tmp_path), context_len=8, horizon=4).setup()
+    with pytest.raises(
+        DataError, match=r"data\.path=.*\*\.h5: matches no \.csv, \.parquet, \.npy, \.npz file"
+    ):
+        FileData(path=str(tmp_path / "*.h5"), context_len=8, horizon=4).setup()
+
+
+def test_integer_and_float_times_of_several_files_mix_as_floats(tmp_path: Path) -> None:
+    frames_at(np.arange(5)).to_csv(tmp_path / "a.csv", index=False)
+    frames_at(np.arange(5) + 0.5).to_csv(tmp_path / "b.csv", index=False)
+    data = FileData(path=str(tmp_path), context_len=2, horizon=1)
+    data.setup()
+    assert [t.dtype for t in data.heatmaps.times] == [np.float64, np.float64]
+    np.testing.assert_array_equal(data.heatmaps.times[1], np.arange(5) + 0.5)
+
+
 def test_windows_never_leak_between_splits_or_series() -> None:
     lengths, L, H = [100, 77, 64], 8, 5
     windows = make_windows(lengths, L, H, stride=1, splits=(0.7, 0.15, 0.15))

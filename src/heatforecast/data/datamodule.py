@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from heatforecast.data.files import DataError, Heatmaps, angle_grid, read_heatmaps
+from heatforecast.data.files import DataError, Heatmaps, angle_grid, data_files, read_many
 from heatforecast.data.synthetic import make_synthetic
 
 SPLITS = ("train", "val", "test")
@@ -380,7 +380,8 @@ class SyntheticData(HeatmapData):
 
 
 class FileData(HeatmapData):
-    """Heatmaps from a .csv, .parquet, .npy or .npz file (format: data/README.md)."""
+    """Heatmaps from .csv, .parquet, .npy or .npz files: a file, a folder or a glob pattern
+    (format: data/README.md)."""
 
     def __init__(self, path: str, n_bins: int | None = None, max_gap: float | None = 1.5, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -395,6 +396,11 @@ class FileData(HeatmapData):
         return str(self.path)
 
     def load(self) -> Heatmaps:
-        return read_heatmaps(
-            self.path, self.scale, self.bin_width, self.angle_start, self.n_bins_expected, self.max_gap
+        return read_many(
+            data_files(self.path),
+            scale=self.scale,
+            bin_width=self.bin_width,
+            angle_start=self.angle_start,
+            n_bins=self.n_bins_expected,
+            max_gap=self.max_gap,
         )

@@ -6,8 +6,11 @@ file, the row/series/column and what was expected; nothing is dropped, filled or
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +54,63 @@ class Heatmaps:
                     raise DataError(f"series {self.ids[s]!r} has one frame: no time step to continue by")
                 out[at] += beyond * _median_step(times)
         return out
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The files ``path`` names: a file; a folder (its heatmap files, by name, not its subfolders); or
+    a glob pattern (``recordings/*.csv``, ``**`` for subfolders), matches by name."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True))
+    elif Path(text).is_dir():
+        files = sorted(Path(text).iterdir())
+    else:
+        return [Path(text)]
+    files = [f for f in files if f.is_file() and f.suffix.lower() in SUFFIXES]
+    if not files:
+        raise DataError(f"data.path={text}: matches no {', '.join(SUFFIXES)} file")
+    return files
+
+
+def read_many(files: list[Path], **options: Any) -> Heatmaps:
+    """Read several heatmap files (:func:`read_heatmaps`, same ``options``) as one data set: their
+    series side by side, named ``<file>:<id>`` (the file's path from the files' common folder). Every
+    file must have the first file's angles and the same kind of time column."""
+    if len(files) == 1:
+        return read_heatmaps(files[0], **options)
+    parts = [read_heatmaps(f, **options) for f in files]
+    first = parts[0]
+    for f, part in zip(files, parts, strict=True):
+        if part.n_bins != first.n_bins or not np.allclose(part.angles, first.angles):
+            raise DataError(
+                f"{f}: {part.n_bins} angle bins ({part.angles[0]:g}..{part.angles[-1]:g}); expected the "
+                f"bins of {files[0]} ({first.n_bins}, {first.angles[0]:g}..{first.angles[-1]:g}): the "
+                "files of one data set share their angles"
+            )
+    kinds = [_time_kind(p) for p in parts]
+    for f, kind in zip(files, kinds, strict=True):
+        if kind != kinds[0]:
+            raise DataError(
+                f"{f}: {kind}, unlike {files[0]} ({kinds[0]}); expected the same kind of time in all "
+                "files of one data set"
+            )
+    root = Path(os.path.commonpath([f.parent for f in files]))  # ids name files from their folder
+    times = None
+    if parts[0].times is not None:  # integer and float times mix as floats
+        dtype = np.result_type(*(p.times[0] for p in parts))
+        times = [t.astype(dtype) for p in parts for t in p.times]
+    return Heatmaps(
+        series=[s for p in parts for s in p.series],
+        ids=[f"{f.relative_to(root)}:{sid}" for f, p in zip(files, parts, strict=True) for sid in p.ids],
+        angles=first.angles,
+        times=times,
+    )
+
+
+def _time_kind(heatmaps: Heatmaps) -> str:
+    if heatmaps.times is None:
+        return "no time column"
+    return "date-times" if heatmaps.times[0].dtype.kind == "M" else "numeric times"
 
 
 def angle_grid(n_bins: int, angle_start: float, bin_width: float) -> np.ndarray:
