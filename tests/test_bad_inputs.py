@@ -67,7 +67,7 @@ BAD_CASES = {
     "gap in time": (  # frames 20 and 21 are missing
         lambda f: f.assign(time=np.arange(len(f)) + 2 * (np.arange(len(f)) >= 20)),
         r"series '0': time jumps from 19 \(row 19\) to 22 \(row 20\), 3 times the series' median step 1;"
-        r".*data\.max_gap=1\.5.*its own `series` id, or set data\.max_gap=null",
+        r".*data\.max_gap=1\.5.*data\.split_at_gaps=true to cut the series there, or data\.max_gap=null",
     ),
 }
 

@@ -134,6 +134,22 @@ def test_gaps_stop_unless_max_gap_allows_them_and_jitter_passes(tmp_path: Path) 
     assert len(read_heatmaps(tmp_path / "gap.csv", max_gap=20).series[0]) == 20
     with pytest.raises(DataError, match=r"data.max_gap=1; expected a number above 1"):
         FileData(path=str(tmp_path / "gap.csv"), max_gap=1)
+    with pytest.raises(DataError, match=r"split_at_gaps=true with data.max_gap=null"):
+        FileData(path=str(tmp_path / "gap.csv"), max_gap=None, split_at_gaps=True)
+
+
+def test_split_at_gaps_cuts_series_into_parts(tmp_path: Path) -> None:
+    # Series "a": frames 0-11, a gap, 20-31, a gap, 40-44; series "b": no gap, keeps its name.
+    a = frames_at(np.r_[0:12, 20:32, 40:45]).assign(series="a")
+    b = frames_at(np.arange(15)).assign(series="b")
+    pd.concat([f.sample(frac=1.0, random_state=0) for f in (a, b)]).to_csv(tmp_path / "g.csv", index=False)
+    data = read_heatmaps(tmp_path / "g.csv", split_at_gaps=True)
+    assert data.ids == ["a#1", "a#2", "a#3", "b"]
+    assert [t.tolist() for t in data.times[:3]] == [list(range(12)), list(range(20, 32)), list(range(40, 45))]
+    np.testing.assert_array_equal(data.series[1][:, 0], np.arange(12, 24))  # a's rows of frames 20-31
+    short = FileData(path=str(tmp_path / "g.csv"), split_at_gaps=True, context_len=4, horizon=2)
+    with pytest.raises(DataError, match=r"series 'a#3' has 5 steps; expected at least"):
+        short.setup()  # a part too short for a window stops like any short series
 
 
 def test_time_of_gives_file_times_and_continues_past_the_end(tmp_path: Path) -> None:

@@ -383,13 +383,23 @@ class FileData(HeatmapData):
     """Heatmaps from .csv, .parquet, .npy or .npz files: a file, a folder or a glob pattern
     (format: data/README.md)."""
 
-    def __init__(self, path: str, n_bins: int | None = None, max_gap: float | None = 1.5, **kwargs) -> None:
+    def __init__(
+        self,
+        path: str,
+        n_bins: int | None = None,
+        max_gap: float | None = 1.5,
+        split_at_gaps: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if not path:
             raise DataError("data.path is empty; expected a .csv, .parquet, .npy or .npz file")
         if max_gap is not None and not max_gap > 1:
             raise DataError(f"data.max_gap={max_gap}; expected a number above 1 (or null: no check)")
-        self.path, self.n_bins_expected, self.max_gap = path, n_bins, max_gap
+        if split_at_gaps and max_gap is None:
+            raise DataError("data.split_at_gaps=true with data.max_gap=null; expected a max_gap to find gaps")
+        self.path, self.n_bins_expected = path, n_bins
+        self.max_gap, self.split_at_gaps = max_gap, split_at_gaps
 
     @property
     def source(self) -> str:
@@ -403,4 +413,5 @@ class FileData(HeatmapData):
             angle_start=self.angle_start,
             n_bins=self.n_bins_expected,
             max_gap=self.max_gap,
+            split_at_gaps=self.split_at_gaps,
         )

@@ -124,9 +124,11 @@ def read_heatmaps(
     angle_start: float = 0.0,
     n_bins: int | None = None,
     max_gap: float | None = 1.5,
+    split_at_gaps: bool = False,
 ) -> Heatmaps:
     """Read and validate a heatmap file. ``n_bins`` (if given) is the bin count the file must have;
-    a time step longer than ``max_gap`` times its series' median step is a gap (None: not checked)."""
+    a time step longer than ``max_gap`` times its series' median step is a gap (None: not checked),
+    which stops the read, or with ``split_at_gaps`` cuts the series there into parts ``<id>#1``, ..."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected one of {', '.join(SUFFIXES)})")
@@ -134,7 +136,7 @@ def read_heatmaps(
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {SUFFIXES}")
     if suffix in (".csv", ".parquet"):
-        data = _read_table(path, bin_width, angle_start, max_gap)
+        data = _read_table(path, bin_width, angle_start, max_gap, split_at_gaps)
     else:
         data = _read_array(path, bin_width, angle_start)
     if n_bins is not None and data.n_bins != n_bins:
@@ -147,7 +149,9 @@ def read_heatmaps(
     return data
 
 
-def _read_table(path: Path, bin_width: float, angle_start: float, max_gap: float | None) -> Heatmaps:
+def _read_table(
+    path: Path, bin_width: float, angle_start: float, max_gap: float | None, split_at_gaps: bool
+) -> Heatmaps:
     try:
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
@@ -175,12 +179,14 @@ def _read_table(path: Path, bin_width: float, angle_start: float, max_gap: float
     series, names, times = [], [], []
     for sid in pd.unique(ids):  # series in order of first appearance
         rows = np.flatnonzero((ids == sid).to_numpy())
+        parts = [rows]
         if time is not None:
             rows = rows[np.argsort(time[rows], kind="stable")]
-            _check_steps(path, sid, time[rows], rows, max_gap)
-            times.append(time[rows])
-        series.append(values[rows].astype(np.float32))
-        names.append(str(sid))
+            gaps = _gaps(path, sid, time[rows], rows, max_gap, split_at_gaps)
+            parts = np.split(rows, gaps + 1)
+            times.extend(time[part] for part in parts)
+        series.extend(values[part].astype(np.float32) for part in parts)
+        names.extend([str(sid)] if len(parts) == 1 else [f"{sid}#{i}" for i in range(1, len(parts) + 1)])
     return Heatmaps(series, names, angles, times if time is not None else None)
 
 
@@ -226,9 +232,12 @@ def _median_step(times: np.ndarray) -> np.generic:
     return np.median(steps)
 
 
-def _check_steps(path: Path, sid: str, times: np.ndarray, rows: np.ndarray, max_gap: float | None) -> None:
-    """One row per time, and no gap: a step longer than ``max_gap`` times the median step means missing
-    frames, and a window across it would learn a jump of several steps as one."""
+def _gaps(
+    path: Path, sid: str, times: np.ndarray, rows: np.ndarray, max_gap: float | None, split: bool
+) -> np.ndarray:
+    """Check a series' sorted times: one row per time, and no gap, i.e. no step longer than ``max_gap``
+    times the median step: missing frames, which a window would learn as one step. Returns the
+    positions k of the gaps (between frames k and k + 1) when ``split``; otherwise a gap stops."""
     steps = np.diff(times)
     if (steps == steps.dtype.type(0)).any():
         k = int(np.flatnonzero(steps == steps.dtype.type(0))[0])
@@ -237,18 +246,20 @@ def _check_steps(path: Path, sid: str, times: np.ndarray, rows: np.ndarray, max_
             f"{sorted(rows[k : k + 2].tolist())}; expected one row per time step"
         )
     if max_gap is None or len(steps) < 2:
-        return
+        return np.zeros(0, dtype=int)
     median = _median_step(times)
     ratio = steps / median
-    if (ratio > max_gap).any():
-        k = int(np.flatnonzero(ratio > max_gap)[0])
+    gaps = np.flatnonzero(ratio > max_gap)
+    if len(gaps) and not split:
+        k = gaps[0]
         raise DataError(
             f"{path}: series {sid!r}: time jumps from {_show(times[k])} (row {rows[k]}) to "
             f"{_show(times[k + 1])} (row {rows[k + 1]}), {ratio[k]:.3g} times the series' median step "
             f"{_show(median)}; expected evenly spaced frames (data.max_gap={max_gap:g}), since a window "
-            "across missing frames would learn a jump of several steps as one. Give each part its own "
-            "`series` id, or set data.max_gap=null to train across gaps"
+            "across missing frames would learn a jump of several steps as one. Set "
+            "data.split_at_gaps=true to cut the series there, or data.max_gap=null to train across gaps"
         )
+    return gaps
 
 
 def _show(value: np.generic) -> str:
