@@ -2,7 +2,8 @@
 
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
-sorted by `--sort`, with a persistence row scored on the same windows. Runs without metrics.json are
+sorted by `--sort`, with a persistence row scored on the same windows, and how each run trained (its best
+val metric, that epoch, the last val against the best, the train loss change). Runs without metrics.json are
 listed as `crashed or running`, not fatal. Writes the table as CSV, the val curves as PNG, and the test
 metrics against the horizon step (every run beside persistence) as `<png>_by_horizon.png`.
 """
@@ -24,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
@@ -38,13 +40,30 @@ def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
 
 
+def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[str, float]:
+    """How a run trained, from its curves: its best val/METRIC and the epoch of it (0-based, as in the
+    checkpoint names), how far the fit's last val/METRIC is above that best (%), and how much the epoch
+    train loss changed from the first epoch to the last (%). A train loss still falling while val sits
+    well above its best is overfitting; metrics.json scores the best checkpoint, not the last."""
+    out = dict.fromkeys(("best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"), math.nan)
+    train = scalars.get("train/loss_epoch", [])
+    val = scalars.get(f"val/{metric}", [])
+    if train:  # train.py re-validates the best checkpoint after the fit: that point is not an epoch
+        val = [(step, v) for step, v in val if step <= train[-1][0]] or val
+        out["train_loss_pct"] = 100 * (train[-1][1] / train[0][1] - 1)
+    if val:
+        step, out["best_val"] = min(val, key=lambda point: point[1])
+        out["best_epoch"] = dict(scalars.get("epoch", [])).get(step, math.nan)
+        out["val_after_best_pct"] = 100 * (val[-1][1] / out["best_val"] - 1)
+    return out
+
+
 def read_run(run: Path, metric: str) -> dict:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
     metrics_file = run / "metrics.json"
     row["curves"] = curves(run)
-    best = row["curves"].get(f"val/{metric}")
-    row["best_val"] = min(v for _, v in best) if best else math.nan
+    row.update(diagnosis(row["curves"], metric))
     if not metrics_file.is_file():
         row["status"] = "crashed or running"
         return row
@@ -71,15 +90,15 @@ def group_name(row: dict, by: str | None) -> str:
 def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
     frame = pd.DataFrame(
-        [{k: r.get(k, math.nan) for k in ["run", "status", "best_val", *COLUMNS]} for r in rows]
+        [{k: r.get(k, math.nan) for k in ["run", "status", *TRAINING, *COLUMNS]} for r in rows]
     )
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
         frame["run"] = [group_name(r, by) for r in rows]
         done = frame[frame.status == "ok"]
-        stats = done.groupby("run")[["best_val", *COLUMNS]].agg(["mean", "std"])
+        stats = done.groupby("run")[[*TRAINING, *COLUMNS]].agg(["mean", "std"])
         out = pd.DataFrame(index=stats.index)
-        for c in ["best_val", *COLUMNS]:
+        for c in [*TRAINING, *COLUMNS]:
             out[c] = [f"{m:.4g} ± {s:.2g}" if s == s else f"{m:.4g}" for m, s in stats[c].to_numpy()]
         out["n"] = done.groupby("run").size()
         out["status"] = "ok"
@@ -170,7 +189,12 @@ def main() -> None:
             f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, args.folders))}"
         )
     rows = [read_run(r, args.metric) for r in runs]
-    frame = table(rows, args.by, args.sort).rename(columns={"best_val": f"best val/{args.metric}"})
+    names = {
+        "best_val": f"best val/{args.metric}",
+        "val_after_best_pct": f"last val/{args.metric} vs best %",
+        "train_loss_pct": "train loss change %",
+    }
+    frame = table(rows, args.by, args.sort).rename(columns=names)
     print(frame.to_markdown(index=False, floatfmt=".4g"))
     frame.to_csv(args.csv, index=False)
     plot(rows, [f"val/{args.metric}", "val/loss"], args.by, args.png)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -49,5 +50,26 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert row["emd"] == pytest.approx(metrics["model"]["test"]["emd"], rel=1e-9)
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
+    assert table.loc["experiment=smoke,loss=mse", "best_epoch"] == 0  # one epoch
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
+
+
+def test_diagnosis_reads_overfitting_from_the_curves() -> None:
+    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+    # Train loss halves over three epochs; val/emd is best at epoch 1 and ends 10 % above it. The point
+    # at step 31 is train.py's re-validation of the best checkpoint after the fit, not an epoch.
+    curves = {
+        "train/loss_epoch": [(10, 2.0), (20, 1.5), (30, 1.0)],
+        "val/emd": [(10, 5.0), (20, 4.0), (30, 4.4), (31, 4.0)],
+        "epoch": [(10, 0.0), (20, 1.0), (30, 2.0), (31, 3.0)],
+    }
+    got = compare_runs.diagnosis(curves, "emd")
+    assert got == pytest.approx(
+        {"best_val": 4.0, "best_epoch": 1.0, "val_after_best_pct": 10.0, "train_loss_pct": -50.0}
+    )
+    untrained = compare_runs.diagnosis({"val/emd": [(0, 3.0)]}, "emd")  # model=persistence: no fit
+    assert untrained["best_val"] == 3.0 and untrained["val_after_best_pct"] == 0.0
+    assert untrained["train_loss_pct"] != untrained["train_loss_pct"]  # NaN: no train curve
