@@ -17,6 +17,7 @@ TINY_MODEL = {
     "transformer": ["model.d_model=16", "model.n_layers=1", "model.n_heads=2"],
     "linear": [],
     "persistence": [],
+    "drift": [],
 }
 
 

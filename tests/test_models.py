@@ -1,12 +1,13 @@
-"""Models: the transformer's angle embedding wraps round for circular data."""
+"""Models: the transformer's angle embedding wraps round for circular data; the drift baseline."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from heatforecast.models import TransformerForecaster
+from heatforecast.models import Drift, TransformerForecaster
 
 
 def first_token(model: TransformerForecaster, x: Tensor) -> Tensor:
@@ -25,3 +26,39 @@ def test_circular_angle_embedding_sees_across_360_degrees() -> None:
         assert model(x).shape == (1, 2, 36)
     # Bin 35 neighbours bin 0 only on the circle, so only there does it reach the first patch's token.
     assert reach[False].item() == 0.0 and reach[True].item() > 1e-3
+
+
+def moving_source(centres: Tensor, n_bins: int, width: float = 2.0, circular: bool = False) -> Tensor:
+    """Frames (T, A) of one Gaussian source at each of ``centres`` (bins), wrapped round if circular."""
+    delta = torch.arange(n_bins, dtype=torch.float32) - centres[:, None]
+    if circular:
+        delta = torch.remainder(delta + n_bins / 2, n_bins) - n_bins / 2
+    return torch.exp(-0.5 * (delta / width) ** 2)
+
+
+def test_drift_follows_a_source_moving_at_constant_speed() -> None:
+    steps = torch.arange(12.0)
+    frames = moving_source(20 + 0.7 * steps, 60)  # 0.7 bins a step: between bins
+    forecast = Drift(horizon=4, lag=2)(frames[None, :8])[0]
+    np.testing.assert_allclose(forecast.numpy(), frames[8:].numpy(), atol=0.03)
+    persistence = frames[7].expand(4, -1)
+    assert (forecast - frames[8:]).abs().max() < 0.1 * (persistence - frames[8:]).abs().max()
+
+
+def test_drift_keeps_still_new_and_empty_frames_in_place() -> None:
+    still = moving_source(torch.full((6,), 30.0), 60)
+    appearing = torch.cat([torch.zeros(5, 60), moving_source(torch.tensor([30.0]), 60)])
+    empty = torch.zeros(6, 60)
+    x = torch.stack([still, appearing, empty])
+    forecast = Drift(horizon=3, lag=2)(x)
+    torch.testing.assert_close(forecast, x[:, -1:].expand(-1, 3, -1))  # as persistence
+
+
+def test_drift_wraps_round_only_on_a_circle() -> None:
+    steps = torch.arange(12.0)
+    frames = moving_source(torch.remainder(26 + steps, 36), 36, circular=True)  # 10-degree bins
+    options = dict(horizon=4, lag=2, bin_width=10.0, max_speed=20.0)
+    wrapped = Drift(**options, circular=True)(frames[None, :8])[0]  # peaks at bins 34, 35, 0, 1
+    np.testing.assert_allclose(wrapped.numpy(), frames[8:].numpy(), atol=0.03)
+    flat = Drift(**options)(frames[None, :8])[0]
+    assert flat[2:, :2].max() < 0.5 < wrapped[2:, :2].min()  # the peak does not come round the edge

@@ -38,8 +38,8 @@ def test_every_model_and_loss_trains_and_scores(tiny, tmp_path: Path, model: str
         assert set(metrics[who]["test"]) == set(METRICS)
         assert all(np.isfinite(v) for v in metrics[who]["test"].values())
         assert len(metrics[who]["test_per_horizon"]["emd"]) == 4
-    if model == "persistence":
-        assert metrics["model"]["test"] == metrics["persistence"]["test"]
+    if model in ("persistence", "drift"):  # no parameters: scored, not trained
+        assert (metrics["model"]["test"] == metrics["persistence"]["test"]) == (model == "persistence")
         assert metrics["best_checkpoint"] is None
     else:
         assert Path(metrics["best_checkpoint"]).is_file()

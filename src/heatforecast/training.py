@@ -423,8 +423,8 @@ def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str])
 
 
 def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
-    """per_series.csv (a row per series: windows, then the model's and persistence's metrics), and the
-    worst series by skill_emd on stdout."""
+    """per_series.csv (a row per series: windows, then the model's and persistence's metrics), and,
+    when there are several, the series with the lowest skill_emd on stdout."""
     table = pd.DataFrame.from_dict(
         {
             sid: {"windows": p["windows"]}
@@ -435,6 +435,8 @@ def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
         orient="index",
     ).rename_axis("series")
     table.to_csv(output_dir / "per_series.csv")
+    if len(table) == 1:
+        return  # the panel above is that series'
     shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "skill_emd", "mse"]]
     worst = f"{min(len(shown), 10)} of {len(shown)} with the lowest skill_emd"
     print(f"per series ({worst}; all in per_series.csv):")

@@ -393,7 +393,7 @@ class FileData(HeatmapData):
     ) -> None:
         super().__init__(**kwargs)
         if not path:
-            raise DataError("data.path is empty; expected a .csv, .parquet, .npy or .npz file")
+            raise DataError("data.path is empty; expected a .csv, .parquet, .npy or .npz file, or a folder")
         if max_gap is not None and not max_gap > 1:
             raise DataError(f"data.max_gap={max_gap}; expected a number above 1 (or null: no check)")
         if split_at_gaps and max_gap is None:

@@ -17,6 +17,66 @@ class Persistence(nn.Module):
         return x[:, -1:].expand(-1, self.horizon, -1)
 
 
+class Drift(nn.Module):
+    """Constant velocity over angle: the last frame, shifted by v * h bins at horizon step h, where v is
+    the shift that best aligns the frame ``lag`` steps back with the last one, divided by ``lag``.
+
+    The shift s maximises the cross-correlation C(s) = sum_a x_last[a] x_back[a - s] over integer
+    |s| <= max_speed * lag (in bins), refined to a fraction of a bin by a parabola through C(s-1),
+    C(s), C(s+1); the forecast interpolates linearly between bins, replicating the edge bins (wrapping
+    round with ``circular``). One velocity per window: a tracker's answer to "where does the energy
+    go next". Has no parameters; needs no training.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        lag: int = 2,
+        max_speed: float = 4.0,
+        bin_width: float = 1.0,
+        circular: bool = False,
+    ) -> None:
+        super().__init__()
+        if lag < 1 or max_speed <= 0:
+            raise ValueError(f"model.lag must be >= 1 and model.max_speed > 0; got {lag}, {max_speed}")
+        self.horizon, self.lag, self.circular = horizon, lag, circular
+        self.max_bins = max(1, round(max_speed / bin_width * lag))  # the largest shift searched
+
+    def forward(self, x: Tensor) -> Tensor:
+        last, lag = x[:, -1], min(self.lag, x.shape[1] - 1)
+        if lag == 0:  # a context of one frame shows no motion
+            return last.unsqueeze(1).expand(-1, self.horizon, -1)
+        shifts = torch.arange(-self.max_bins, self.max_bins + 1, device=x.device)
+        corr = (last.unsqueeze(1) * self.shifted(x[:, -1 - lag], shifts.to(x.dtype))).sum(-1)  # (B, 2S+1)
+        # Move only where some shift aligns strictly better than none (not for empty or static frames).
+        still = corr.new_full(corr.shape[:1], self.max_bins, dtype=torch.long)
+        best = torch.where(corr.amax(-1) > corr[:, self.max_bins], corr.argmax(-1), still)
+        at = best.clamp(1, len(shifts) - 2).unsqueeze(-1)
+        left, mid, right = (corr.gather(-1, at + k).squeeze(-1) for k in (-1, 0, 1))
+        curve = left - 2 * mid + right  # < 0 at a peak
+        offset = (0.5 * (left - right) / curve.clamp(max=-1e-12)).clamp(-0.5, 0.5)
+        interior = (best == at.squeeze(-1)) & (curve < 0) & (best != self.max_bins)
+        velocity = (shifts[best] + torch.where(interior, offset, 0.0)) / lag  # bins per step
+        steps = torch.arange(1, self.horizon + 1, device=x.device, dtype=x.dtype)
+        return self.shifted(last, velocity.unsqueeze(-1) * steps)  # (B, H, A)
+
+    def shifted(self, frame: Tensor, shift: Tensor) -> Tensor:
+        """``frame`` (B, A) moved by ``shift`` bins towards higher angles, (K,) or (B, K) -> (B, K, A):
+        out[a] = frame[a - shift], linear between bins; edges replicate, or wrap round if circular."""
+        n_bins = frame.shape[-1]
+        source = torch.arange(n_bins, device=frame.device, dtype=frame.dtype) - shift.unsqueeze(-1)
+        below = source.floor()
+        frac = source - below
+        index = below.long()
+        if self.circular:
+            lo, hi = index % n_bins, (index + 1) % n_bins
+        else:
+            lo, hi = index.clamp(0, n_bins - 1), (index + 1).clamp(0, n_bins - 1)
+        rows = frame.unsqueeze(1).expand(-1, source.shape[-2], -1)
+        lo, hi = lo.expand_as(rows), hi.expand_as(rows)
+        return (1 - frac) * rows.gather(-1, lo) + frac * rows.gather(-1, hi)
+
+
 class DLinear(nn.Module):
     """DLinear (Zeng et al., 2023): context = trend (moving average over time) + remainder; each part
     is mapped from L steps to H steps by one linear layer over time, shared by all angle bins.
