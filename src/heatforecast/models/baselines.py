@@ -21,11 +21,11 @@ class Drift(nn.Module):
     """Constant velocity over angle: the last frame, shifted by v * h bins at horizon step h, where v is
     the shift that best aligns the frame ``lag`` steps back with the last one, divided by ``lag``.
 
-    The shift s maximises the cross-correlation C(s) = sum_a x_last[a] x_back[a - s] over integer
-    |s| <= max_speed * lag (in bins), refined to a fraction of a bin by a parabola through C(s-1),
-    C(s), C(s+1); the forecast interpolates linearly between bins, replicating the edge bins (wrapping
-    round with ``circular``). One velocity per window: a tracker's answer to "where does the energy
-    go next". Has no parameters; needs no training.
+    The shift s maximises the cross-correlation C(s) = sum_a x_last[a] x_back[a - s] (each frame less
+    its mean over angle) over integer |s| <= max_speed * lag (in bins), refined to a fraction of a bin
+    by a parabola through C(s-1), C(s), C(s+1); the forecast interpolates linearly between bins,
+    replicating the edge bins (wrapping round with ``circular``). One velocity per window: a
+    tracker's answer to "where does the energy go next". Has no parameters; needs no training.
     """
 
     def __init__(
@@ -47,7 +47,9 @@ class Drift(nn.Module):
         if lag == 0:  # a context of one frame shows no motion
             return last.unsqueeze(1).expand(-1, self.horizon, -1)
         shifts = torch.arange(-self.max_bins, self.max_bins + 1, device=x.device)
-        corr = (last.unsqueeze(1) * self.shifted(x[:, -1 - lag], shifts.to(x.dtype))).sum(-1)  # (B, 2S+1)
+        # Frames less their means, so a level shared by all bins (a dB noise floor) does not decide.
+        now, back = (f - f.mean(-1, keepdim=True) for f in (last, x[:, -1 - lag]))
+        corr = (now.unsqueeze(1) * self.shifted(back, shifts.to(x.dtype))).sum(-1)  # (B, 2S+1)
         # Move only where some shift aligns strictly better than none (not for empty or static frames).
         still = corr.new_full(corr.shape[:1], self.max_bins, dtype=torch.long)
         best = torch.where(corr.amax(-1) > corr[:, self.max_bins], corr.argmax(-1), still)
