@@ -57,7 +57,7 @@ class Drift(nn.Module):
         left, mid, right = (corr.gather(-1, at + k).squeeze(-1) for k in (-1, 0, 1))
         curve = left - 2 * mid + right  # < 0 at a peak
         offset = (0.5 * (left - right) / curve.clamp(max=-1e-12)).clamp(-0.5, 0.5)
-        interior = (best == at.squeeze(-1)) & (curve < 0) & (best != self.max_bins)
+        interior = (best == at.squeeze(-1)) & (curve < 0)  # the parabola has a peak there
         velocity = (shifts[best] + torch.where(interior, offset, 0.0)) / lag  # bins per step
         steps = torch.arange(1, self.horizon + 1, device=x.device, dtype=x.dtype)
         return self.shifted(last, velocity.unsqueeze(-1) * steps)  # (B, H, A)

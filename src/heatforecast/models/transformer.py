@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from heatforecast.models.baselines import Drift
+
 
 class TransformerForecaster(nn.Module):
     """A pre-norm transformer encoder over one of two kinds of tokens (``tokens``):
@@ -22,8 +24,9 @@ class TransformerForecaster(nn.Module):
 
     With ``circular`` (an angle axis that wraps around) the angle convolution pads circularly, so bins
     near 0 and 360 degrees see each other as neighbours. With ``residual`` the head predicts the change
-    from the last observed frame. For ``scale=linear``
-    the output passes through softplus, so energy is non-negative.
+    from a baseline forecast, ``base``: the last observed frame (persistence) or :class:`Drift`'s
+    constant-velocity forecast. For ``scale=linear`` the output passes through softplus, so energy is
+    non-negative.
 
     Args:
         n_bins: A, read from the data.
@@ -32,7 +35,9 @@ class TransformerForecaster(nn.Module):
         tokens: ``time`` or ``angle``.
         patch: angle bins per token (``tokens=angle``); larger is faster, coarser.
         kernel: width in bins of the angle embedding's convolution (``tokens=angle``).
-        residual: forecast = last frame + head output (else head output alone).
+        residual: forecast = baseline + head output (else head output alone).
+        base: the residual's baseline, ``last`` (the last frame) or ``drift`` (:class:`Drift` with its
+            default lag and speed; ``bin_width`` converts its speed to bins).
         scale: ``linear`` (non-negative output) or ``db`` (unconstrained).
         circular: pad the angle convolution circularly (``tokens=angle``).
     """
@@ -52,14 +57,19 @@ class TransformerForecaster(nn.Module):
         residual: bool = True,
         scale: str = "linear",
         circular: bool = False,
+        base: str = "last",
+        bin_width: float = 1.0,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"model.d_model ({d_model}) must be divisible by model.n_heads ({n_heads})")
         if tokens not in ("time", "angle"):
             raise ValueError(f"model.tokens must be 'time' or 'angle'; got {tokens!r}")
+        if base not in ("last", "drift") or (base == "drift" and not residual):
+            raise ValueError(f"model.base must be 'last' or 'drift' (with model.residual=true); got {base!r}")
         self.horizon, self.tokens, self.patch = horizon, tokens, patch
         self.residual, self.positive = residual, scale == "linear"
+        self.drift = Drift(horizon, bin_width=bin_width, circular=circular) if base == "drift" else None
         self.pad_mode = "circular" if circular else "constant"
         if tokens == "time":
             self.embed = nn.Linear(n_bins, d_model)
@@ -104,6 +114,6 @@ class TransformerForecaster(nn.Module):
             out = out.view(batch, -1, self.horizon, self.patch).permute(0, 2, 1, 3)
             out = out.reshape(batch, self.horizon, -1)[..., :n_bins]  # (B, H, A)
         if self.residual:
-            out = out + x[:, -1:]
+            out = out + (x[:, -1:] if self.drift is None else self.drift(x))
         # softplus(z) ~ z for z >> 0 (beta = 5 keeps the bend small), never negative.
         return F.softplus(out, beta=5.0) if self.positive else out
