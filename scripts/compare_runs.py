@@ -2,10 +2,11 @@
 
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
-sorted by `--sort`, with a persistence row scored on the same windows, and how each run trained (its best
-val metric, that epoch, the last val against the best, the train loss change). Runs without metrics.json are
-listed as `crashed or running`, not fatal. Writes the table as CSV, the val curves as PNG, and the test
-metrics against the horizon step (every run beside persistence) as `<png>_by_horizon.png`.
+sorted by `--sort`, with persistence and drift rows scored on the same windows, and how each run
+trained (its best val metric, that epoch, the last val against the best, the train loss change). Runs
+without metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val
+curves as PNG, and the test metrics against the horizon step (every run beside persistence and drift)
+as `<png>_by_horizon.png`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
+REFERENCES = ("persistence", "drift")  # forecasts every run is scored beside, on the same windows
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
@@ -74,9 +76,11 @@ def read_run(run: Path, metric: str) -> dict:
         return row
     row["status"] = "ok"
     row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
-    row["persistence"] = {c: metrics["persistence"]["test"][c] for c in COLUMNS}
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
-    row["persistence_per_horizon"] = metrics["persistence"]["test_per_horizon"]
+    for ref in REFERENCES:  # drift: only in runs made since it joined the panel
+        if ref in metrics:
+            row[ref] = {c: metrics[ref]["test"][c] for c in COLUMNS}
+            row[f"{ref}_per_horizon"] = metrics[ref]["test_per_horizon"]
     return row
 
 
@@ -107,16 +111,16 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
         frame = pd.concat([out, failed[["run", "status"]]], ignore_index=True)
     else:
         frame = frame.sort_values(sort, na_position="last")
-    if ok:
-        pers = pd.DataFrame(ok[0]["persistence"], index=[0]).assign(
-            run="persistence (same windows)", status="ok"
-        )
+    for ref in REFERENCES:
+        scored = [r for r in ok if ref in r]
+        if not scored:
+            continue
+        row = pd.DataFrame(scored[0][ref], index=[0]).assign(run=f"{ref} (same windows)", status="ok")
         if by:
-            pers = pers.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
-        frame = pd.concat([frame, pers], ignore_index=True)
-        differ = {json.dumps(r["persistence"], sort_keys=True) for r in ok}
-        if len(differ) > 1:
-            print("note: runs used different data (persistence differs); the row shows the first run's")
+            row = row.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+        frame = pd.concat([frame, row], ignore_index=True)
+    if len({json.dumps(r["persistence"], sort_keys=True) for r in ok}) > 1:
+        print("note: runs used different data (persistence differs); the rows show the first run's")
     return frame
 
 
@@ -146,7 +150,8 @@ def plot(rows: list[dict], tags: list[str], by: str | None, out: Path) -> None:
 
 
 def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Path) -> None:
-    """Test metrics against the horizon step (mean over each group's runs), persistence dashed."""
+    """Test metrics against the horizon step (mean over each group's runs), persistence dashed, drift
+    dotted."""
     ok = [r for r in rows if r["status"] == "ok"]
     groups: dict[str, list[dict]] = {}
     for r in ok:
@@ -158,9 +163,11 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
             ax.plot(
                 range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
             )
-        if ok:
-            values = ok[0]["persistence_per_horizon"][name]
-            ax.plot(range(1, len(values) + 1), values, "k--", lw=2, label="persistence")
+        for ref, style in zip(REFERENCES, ("k--", "k:")):
+            scored = [r for r in ok if ref in r]
+            if scored:
+                values = scored[0][f"{ref}_per_horizon"][name]
+                ax.plot(range(1, len(values) + 1), values, style, lw=2, label=ref)
         ax.set_title(f"test {name}")
         ax.set_xlabel("horizon step")
     fig.legend(

@@ -50,6 +50,8 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert row["emd"] == pytest.approx(metrics["model"]["test"]["emd"], rel=1e-9)
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
+    drift = metrics["drift"]["test"]  # the reference panels of the last run read, the same on every run
+    assert table.loc["drift (same windows)", "emd"] == pytest.approx(drift["emd"], rel=1e-9)
     assert table.loc["experiment=smoke,loss=mse", "best_epoch"] == 0  # one epoch
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000

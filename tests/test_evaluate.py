@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from heatforecast.data import make_synthetic, write_heatmaps
+from heatforecast.metrics import FORECASTERS
 
 from .conftest import CONF, ROOT
 
@@ -65,12 +66,13 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     # Each series scored on its own windows: the window-weighted means give back the overall panel.
     per_series = got["per_series"]
     assert list(per_series) == ["0", "1"] and [p["windows"] for p in per_series.values()] == [29, 29]
-    for who in ("model", "persistence"):
+    for who in FORECASTERS:
         for name in ("emd", "mse", "peak_err_deg"):
             mean = np.mean([p[who][name] for p in per_series.values()])
             assert mean == pytest.approx(got[who]["test"][name], rel=1e-5), (who, name)
     table = pd.read_csv(tmp_path / "a" / "per_series.csv", index_col="series")
     assert table.loc[1, "persistence_emd"] == pytest.approx(per_series["1"]["persistence"]["emd"])
+    assert table.loc[1, "drift_emd"] == pytest.approx(per_series["1"]["drift"]["emd"])
     assert "lowest skill_emd" in done.stdout
     write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=40, n_bins=45), np.arange(45.0))
     done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'wide.npy'}",

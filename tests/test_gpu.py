@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from heatforecast.metrics import FORECASTERS
 from heatforecast.training import build_module, build_trainer, run
 
 from .conftest import tiny_config
@@ -28,7 +29,7 @@ def test_bf16_fit_on_the_gpu_keeps_data_there_and_scores_finite(tmp_path: Path) 
     assert metrics["fit"]["precision"] == "bf16-mixed"
     assert metrics["fit"]["peak_memory_mb"] > 0
     assert torch.cuda.get_device_name() == metrics["fit"]["device"]
-    values = [v for who in ("model", "persistence") for v in metrics[who]["test"].values()]
+    values = [v for who in FORECASTERS for v in metrics[who]["test"].values()]
     assert all(math.isfinite(v) for v in values)
 
 

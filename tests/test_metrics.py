@@ -30,7 +30,7 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
     panels = {}
     for circular in (False, True):
         metrics = ForecastMetrics(angles, horizon=3, eps=1e-12, circular=circular)
-        metrics.update(pred, target, persistence=target)
+        metrics.update(pred, target, persistence=target, drift=target)
         panels[circular] = metrics.compute()["model"]
     assert panels[False]["peak_err_deg"].item() == 340.0 and panels[True]["peak_err_deg"].item() == 20.0
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from heatforecast.metrics import FORECASTERS
+
 from .conftest import ROOT
 
 # Same windows and updates either way: 2 ranks x 8 windows, averaged, is one step of 16 windows.
@@ -29,7 +31,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "metrics.json").read_text())
     b = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    for who in ("model", "persistence"):
+    for who in FORECASTERS:
         for split in ("val", "test"):
             for name, value in a[who][split].items():
                 assert b[who][split][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (who, split, name)

@@ -13,7 +13,7 @@ import scipy.stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heatforecast.losses import DEFAULT_EPS
-from heatforecast.metrics import METRICS
+from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.training import run
 
 from .conftest import CONF, ROOT, TINY, TINY_MODEL
@@ -34,12 +34,13 @@ def test_every_model_and_loss_trains_and_scores(tiny, tmp_path: Path, model: str
     value = run(tiny(f"loss={loss}", model=model))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["value"] == value and np.isfinite(value)
-    for who in ("model", "persistence"):
+    for who in FORECASTERS:
         assert set(metrics[who]["test"]) == set(METRICS)
         assert all(np.isfinite(v) for v in metrics[who]["test"].values())
         assert len(metrics[who]["test_per_horizon"]["emd"]) == 4
-    if model in ("persistence", "drift"):  # no parameters: scored, not trained
-        assert (metrics["model"]["test"] == metrics["persistence"]["test"]) == (model == "persistence")
+    if model in ("persistence", "drift"):  # no parameters: scored, not trained; the same as its panel
+        for who in ("persistence", "drift"):
+            assert (metrics["model"]["test"] == metrics[who]["test"]) == (model == who), who
         assert metrics["best_checkpoint"] is None
     else:
         assert Path(metrics["best_checkpoint"]).is_file()
@@ -52,7 +53,7 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     assert logged["val/emd"][-1] == pytest.approx(value, rel=1e-6)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"]["test"]["emd"] == pytest.approx(logged["test/emd"][-1], rel=1e-6)
-    for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "hp/test_emd"):
+    for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "val/drift/emd", "hp/test_emd"):
         assert tag in logged, tag
     events = EventAccumulator(str(tmp_path))
     events.Reload()

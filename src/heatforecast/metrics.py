@@ -1,4 +1,5 @@
-"""Forecast metrics, in data units, for a model and for persistence on the same windows.
+"""Forecast metrics, in data units, for a model and for two reference forecasts on the same windows:
+persistence (the last frame) and drift (the last frame moved on at its recent speed, models.Drift).
 
 Per vector (p forecast, t target, both (..., A) in the data's own units; angles in degrees):
 
@@ -14,7 +15,7 @@ min(|delta|, 360 - |delta|).
 Over a split (per horizon step and overall), each is the mean over windows, except
 ``mass_rel_err`` = sum |E(p) - E(t)| / sum E(t), E the total energy of a frame (a ratio of sums, so
 all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_mse`` =
-1 - model / persistence. Distribution metrics use the losses' mapping (:func:`losses.distribution`).
+1 - forecaster / persistence. Distribution metrics use the losses' mapping (:func:`losses.distribution`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from heatforecast import losses
 
 VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
+FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 
 
 def vector_metrics(
@@ -57,7 +59,8 @@ def vector_metrics(
 
 
 class ForecastMetrics(Metric):
-    """Accumulates the metric panel of a forecast and of persistence over (B, H, A) batches.
+    """Accumulates the metric panels of a forecast and of the references, persistence and drift, over
+    (B, H, A) batches.
 
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
@@ -72,17 +75,16 @@ class ForecastMetrics(Metric):
         super().__init__()
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
         self.register_buffer("angles", angles.detach().clone().float())
-        n = len(VECTOR_METRICS)
-        # index 0: the model, 1: persistence
-        self.add_state("sums", torch.zeros(2, n, horizon, dtype=torch.float64), "sum")
-        self.add_state("mass_gap", torch.zeros(2, horizon, dtype=torch.float64), "sum")
+        n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
+        self.add_state("sums", torch.zeros(k, n, horizon, dtype=torch.float64), "sum")
+        self.add_state("mass_gap", torch.zeros(k, horizon, dtype=torch.float64), "sum")
         self.add_state("mass", torch.zeros(horizon, dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros(horizon, dtype=torch.float64), "sum")
 
-    def update(self, pred: Tensor, target: Tensor, persistence: Tensor) -> None:
-        pred, target, persistence = pred.float(), target.float(), persistence.float()
+    def update(self, pred: Tensor, target: Tensor, persistence: Tensor, drift: Tensor) -> None:
+        target = target.float()
         mass = losses.total_energy(target, self.scale)
-        for i, forecast in enumerate((pred, persistence)):
+        for i, forecast in enumerate(f.float() for f in (pred, persistence, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
@@ -91,14 +93,14 @@ class ForecastMetrics(Metric):
         self.count += target.shape[0]
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
-        """Panels keyed "model", "persistence" (overall scalars) and "model_per_horizon",
-        "persistence_per_horizon" (tensors of shape (H,))."""
+        """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
+        shape (H,)); every skill is against persistence."""
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
             reduce = (lambda x: x) if per_horizon else (lambda x: x.sum(-1))
             panels = {}
-            for i, who in enumerate(("model", "persistence")):
+            for i, who in enumerate(FORECASTERS):
                 count = reduce(self.count)
                 panel = {n: reduce(self.sums[i, j]) / count for j, n in enumerate(VECTOR_METRICS)}
                 panel["mass_rel_err"] = reduce(self.mass_gap[i]) / reduce(self.mass)

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from heatforecast.losses import DEFAULT_EPS
-from heatforecast.metrics import ForecastMetrics
+from heatforecast.metrics import FORECASTERS, ForecastMetrics
+from heatforecast.models import Drift
 from heatforecast.plots import forecast_figure
 
 
@@ -69,6 +70,8 @@ class Forecaster(L.LightningModule):
         self.metrics = nn.ModuleDict(
             {s: ForecastMetrics(angles, horizon, scale, eps, circular) for s in ("val", "test")}
         )
+        # The references every split is scored beside: persistence, and drift with its defaults.
+        self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
@@ -150,19 +153,20 @@ class Forecaster(L.LightningModule):
         self._loss_sum.zero_()
         self._loss_windows = 0
 
-    def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Forecast a batch, add it to the split's metric panel; returns the forecast in scaled units
-        and forecast, target, persistence in data units."""
+    def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Forecast a batch, add it to the split's metric panels; returns the forecast in scaled units
+        and forecast, target, persistence, drift in data units."""
         pred = self(x)
         to_data = self.scale_factor
         forecast, target = pred * to_data, y * to_data
         persistence = (x[:, -1:] * to_data).expand_as(y)
-        self.metrics[split].update(forecast, target, persistence)
-        return pred, forecast, target, persistence
+        drift = self.drift(x) * to_data
+        self.metrics[split].update(forecast, target, persistence, drift)
+        return pred, forecast, target, persistence, drift
 
     def _eval_step(self, split: str, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y, _, _ = batch
-        pred, forecast, target, _ = self.score(split, x, y)
+        pred, forecast, target, *_ = self.score(split, x, y)
         self.log(f"{split}/loss", self.loss(pred, y), on_epoch=True, batch_size=len(x))
         if split == "val" and batch_idx == 0:
             self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])
@@ -207,9 +211,8 @@ class Forecaster(L.LightningModule):
         # torchmetrics already reduced the sums across ranks, so every rank holds the same values;
         # sync_dist averages identical numbers (once per epoch) and keeps Lightning's DDP checks quiet.
         self.log_dict({f"{split}/{k}": v for k, v in panels["model"].items()}, sync_dist=True)
-        self.log_dict(
-            {f"{split}/persistence/{k}": v for k, v in panels["persistence"].items()}, sync_dist=True
-        )
+        for who in FORECASTERS[1:]:  # val/persistence/emd, val/drift/emd, ...
+            self.log_dict({f"{split}/{who}/{k}": v for k, v in panels[who].items()}, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._end_epoch("val")

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, HeatmapData, Scaler
-from heatforecast.metrics import METRICS
+from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import forecast_figure, future_figure, horizon_figure, peak_track_figure, plt
 
@@ -139,14 +139,14 @@ def _check_metric(name: str) -> None:
 
 
 def _custom_scalars(logger: Any) -> None:
-    """TensorBoard layout: train vs val loss, and each val metric beside persistence's, in one chart."""
+    """TensorBoard layout: train vs val loss, and each val metric beside the references', in one chart."""
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_custom_scalars"):
         return
     layout = {
         "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]]},
-        "val: model vs persistence": {
-            m: ["Multiline", [f"^val/{m}$", f"^val/persistence/{m}$"]] for m in METRICS
+        "val: model vs persistence and drift": {
+            m: ["Multiline", [f"^val/{m}$", f"^val/persistence/{m}$", f"^val/drift/{m}$"]] for m in METRICS
         },
     }
     writer.add_custom_scalars(layout)
@@ -194,7 +194,7 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
     tmp = output_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(output_dir / "metrics.json")  # atomic: a reader never sees half a file
-    per_horizon = {who: result[who]["test_per_horizon"] for who in ("model", "persistence")}
+    per_horizon = {who: result[who]["test_per_horizon"] for who in FORECASTERS}
     fig = horizon_figure(per_horizon, ("emd", "mse", "peak_err_deg", "kl"))
     fig.savefig(output_dir / "test_by_horizon.png", dpi=100)
     writer = getattr(logger, "experiment", None)
@@ -209,7 +209,7 @@ def summarize(
 ) -> dict[str, Any]:
     """The metrics.json content from the module's final panels (DESIGN.md's shape)."""
     out: dict[str, Any] = {"optimized_metric": optimized}
-    for who in ("model", "persistence"):
+    for who in FORECASTERS:
         out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in splits}
         for s in splits:
             per_h = panels[s][f"{who}_per_horizon"]
@@ -269,14 +269,17 @@ def versions() -> dict[str, str]:
 
 
 def panel_table(result: dict[str, Any]) -> str:
-    """A plain-text test panel: the model beside persistence, and the skill."""
-    model, pers = result["model"]["test"], result["persistence"]["test"]
-    lines = [f"{'test metric':<14}{'model':>12}{'persistence':>14}"]
+    """A plain-text test panel: the model beside persistence and drift, and the skills."""
+    panels = [result[who]["test"] for who in FORECASTERS]
+    lines = [f"{'test metric':<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
     for name in METRICS:
-        if name.startswith("skill_"):
-            continue
-        lines.append(f"{name:<14}{model[name]:>12.4g}{pers[name]:>14.4g}")
-    lines.append(f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}")
+        if not name.startswith("skill_"):
+            lines.append(f"{name:<14}" + "".join(f"{panel[name]:>13.4g}" for panel in panels))
+    model, drift = result["model"]["test"], result["drift"]["test"]
+    lines.append(
+        f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}   "
+        f"(drift: {drift['skill_emd']:+.3f}, {drift['skill_mse']:+.3f})"
+    )
     if fit := result.get("fit"):
         memory = f", peak GPU memory {fit['peak_memory_mb']:,.0f} MB" if fit["peak_memory_mb"] else ""
         lines.append(
@@ -397,39 +400,41 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @torch.no_grad()
 def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
     """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
-    forecast, target, persistence (W, H, A) and series, time (W,)."""
-    parts: dict[str, list[Tensor]] = {k: [] for k in ("forecast", "target", "persistence", "series", "time")}
+    forecast, target, persistence, drift (W, H, A) and series, time (W,)."""
+    keys = ("forecast", "target", "persistence", "drift", "series", "time")
+    parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     for x, y, series, time in loader:
-        _, forecast, target, persistence = module.score("test", x, y)
-        for key, value in zip(parts, (forecast, target, persistence, series, time)):
+        _, forecast, target, persistence, drift = module.score("test", x, y)
+        for key, value in zip(parts, (forecast, target, persistence, drift, series, time)):
             parts[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
-    """The test panel of each series on its own windows, model and persistence: which recordings the
-    model helps on and which it does not."""
+    """The test panels of each series on its own windows, model beside persistence and drift: which
+    recordings the model helps on and which it does not."""
     metric = module.metrics["test"].clone()
     out = {}
     for index in forecasts["series"].unique().tolist():
         mine = forecasts["series"] == index
         metric.reset()
-        metric.update(forecasts["forecast"][mine], forecasts["target"][mine], forecasts["persistence"][mine])
+        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift")))
         panels = metric.compute()
         out[ids[index]] = {"windows": int(mine.sum())} | {
-            who: {k: float(v) for k, v in panels[who].items()} for who in ("model", "persistence")
+            who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS
         }
     return out
 
 
 def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
-    """per_series.csv (a row per series: windows, then the model's and persistence's metrics), and,
-    when there are several, the series with the lowest skill_emd on stdout."""
+    """per_series.csv (a row per series: windows, then the model's, persistence's and drift's metrics),
+    and, when there are several, the series with the lowest skill_emd on stdout."""
     table = pd.DataFrame.from_dict(
         {
             sid: {"windows": p["windows"]}
             | p["model"]
             | {f"persistence_{k}": v for k, v in p["persistence"].items() if not k.startswith("skill_")}
+            | {f"drift_{k}": v for k, v in p["drift"].items()}
             for sid, p in panels.items()
         },
         orient="index",
@@ -437,7 +442,7 @@ def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
     table.to_csv(output_dir / "per_series.csv")
     if len(table) == 1:
         return  # the panel above is that series'
-    shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "skill_emd", "mse"]]
+    shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "drift_emd", "skill_emd"]]
     worst = f"{min(len(shown), 10)} of {len(shown)} with the lowest skill_emd"
     print(f"per series ({worst}; all in per_series.csv):")
     print(shown.head(10).to_string(float_format=lambda v: f"{v:.4g}"))
