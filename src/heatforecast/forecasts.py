@@ -1,0 +1,161 @@
+"""What a trained Forecaster forecasts, and writing it down: its forecasts over a loader's windows,
+each series' panels, the steps after each series' end, forecast files (.npz, .parquet) and figures.
+
+No Hydra here: heatforecast.training's evaluate() reads the config and calls these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from heatforecast.data import HeatmapData
+from heatforecast.metrics import FORECASTERS
+from heatforecast.module import Forecaster
+from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
+
+FORECAST_SUFFIXES = (".npz", ".parquet")  # evaluate.py out=
+
+
+@torch.no_grad()
+def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
+    """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
+    forecast, target, persistence, drift (W, H, A) and series, time (W,)."""
+    keys = ("forecast", "target", "persistence", "drift", "series", "time")
+    parts: dict[str, list[Tensor]] = {k: [] for k in keys}
+    for x, y, series, time in loader:
+        _, forecast, target, persistence, drift = module.score("test", x, y)
+        for key, value in zip(parts, (forecast, target, persistence, drift, series, time)):
+            parts[key].append(value.cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
+    """The test panels of each series on its own windows, model beside persistence and drift: which
+    recordings the model helps on and which it does not."""
+    metric = module.metrics["test"].clone()
+    out = {}
+    for index in forecasts["series"].unique().tolist():
+        mine = forecasts["series"] == index
+        metric.reset()
+        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift")))
+        panels = metric.compute()
+        out[ids[index]] = {"windows": int(mine.sum())} | {
+            who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS
+        }
+    return out
+
+
+def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
+    """per_series.csv (a row per series: windows, then the model's, persistence's and drift's metrics),
+    and, when there are several, the series with the lowest skill_emd on stdout."""
+    table = pd.DataFrame.from_dict(
+        {
+            sid: {"windows": p["windows"]}
+            | p["model"]
+            | {f"persistence_{k}": v for k, v in p["persistence"].items() if not k.startswith("skill_")}
+            | {f"drift_{k}": v for k, v in p["drift"].items()}
+            for sid, p in panels.items()
+        },
+        orient="index",
+    ).rename_axis("series")
+    table.to_csv(output_dir / "per_series.csv")
+    if len(table) == 1:
+        return  # the panel above is that series'
+    shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "drift_emd", "skill_emd"]]
+    worst = f"{min(len(shown), 10)} of {len(shown)} with the lowest skill_emd"
+    print(f"per series ({worst}; all in per_series.csv):")
+    print(shown.head(10).to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+@torch.no_grad()
+def forecast_future(
+    module: Forecaster, datamodule: HeatmapData, output_dir: Path, out: Path | None
+) -> dict[str, Any]:
+    """Forecast the ``horizon`` steps after each series' last frame; write them (``out``, default
+    forecasts.npz in ``output_dir``) and an image of the first series' last frames and forecast."""
+    parts: dict[str, list[Tensor]] = {"forecast": [], "series": [], "time": []}
+    for i, batch in enumerate(datamodule.predict_dataloader()):
+        _, _, series, time = batch
+        for key, value in zip(parts, (module.predict_step(batch, i), series, time)):
+            parts[key].append(value.cpu())
+    forecasts = {k: torch.cat(v) for k, v in parts.items()}
+    out = out or output_dir / "forecasts.npz"
+    write_forecasts(out, forecasts, datamodule)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    first = datamodule.heatmaps.series[0][-datamodule.context_len :]
+    fig = future_figure(
+        torch.from_numpy(first),
+        forecasts["forecast"][0],
+        datamodule.angles,
+        f"series {datamodule.heatmaps.ids[0]!r}: forecast from step {int(forecasts['time'][0])}",
+    )
+    fig.savefig(output_dir / "future.png", dpi=100)
+    plt.close(fig)
+    print(
+        f"forecasts of the {datamodule.horizon} steps after each of {len(forecasts['series'])} series: {out}"
+    )
+    return {"forecasts": str(out), "series": len(forecasts["series"]), "data": datamodule.source}
+
+
+def write_figures(
+    forecasts: dict[str, Tensor], datamodule: HeatmapData, output_dir: Path, writer: Any
+) -> None:
+    """A forecast window (time x angle) and the peak-angle track of the first series at the last
+    horizon step, where forecast and persistence differ most."""
+    first = int(forecasts["time"][0])
+    sid = int(forecasts["series"][0])
+    context = torch.from_numpy(datamodule.heatmaps.series[sid][first - datamodule.context_len : first])
+    figures = {
+        "window": forecast_figure(
+            context, forecasts["target"][0], forecasts["forecast"][0], datamodule.angles
+        ),
+    }
+    in_series = forecasts["series"] == sid
+    figures["peak_track"] = peak_track_figure(
+        forecasts["target"][in_series, -1],
+        forecasts["forecast"][in_series, -1],
+        forecasts["persistence"][in_series, -1],
+        datamodule.angles,
+        f"series {datamodule.heatmaps.ids[sid]!r}, {datamodule.horizon} steps ahead",
+    )
+    for name, fig in figures.items():
+        fig.savefig(output_dir / f"{name}.png", dpi=100)
+        writer.add_figure(f"eval/{name}", fig)
+        plt.close(fig)
+
+
+def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: HeatmapData) -> None:
+    """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time and step (of the first
+    target frame), angles. .parquet: one row per window and horizon step: series, time, horizon, step,
+    then the bins. ``step`` counts frames from each series' first (0); ``time`` is the file's time of
+    that frame (extended by the median step beyond the data), or the step when the file has none."""
+    heatmaps = datamodule.heatmaps
+    series = forecasts["series"].numpy()
+    ids = np.array(heatmaps.ids)[series]
+    step = forecasts["time"].numpy()
+    forecast = forecasts["forecast"].numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        time = heatmaps.time_of(series, step)
+        angles = datamodule.angles.numpy()
+        np.savez_compressed(out, forecast=forecast, series=ids, time=time, step=step, angles=angles)
+    elif out.suffix == ".parquet":
+        n_windows, horizon, n_bins = forecast.shape
+        frame = pd.DataFrame(
+            forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
+        )
+        ahead = np.tile(np.arange(1, horizon + 1), n_windows)
+        steps = np.repeat(step, horizon) + ahead - 1
+        frame.insert(0, "step", steps)
+        frame.insert(0, "horizon", ahead)
+        frame.insert(0, "time", heatmaps.time_of(np.repeat(series, horizon), steps))
+        frame.insert(0, "series", np.repeat(ids, horizon))
+        frame.to_parquet(out, index=False)
+    else:
+        raise ValueError(f"out={out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
