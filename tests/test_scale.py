@@ -58,7 +58,7 @@ def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     (results,) = tmp_path.glob("multiruns/*/optimization_results.yaml")
     text = results.read_text()
-    assert "best_params" in text and "loss.weights.mse" in text
+    assert "best_params" in text and "loss.weights.mse" in text and "model.base" in text
     assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
 
 
