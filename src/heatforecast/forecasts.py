@@ -107,7 +107,7 @@ def write_figures(
     forecasts: dict[str, Tensor], datamodule: HeatmapData, output_dir: Path, writer: Any
 ) -> None:
     """A forecast window (time x angle) and the peak-angle track of the first series at the last
-    horizon step, where forecast and persistence differ most."""
+    horizon step, where the forecast and the references differ most."""
     first = int(forecasts["time"][0])
     sid = int(forecasts["series"][0])
     context = torch.from_numpy(datamodule.heatmaps.series[sid][first - datamodule.context_len : first])
@@ -120,7 +120,7 @@ def write_figures(
     figures["peak_track"] = peak_track_figure(
         forecasts["target"][in_series, -1],
         forecasts["forecast"][in_series, -1],
-        forecasts["persistence"][in_series, -1],
+        {ref: forecasts[ref][in_series, -1] for ref in FORECASTERS[1:]},
         datamodule.angles,
         f"series {datamodule.heatmaps.ids[sid]!r}, {datamodule.horizon} steps ahead",
     )

@@ -63,13 +63,15 @@ def horizon_figure(per_horizon: dict[str, dict[str, list[float]]], metrics: tupl
 
 
 def peak_track_figure(
-    target: Tensor, forecast: Tensor, persistence: Tensor, angles: Tensor, title: str
+    target: Tensor, forecast: Tensor, references: dict[str, Tensor], angles: Tensor, title: str
 ) -> plt.Figure:
-    """Angle of the strongest bin over time: truth, persistence and forecast (one horizon step)."""
+    """Angle of the strongest bin over time: truth, the reference forecasts (persistence, drift) and
+    the forecast (one horizon step)."""
     angles = angles.cpu()
     fig, ax = plt.subplots(figsize=(9, 3.5), constrained_layout=True)
-    for frames, label, style in ((target, "target", "k-"), (persistence, "persistence", "C1o"),
-                                 (forecast, "forecast", "C0x")):  # fmt: skip
+    tracks = [(target, "target", "k-")]
+    tracks += [(frames, name, f"C{i + 1}o") for i, (name, frames) in enumerate(references.items())]
+    for frames, label, style in [*tracks, (forecast, "forecast", "C0x")]:
         ax.plot(angles[frames.cpu().argmax(-1)].numpy(), style, label=label, ms=4, mfc="none")
     ax.set_xlabel("window (time order)")
     ax.set_ylabel("peak angle (deg)")
