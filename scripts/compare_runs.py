@@ -77,11 +77,16 @@ def read_run(run: Path, metric: str) -> dict:
     row["status"] = "ok"
     row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
-    for ref in REFERENCES:  # drift: only in runs made since it joined the panel
+    for ref in REFERENCES:
         if ref in metrics:
             row[ref] = {c: metrics[ref]["test"][c] for c in COLUMNS}
             row[f"{ref}_per_horizon"] = metrics[ref]["test_per_horizon"]
     return row
+
+
+def scored_by(rows: list[dict], ref: str) -> dict | None:
+    """The first run whose metrics.json holds reference ``ref`` (runs made before drift lack it)."""
+    return next((r for r in rows if ref in r), None)
 
 
 def group_name(row: dict, by: str | None) -> str:
@@ -112,10 +117,9 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     else:
         frame = frame.sort_values(sort, na_position="last")
     for ref in REFERENCES:
-        scored = [r for r in ok if ref in r]
-        if not scored:
+        if (source := scored_by(ok, ref)) is None:
             continue
-        row = pd.DataFrame(scored[0][ref], index=[0]).assign(run=f"{ref} (same windows)", status="ok")
+        row = pd.DataFrame(source[ref], index=[0]).assign(run=f"{ref} (same windows)", status="ok")
         if by:
             row = row.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
         frame = pd.concat([frame, row], ignore_index=True)
@@ -164,9 +168,8 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
                 range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
             )
         for ref, style in zip(REFERENCES, ("k--", "k:")):
-            scored = [r for r in ok if ref in r]
-            if scored:
-                values = scored[0][f"{ref}_per_horizon"][name]
+            if (source := scored_by(ok, ref)) is not None:
+                values = source[f"{ref}_per_horizon"][name]
                 ax.plot(range(1, len(values) + 1), values, style, lw=2, label=ref)
         ax.set_title(f"test {name}")
         ax.set_xlabel("horizon step")

@@ -66,6 +66,10 @@ OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 COMPILE_MODES = (None, "default", "max-autotune-no-cudagraphs")
 
 
+# Data keys that checkpoints made before they existed lack, with what those runs meant.
+DATA_ADDED_LATER = {"circular": False}
+
+
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
     """Instantiate ``cfg.model``, giving it the data's bin count if it takes one."""
     params = inspect.signature(get_class(cfg.model._target_)).parameters
@@ -328,7 +332,7 @@ def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
         angles=angles,
         scale_factor=ckpt["hyper_parameters"]["scale_factor"],
         scale=stored.data.scale,
-        circular=stored.data.get("circular", False),  # checkpoints from before data.circular lack it
+        circular=stored.data.get("circular", DATA_ADDED_LATER["circular"]),
         config=ckpt["hyper_parameters"]["config"],
     )
     module.load_state_dict(ckpt["state_dict"])
@@ -363,8 +367,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     data_cfg = cfg.data if new_data else stored.data
     for key in ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular"):
-        # .get: checkpoints from before data.circular lack it (they were not circular)
-        trained, now = stored.data.get(key, False), data_cfg.get(key, False)
+        trained, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (stored.data, data_cfg))
         if now != trained:
             raise CheckpointError(
                 f"{cfg.ckpt_path}: trained with data.{key}={trained}; this evaluation has "
