@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from heatforecast.data import make_synthetic, write_heatmaps
-from heatforecast.metrics import FORECASTERS
+from heatforecast.forecasts import MIN_SERIES, skill_intervals
+from heatforecast.losses import MSE
+from heatforecast.metrics import FORECASTERS, VECTOR_METRICS
+from heatforecast.models import Persistence
+from heatforecast.module import Forecaster
 
 from .conftest import CONF, ROOT
 
@@ -74,6 +79,14 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert table.loc[1, "persistence_emd"] == pytest.approx(per_series["1"]["persistence"]["emd"])
     assert table.loc[1, "drift_emd"] == pytest.approx(per_series["1"]["drift"]["emd"])
     assert "lowest skill_emd" in done.stdout
+    # 2 series: the bootstrap draws blocks of L + H = 12 steps; first targets 8..36 fall in 4 per series.
+    intervals = got["intervals"]
+    assert (intervals["unit"], intervals["block_steps"], intervals["units"]) == ("block", 12, 8)
+    assert "bootstrap over 8 blocks of 12 steps" in done.stdout
+    for name in ("emd", "mse"):
+        emd = intervals["persistence"][name]
+        assert emd["skill"] == pytest.approx(got["model"]["test"][f"skill_{name}"], rel=1e-5)
+        assert emd["low"] <= emd["skill"] <= emd["high"]
     write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=40, n_bins=45), np.arange(45.0))
     done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'wide.npy'}",
                     "data.context_len=8", "data.horizon=4")  # fmt: skip
@@ -185,3 +198,24 @@ def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: 
         cfg = compose("evaluate", overrides=["ckpt_path=no/such.ckpt", *bad])
     with pytest.raises(ConfigError, match=re.escape(expected)):
         evaluate_in_process(cfg)  # the missing checkpoint would be the next error
+
+
+def test_skill_intervals_resample_whole_series_when_there_are_enough() -> None:
+    n_series, horizon, n_bins = MIN_SERIES, 3, 20
+    module = Forecaster(Persistence(horizon), MSE(), None, None, torch.arange(n_bins * 1.0), 1.0, "linear")
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
+    persistence = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
+    forecasts = {
+        "forecast": persistence,  # the model is persistence: no skill, and no doubt about it
+        "target": target,
+        "persistence": persistence,
+        "drift": persistence * 2,
+        "series": torch.arange(n_series).repeat_interleave(4),
+        "time": torch.arange(4).repeat(n_series),
+    }
+    intervals = skill_intervals(module, forecasts, span=5)
+    assert (intervals["unit"], intervals["units"], intervals["block_steps"]) == ("series", n_series, None)
+    assert set(intervals["persistence"]) == set(VECTOR_METRICS)
+    assert intervals["persistence"]["emd"] == {"skill": 0.0, "low": 0.0, "high": 0.0}
+    assert intervals["drift"]["mse"]["low"] > 0.5  # drift, at twice persistence's values, misses by far more

@@ -1,11 +1,14 @@
-"""The metric panel: circular forms for an angle axis that wraps around."""
+"""The metric panel: circular forms for an angle axis that wraps around; skill intervals."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
+from scipy import stats
 
 from heatforecast import losses
-from heatforecast.metrics import VECTOR_METRICS, ForecastMetrics, vector_metrics
+from heatforecast.metrics import VECTOR_METRICS, ForecastMetrics, skill_interval, vector_metrics
 
 
 def test_circular_metrics_measure_the_shorter_way_round() -> None:
@@ -34,3 +37,45 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
         panels[circular] = metrics.compute()["model"]
     assert panels[False]["peak_err_deg"].item() == 340.0 and panels[True]["peak_err_deg"].item() == 20.0
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4
+
+
+def test_skill_interval_of_a_model_exactly_half_the_reference_is_that_skill_alone() -> None:
+    reference = torch.rand(50, generator=torch.Generator().manual_seed(0)) + 0.1
+    skill, low, high = skill_interval(reference / 2, reference, torch.arange(50) % 7)
+    assert skill == pytest.approx(0.5) and low == pytest.approx(0.5) and high == pytest.approx(0.5)
+
+
+def test_skill_interval_matches_scipy_bootstrap_when_every_window_is_its_own_group() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.gamma(2.0, 1.0, 400)
+    model = reference * rng.uniform(0.5, 1.2, 400)
+    skill, low, high = skill_interval(
+        torch.from_numpy(model), torch.from_numpy(reference), torch.arange(400), resamples=20000
+    )
+    assert skill == pytest.approx(1 - model.sum() / reference.sum())
+    oracle = stats.bootstrap(
+        (model, reference),
+        lambda m, r, axis: 1 - m.sum(axis) / r.sum(axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=20000,
+        method="percentile",
+        random_state=0,
+    ).confidence_interval
+    width = oracle.high - oracle.low
+    assert low == pytest.approx(oracle.low, abs=0.05 * width)
+    assert high == pytest.approx(oracle.high, abs=0.05 * width)
+    assert low < skill < high
+
+
+def test_skill_interval_widens_when_windows_move_together() -> None:
+    """Windows of one series share its luck: resampling them one by one would claim false certainty."""
+    groups = torch.arange(20).repeat_interleave(30)  # 20 series of 30 windows
+    luck = torch.randn(20, generator=torch.Generator().manual_seed(2))[groups]  # one per series
+    reference = torch.ones(600)
+    model = 0.8 + 0.2 * luck + 0.01 * torch.randn(600, generator=torch.Generator().manual_seed(3))
+    found = skill_interval(model, reference, groups)
+    _, naive_low, naive_high = skill_interval(model, reference, torch.arange(600))
+    assert found[2] - found[1] > 3 * (naive_high - naive_low)
+    assert skill_interval(model, reference, groups) == found  # seeded: the same interval every time
+    assert skill_interval(model, reference, groups, seed=1)[1:] != found[1:]

@@ -16,6 +16,7 @@ Over a split (per horizon step and overall), each is the mean over windows, exce
 ``mass_rel_err`` = sum |E(p) - E(t)| / sum E(t), E the total energy of a frame (a ratio of sums, so
 all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_mse`` =
 1 - forecaster / persistence. Distribution metrics use the losses' mapping (:func:`losses.distribution`).
+:func:`skill_interval` says how far a skill can be trusted: a paired cluster bootstrap over windows.
 """
 
 from __future__ import annotations
@@ -110,3 +111,32 @@ class ForecastMetrics(Metric):
                     panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
         return out
+
+
+def skill_interval(
+    model: Tensor,
+    reference: Tensor,
+    groups: Tensor,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The skill ``1 - sum(model) / sum(reference)`` of per-window metric values (W,), and its
+    ``level`` percentile interval from a paired cluster bootstrap.
+
+    Windows that share frames or a source are not independent, so the bootstrap draws whole groups
+    (``groups`` (W,): one id per window, e.g. its series) with replacement, ``resamples`` times, each
+    window keeping its model and reference values together. Deterministic for a ``seed``.
+    Returns (skill, low, high).
+    """
+    _, inverse = groups.unique(return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    values = torch.stack([model, reference]).double()
+    sums = values.new_zeros(2, n_groups).index_add_(1, inverse, values)  # (2, G)
+    draws = torch.randint(n_groups, (resamples, n_groups), generator=torch.Generator().manual_seed(seed))
+    counts = values.new_zeros(resamples, n_groups).scatter_add_(1, draws, values.new_ones(draws.shape))
+    drawn = counts @ sums.T  # (R, 2): each resample's model and reference sums
+    skills = 1 - drawn[:, 0] / drawn[:, 1]
+    tail = (1 - level) / 2
+    low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype)).tolist()
+    return 1 - float(sums[0].sum() / sums[1].sum()), low, high

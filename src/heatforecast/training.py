@@ -25,8 +25,10 @@ from heatforecast.data import DataError, HeatmapData, Scaler
 from heatforecast.forecasts import (
     FORECAST_SUFFIXES,
     forecast_future,
+    interval_table,
     per_series,
     predict,
+    skill_intervals,
     write_figures,
     write_forecasts,
     write_per_series,
@@ -391,9 +393,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
+    result["intervals"] = skill_intervals(module, forecasts, datamodule.context_len + datamodule.horizon)
     result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
+    print(interval_table(result["intervals"]))
     write_per_series(result["per_series"], output_dir)
     write_figures(forecasts, datamodule, output_dir, writer)
     writer.close()
