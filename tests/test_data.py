@@ -319,3 +319,75 @@ def test_same_seed_same_first_batch() -> None:
 
     assert torch.equal(first(0), first(0))
     assert not torch.equal(first(0), first(1))
+
+
+def augmented_epochs(epochs: int = 2, **augment: object) -> list[list[tuple[torch.Tensor, ...]]]:
+    """Each epoch's train batches without augmentation and with it (same data, seed and order)."""
+    circular = bool(augment.pop("circular", False))
+    generator = dict(SMALL, n_bins=36) if circular else SMALL
+    out = []
+    for options in ({}, augment):
+        dm = SyntheticData(
+            generator=generator, context_len=6, horizon=3, batch_size=16, augment=options,
+            bin_width=10.0 if circular else 1.0, circular=circular,
+        )  # fmt: skip
+        dm.setup()
+        loader = dm.train_dataloader()
+        batches = []
+        for epoch in range(epochs):
+            loader.sampler.set_epoch(epoch)
+            batches.append(list(loader))
+        out.append(batches)
+    return out
+
+
+def test_flip_mirrors_whole_windows_on_a_coin_drawn_per_window_and_epoch() -> None:
+    plain, flipped = augmented_epochs(flip=0.5)
+    mirrored = []
+    for plain_epoch, flipped_epoch in zip(plain, flipped, strict=True):
+        coins = []
+        for (x, y, s, t), (fx, fy, fs, ft) in zip(plain_epoch, flipped_epoch, strict=True):
+            assert torch.equal(s, fs) and torch.equal(t, ft)  # the same windows, in the same order
+            window, augmented = torch.cat([x, y], 1), torch.cat([fx, fy], 1)
+            same = (augmented == window).flatten(1).all(1)
+            mirror = (augmented == window.flip(-1)).flatten(1).all(1)
+            symmetric = (window == window.flip(-1)).flatten(1).all(1)
+            assert (same | mirror).all()  # context and target mirrored together, or left alone
+            coins.append(mirror[~symmetric])
+        mirrored.append(torch.cat(coins))
+    for coins in mirrored:
+        assert 0.4 < coins.float().mean() < 0.6
+    assert not torch.equal(mirrored[0], mirrored[1])  # a fresh draw each epoch
+    assert torch.equal(augmented_epochs(flip=0.5)[1][1][0][0], flipped[1][0][0])  # seeded
+
+
+def test_circular_flip_and_rotate_are_the_circle_symmetries() -> None:
+    plain, turned = augmented_epochs(epochs=1, circular=True, flip=0.5, rotate=True)
+    x, y, *_ = plain[0][0]
+    tx, ty, *_ = turned[0][0]
+    window, augmented = torch.cat([x, y], 1), torch.cat([tx, ty], 1)
+    found = []
+    for w, a in zip(window, augmented, strict=True):
+        mirror = w[:, (-torch.arange(36)) % 36]  # about 0 degrees
+        matches = [
+            (f, k) for f, v in ((0, w), (1, mirror)) for k in range(36) if torch.equal(a, v.roll(k, -1))
+        ]
+        assert matches, "each window is a turn of itself or of its mirror image"
+        found.append(matches[0])
+    assert len({k for _, k in found}) > 5 and {f for f, _ in found} == {0, 1}
+
+
+def test_augment_refuses_what_cannot_work_and_never_touches_val_or_test() -> None:
+    with pytest.raises(ValueError, match=r"data.augment.flip=1.5; expected a probability in \[0, 1\]"):
+        SyntheticData(generator=SMALL, augment={"flip": 1.5})
+    with pytest.raises(ValueError, match="data.augment.rotate=true needs data.circular=true"):
+        SyntheticData(generator=SMALL, augment={"rotate": True})
+    batches = {}
+    for flip in (0.0, 1.0):
+        dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, augment={"flip": flip})
+        dm.setup()
+        batches[flip] = [b[0] for split in ("val", "test") for b in dm.loader(split)]
+        batches[flip].append(next(iter(dm.train_dataloader()))[0])
+    for plain, flipped in zip(batches[0.0][:-1], batches[1.0][:-1], strict=True):
+        assert torch.equal(plain, flipped)
+    assert torch.equal(batches[1.0][-1], batches[0.0][-1].flip(-1))  # flip=1: every train window

@@ -72,6 +72,51 @@ def make_windows(
     return out
 
 
+@dataclass
+class Augment:
+    """Symmetries of the angle axis applied to train windows, context and target alike; a fresh draw
+    for every window each epoch, seeded by ``data.seed`` and the epoch (a resumed run draws the same).
+
+    ``flip``: the probability of mirroring a window, bin a <-> A-1-a (about the middle of the grid), or
+    a <-> -a (about 0 degrees) round the circle with ``circular``. ``rotate`` (circular data only): turn
+    every window round the circle by a uniformly drawn whole number of bins. Valid only where the
+    recordings' dynamics share the symmetry (sources that move alike towards either end, e.g. a
+    symmetric array's 0..180 degree map); val and test windows are never changed.
+    """
+
+    flip: float = 0.0
+    rotate: bool = False
+    circular: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flip <= 1:
+            raise ValueError(f"data.augment.flip={self.flip}; expected a probability in [0, 1]")
+        if self.rotate and not self.circular:
+            raise ValueError("data.augment.rotate=true needs data.circular=true (a turn wraps round 360)")
+
+    @property
+    def active(self) -> bool:
+        return self.flip > 0 or self.rotate
+
+    def draw(self, n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
+        """This epoch's draws for windows 0..n-1: whether each is mirrored (n,) bool, and its turn as a
+        fraction of the circle (n,) in [0, 1)."""
+        gen = torch.Generator().manual_seed((seed * 100_003 + epoch) * 2 + 1)  # not the shuffle's stream
+        return torch.rand(n, generator=gen) < self.flip, torch.rand(n, generator=gen)
+
+    def __call__(self, frames: Tensor, flips: Tensor, turns: Tensor) -> Tensor:
+        """Windows (B, T, A) mirrored and turned by their draws: out[..., a] = frames[..., index[a]],
+        one gather for both."""
+        n_bins = frames.shape[-1]
+        index = torch.arange(n_bins, device=frames.device).expand(len(frames), -1)
+        if self.flip > 0:
+            mirrored = (-index) % n_bins if self.circular else n_bins - 1 - index
+            index = torch.where(flips.unsqueeze(-1), mirrored, index)
+        if self.rotate:
+            index = (index - (turns * n_bins).long().unsqueeze(-1)) % n_bins
+        return frames.gather(-1, index.unsqueeze(1).expand_as(frames))
+
+
 class Scaler:
     """x_scaled = x / factor: a positive factor, fitted on train frames only.
 
@@ -133,7 +178,8 @@ class WindowLoader:
     """Batches (x, y, series, time) of one split, each gathered in one indexing operation.
 
     x: (B, L, A) context, y: (B, H, A) target (scaled), series/time: (B,) the window's series index and
-    the step of its first target frame. The last partial batch is kept unless ``drop_last``.
+    the step of its first target frame. The last partial batch is kept unless ``drop_last``. With an
+    active ``augment`` each window is mirrored / turned by that epoch's draw for it.
     """
 
     batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here
@@ -147,9 +193,11 @@ class WindowLoader:
         batch_size: int,
         sampler: WindowSampler,
         drop_last: bool = False,
+        augment: Augment | None = None,
     ) -> None:
         self.values, self.windows, self.sampler = values, windows, sampler
         self.context_len, self.batch_size, self.drop_last = context_len, batch_size, drop_last
+        self.augment = augment if augment is not None and augment.active else None
         self.offsets = torch.arange(context_len + horizon, device=values.device)
         self.batches_done = 0  # within the current epoch, for mid-epoch resume
         self._skip = 0
@@ -160,13 +208,19 @@ class WindowLoader:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        order = self.sampler.order().to(self.values.device)
+        device = self.values.device
+        order = self.sampler.order().to(device)
+        if self.augment is not None:
+            draws = self.augment.draw(len(self.windows), self.sampler.seed, self.sampler.epoch)
+            flips, turns = (d.to(device) for d in draws)
         self.batches_done, skip, self._skip = self._skip, self._skip, 0
         for i in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             idx = order[i : i + self.batch_size]
             rows = (self.windows.starts[idx, None] + self.offsets).view(-1)
             # index_select on the row axis is the fastest gather here (see scripts/bench_data.py).
             frames = self.values.index_select(0, rows).view(len(idx), -1, self.values.shape[-1])
+            if self.augment is not None:
+                frames = self.augment(frames, flips[idx], turns[idx])
             self.batches_done += 1
             yield (
                 frames[:, : self.context_len],
@@ -199,6 +253,8 @@ class HeatmapData(L.LightningDataModule):
         bin_width, angle_start: the angle grid in degrees (checked against numeric column names).
         circular: the angle axis wraps around (bearings, directional spectra over 0..360): the bins
             must cover exactly 360 degrees; losses, metrics and the model's angle convolution wrap.
+        augment: ``{flip: probability, rotate: bool}``, symmetries applied to train windows
+            (:class:`Augment`); None or zeros: none.
         on_device: keep all data on the training device and gather batches there (no effect on a CPU).
         seed: seeds the train shuffle.
     """
@@ -216,6 +272,7 @@ class HeatmapData(L.LightningDataModule):
         bin_width: float = 1.0,
         angle_start: float = 0.0,
         circular: bool = False,
+        augment: dict | None = None,
         on_device: bool = True,
         seed: int = 0,
     ) -> None:
@@ -236,6 +293,7 @@ class HeatmapData(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.drop_last = drop_last
         self.bin_width, self.angle_start, self.circular = bin_width, angle_start, circular
+        self.augment = Augment(**(augment or {}), circular=circular)
         self.on_device = on_device
         self.heatmaps: Heatmaps | None = None
         self.scaler: Scaler | None = None  # fitted in setup() unless set before (a checkpoint's)
@@ -322,7 +380,14 @@ class HeatmapData(L.LightningDataModule):
                 f"(this rank's share), fewer than one batch of data.batch_size={batch}"
             )
         return WindowLoader(
-            self._values_on(device), windows, self.context_len, self.horizon, batch, sampler, drop_last
+            self._values_on(device),
+            windows,
+            self.context_len,
+            self.horizon,
+            batch,
+            sampler,
+            drop_last,
+            self.augment if train else None,
         )
 
     def _values_on(self, device: torch.device) -> Tensor:
