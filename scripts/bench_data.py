@@ -3,7 +3,8 @@
 Prints the windows/s of heatforecast's train loader (one gather per batch) and of a naive per-sample
 Dataset + torch DataLoader over the same windows, and the time of one forward+backward+optimizer step
 of the default model (conf/model/transformer.yaml, loss emd+mse) at the same batch size, so the
-loader's share of a training step is visible.
+loader's share of a training step is visible; and the loader with ``data.augment.flip=0.5`` (a second
+gather per batch).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
+from heatforecast.data import Augment
 from heatforecast.training import build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -73,6 +75,8 @@ def main() -> None:
     loader = dm.loader("train", device)
     windows_per_second(loader, 2, device)  # warm-up (CUDA context, allocator)
     ours = windows_per_second(loader, args.batches, device)
+    dm.augment = Augment(flip=0.5, circular=dm.circular)
+    flipped = windows_per_second(dm.loader("train", device), args.batches, device)
     naive_set = NaiveWindows(dm.values, dm.windows["train"].starts, dm.context_len, dm.horizon)
     naive_loader = DataLoader(naive_set, args.batch_size, shuffle=True, pin_memory=device.type == "cuda")
     naive = windows_per_second(naive_loader, args.batches, device)
@@ -100,6 +104,11 @@ def main() -> None:
     print(f"\n| at batch {args.batch_size} | windows/s | ms per batch | share of a training step |")
     print("|---|---:|---:|---:|")
     print(f"| heatforecast loader | {ours:,.0f} | {batch_ours * 1e3:.3f} | {batch_ours / step_s:.2%} |")
+    batch_flipped = args.batch_size / flipped
+    print(
+        f"| heatforecast loader, augment.flip=0.5 | {flipped:,.0f} | {batch_flipped * 1e3:.3f} "
+        f"| {batch_flipped / step_s:.2%} |"
+    )
     share = batch_naive / step_s
     print(f"| naive Dataset + DataLoader | {naive:,.0f} | {batch_naive * 1e3:.3f} | {share:.2%} |")
     print(f"| model fwd+bwd+step | {args.batch_size / step_s:,.0f} | {step_s * 1e3:.1f} | |")

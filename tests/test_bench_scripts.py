@@ -39,6 +39,8 @@ def test_bench_train_prints_phases_overhead_and_extra_time(tmp_path: Path) -> No
 def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
     out = script("bench_data.py", "--batch-size", "16", "--batches", "2")
     assert re.search(r"^\| heatforecast loader \| [\d,]+ \| [\d.]+ \| [\d.]+% \|$", out, re.M)
+    flipped = r"^\| heatforecast loader, augment.flip=0.5 \| [\d,]+ \| [\d.]+ \| [\d.]+% \|$"
+    assert re.search(flipped, out, re.M)
     assert re.search(r"^\| naive Dataset \+ DataLoader \| [\d,]+ \| [\d.]+ \| [\d.]+% \|$", out, re.M)
     assert re.search(r"loader speed-up over naive: [\d.]+x\n$", out)
 

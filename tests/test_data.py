@@ -391,3 +391,17 @@ def test_augment_refuses_what_cannot_work_and_never_touches_val_or_test() -> Non
     for plain, flipped in zip(batches[0.0][:-1], batches[1.0][:-1], strict=True):
         assert torch.equal(plain, flipped)
     assert torch.equal(batches[1.0][-1], batches[0.0][-1].flip(-1))  # flip=1: every train window
+
+
+def test_a_resumed_epoch_draws_the_same_mirrored_windows() -> None:
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, batch_size=16, augment={"flip": 0.5})
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    whole = list(loader)
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict({"epoch": 1, "batches_done": 2})  # as Lightning restores a mid-epoch checkpoint
+    rest = list(resumed)
+    assert len(rest) == len(whole) - 2
+    for a, b in zip(whole[2:], rest, strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
