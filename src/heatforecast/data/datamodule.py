@@ -78,7 +78,7 @@ class Augment:
     for every window each epoch, seeded by ``data.seed`` and the epoch (a resumed run draws the same).
 
     ``flip``: the probability of mirroring a window, bin a <-> A-1-a (about the middle of the grid), or
-    a <-> -a (about 0 degrees) round the circle with ``circular``. ``rotate`` (circular data only): turn
+    a <-> -a (about the first bin) round the circle with ``circular``. ``rotate`` (circular data only): turn
     every window round the circle by a uniformly drawn whole number of bins. Valid only where the
     recordings' dynamics share the symmetry (sources that move alike towards either end, e.g. a
     symmetric array's 0..180 degree map); val and test windows are never changed.
