@@ -33,8 +33,9 @@ def test_bf16_fit_on_the_gpu_keeps_data_there_and_scores_finite(tmp_path: Path) 
     assert all(math.isfinite(v) for v in values)
 
 
-def test_on_device_loader_gathers_on_the_gpu(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, "trainer=gpu")
+@pytest.mark.parametrize("augment", [[], ["data.augment.flip=0.5"]])
+def test_on_device_loader_gathers_on_the_gpu(tmp_path: Path, augment: list[str]) -> None:
+    cfg = tiny_config(tmp_path, "trainer=gpu", *augment)
     dm = instantiate(cfg.data)
     dm.setup()
     x, y, series, time = next(iter(dm.loader("train", torch.device("cuda"))))
@@ -61,10 +62,11 @@ class SyncGuard(L.Callback):
         torch.cuda.set_sync_debug_mode("default")  # also when a step raised
 
 
-def test_training_steps_between_log_steps_never_sync_the_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize("augment", [[], ["data.augment.flip=0.5"]])
+def test_training_steps_between_log_steps_never_sync_the_host(tmp_path: Path, augment: list[str]) -> None:
     # log_every_n_steps is 10: steps 1-3 read nothing back; a sync there raises "called a synchronizing
-    # CUDA operation" with the line that did it.
-    cfg = tiny_config(tmp_path, "trainer=gpu", "trainer.limit_train_batches=6")
+    # CUDA operation" with the line that did it. Mirrored windows are gathered on the GPU too.
+    cfg = tiny_config(tmp_path, "trainer=gpu", "trainer.limit_train_batches=6", *augment)
     dm = instantiate(cfg.data)
     dm.setup()
     guard = SyncGuard()
