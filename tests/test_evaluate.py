@@ -218,4 +218,5 @@ def test_skill_intervals_resample_whole_series_when_there_are_enough() -> None:
     assert (intervals["unit"], intervals["units"], intervals["block_steps"]) == ("series", n_series, None)
     assert set(intervals["persistence"]) == set(VECTOR_METRICS)
     assert intervals["persistence"]["emd"] == {"skill": 0.0, "low": 0.0, "high": 0.0}
+    assert skill_intervals(module, forecasts, span=5, chunk=7) == intervals  # chunks change nothing
     assert intervals["drift"]["mse"]["low"] > 0.5  # drift, at twice persistence's values, misses by far more

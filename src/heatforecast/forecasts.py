@@ -52,18 +52,25 @@ def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str])
     return out
 
 
-def skill_intervals(module: Forecaster, forecasts: dict[str, Tensor], span: int) -> dict[str, Any]:
+def skill_intervals(
+    module: Forecaster, forecasts: dict[str, Tensor], span: int, chunk: int = 4096
+) -> dict[str, Any]:
     """Every per-window metric's skill against persistence and against drift (1 - model / reference,
     positive where the model is better), with a 95 % interval from a paired cluster bootstrap
     (:func:`heatforecast.metrics.skill_interval`). The bootstrap draws whole series when there are at
     least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series (``span`` = L + H,
-    one window's frames, so only neighbouring blocks share frames)."""
+    one window's frames, so only neighbouring blocks share frames). The metrics are computed ``chunk``
+    windows at a time, so their temporaries stay small beside the forecasts."""
     panel = module.metrics["test"]
-    target = forecasts["target"].float()
+    angles = panel.angles.cpu()
     values = {  # who -> (n_metrics, W): each window's metrics, averaged over the horizon
-        who: vector_metrics(
-            forecasts[key].float(), target, panel.angles.cpu(), panel.scale, panel.eps, panel.circular
-        ).mean(-1)
+        who: torch.cat(
+            [
+                vector_metrics(f.float(), t.float(), angles, panel.scale, panel.eps, panel.circular).mean(-1)
+                for f, t in zip(forecasts[key].split(chunk), forecasts["target"].split(chunk), strict=True)
+            ],
+            dim=1,
+        )
         for who, key in zip(FORECASTERS, ("forecast", "persistence", "drift"), strict=True)
     }
     series, time = forecasts["series"], forecasts["time"]
