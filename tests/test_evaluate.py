@@ -11,14 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from heatforecast.data import make_synthetic, write_heatmaps
-from heatforecast.forecasts import MIN_SERIES, skill_intervals
-from heatforecast.losses import MSE
-from heatforecast.metrics import FORECASTERS, VECTOR_METRICS
-from heatforecast.models import Persistence
-from heatforecast.module import Forecaster
+from heatforecast.metrics import FORECASTERS
 
 from .conftest import CONF, ROOT
 
@@ -37,6 +32,13 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
     for who in ("model", "persistence"):
         for name, value in training[who]["test"].items():
             assert got[who]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (who, name)
+    # Training's metrics.json has the skill intervals too, from the same windows.
+    for who in FORECASTERS[1:]:
+        for name, cell in training["intervals"][who].items():
+            assert got["intervals"][who][name] == pytest.approx(cell, rel=1e-6, abs=1e-9), (who, name)
+    assert training["intervals"]["persistence"]["emd"]["skill"] == pytest.approx(
+        training["model"]["test"]["skill_emd"], rel=1e-5
+    )
     for png in ("test_by_horizon.png", "window.png", "peak_track.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
@@ -198,25 +200,3 @@ def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: 
         cfg = compose("evaluate", overrides=["ckpt_path=no/such.ckpt", *bad])
     with pytest.raises(ConfigError, match=re.escape(expected)):
         evaluate_in_process(cfg)  # the missing checkpoint would be the next error
-
-
-def test_skill_intervals_resample_whole_series_when_there_are_enough() -> None:
-    n_series, horizon, n_bins = MIN_SERIES, 3, 20
-    module = Forecaster(Persistence(horizon), MSE(), None, None, torch.arange(n_bins * 1.0), 1.0, "linear")
-    gen = torch.Generator().manual_seed(0)
-    target = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
-    persistence = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
-    forecasts = {
-        "forecast": persistence,  # the model is persistence: no skill, and no doubt about it
-        "target": target,
-        "persistence": persistence,
-        "drift": persistence * 2,
-        "series": torch.arange(n_series).repeat_interleave(4),
-        "time": torch.arange(4).repeat(n_series),
-    }
-    intervals = skill_intervals(module, forecasts, span=5)
-    assert (intervals["unit"], intervals["units"], intervals["block_steps"]) == ("series", n_series, None)
-    assert set(intervals["persistence"]) == set(VECTOR_METRICS)
-    assert intervals["persistence"]["emd"] == {"skill": 0.0, "low": 0.0, "high": 0.0}
-    assert skill_intervals(module, forecasts, span=5, chunk=7) == intervals  # chunks change nothing
-    assert intervals["drift"]["mse"]["low"] > 0.5  # drift, at twice persistence's values, misses by far more

@@ -8,7 +8,14 @@ import torch
 from scipy import stats
 
 from heatforecast import losses
-from heatforecast.metrics import VECTOR_METRICS, ForecastMetrics, skill_interval, vector_metrics
+from heatforecast.metrics import (
+    MIN_SERIES,
+    VECTOR_METRICS,
+    ForecastMetrics,
+    skill_interval,
+    skill_intervals,
+    vector_metrics,
+)
 
 
 def test_circular_metrics_measure_the_shorter_way_round() -> None:
@@ -79,3 +86,31 @@ def test_skill_interval_widens_when_windows_move_together() -> None:
     assert found[2] - found[1] > 3 * (naive_high - naive_low)
     assert skill_interval(model, reference, groups) == found  # seeded: the same interval every time
     assert skill_interval(model, reference, groups, seed=1)[1:] != found[1:]
+
+
+def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_are_enough() -> None:
+    n_series, horizon, n_bins = MIN_SERIES, 3, 20
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
+    persistence = torch.rand(4 * n_series, horizon, n_bins, generator=gen)
+    series, time = torch.arange(n_series).repeat_interleave(4), torch.arange(4).repeat(n_series)
+    metrics = ForecastMetrics(torch.arange(n_bins * 1.0), horizon, keep_windows=True)
+    with pytest.raises(ValueError, match="keep_windows needs each window's series and time"):
+        metrics.update(persistence, target, persistence, 2 * persistence)
+    for half in (slice(0, 20), slice(20, None)):  # two batches: the windows are concatenated
+        # The model is persistence (no skill, and no doubt about it); drift, at twice its values,
+        # misses by far more.
+        p = persistence[half]
+        metrics.update(p, target[half], p, 2 * p, series[half], time[half])
+    panels = metrics.compute()
+    windows = panels["windows"]
+    assert windows["values"].shape == (4 * n_series, 3, len(VECTOR_METRICS))
+    assert torch.equal(windows["series"], series) and torch.equal(windows["time"], time)
+    assert windows["values"][:, 2, 0].mean() == pytest.approx(panels["drift"]["mse"].item(), rel=1e-6)
+    intervals = skill_intervals(windows, span=5)
+    assert (intervals["unit"], intervals["units"], intervals["block_steps"]) == ("series", n_series, None)
+    assert set(intervals["persistence"]) == set(VECTOR_METRICS)
+    assert intervals["persistence"]["emd"] == {"skill": 0.0, "low": 0.0, "high": 0.0}
+    assert intervals["drift"]["mse"]["low"] > 0.5
+    few = skill_intervals({k: v[:12] for k, v in windows.items()}, span=2)  # 3 series of steps 0..3
+    assert (few["unit"], few["units"], few["block_steps"]) == ("block", 6, 2)

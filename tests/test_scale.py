@@ -35,6 +35,12 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
         for split in ("val", "test"):
             for name, value in a[who][split].items():
                 assert b[who][split][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (who, split, name)
+    # Every rank's test windows are gathered for the skill intervals: the same windows, the same draws
+    # (skills are ratios near 1 of float32 window metrics, hence an absolute tolerance).
+    assert b["intervals"]["units"] == a["intervals"]["units"]
+    for who in FORECASTERS[1:]:
+        for name, cell in a["intervals"][who].items():
+            assert b["intervals"][who][name] == pytest.approx(cell, rel=1e-5, abs=1e-6), (who, name)
     # One run folder, one set of TensorBoard events (rank 0 only), no per-rank folders.
     assert not [
         p for p in (tmp_path / "two").iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")

@@ -15,12 +15,11 @@ import torch
 from torch import Tensor
 
 from heatforecast.data import HeatmapData
-from heatforecast.metrics import FORECASTERS, VECTOR_METRICS, skill_interval, vector_metrics
+from heatforecast.metrics import FORECASTERS
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
 
 FORECAST_SUFFIXES = (".npz", ".parquet")  # evaluate.py out=
-MIN_SERIES = 10  # the fewest series the skill intervals resample whole; below, blocks of each series
 
 
 @torch.no_grad()
@@ -30,7 +29,7 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
     keys = ("forecast", "target", "persistence", "drift", "series", "time")
     parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     for x, y, series, time in loader:
-        _, forecast, target, persistence, drift = module.score("test", x, y)
+        _, forecast, target, persistence, drift = module.score("test", x, y, series, time)
         for key, value in zip(parts, (forecast, target, persistence, drift, series, time)):
             parts[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -44,73 +43,14 @@ def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str])
     for index in forecasts["series"].unique().tolist():
         mine = forecasts["series"] == index
         metric.reset()
-        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift")))
+        metric.update(
+            *(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift", "series", "time"))
+        )
         panels = metric.compute()
         out[ids[index]] = {"windows": int(mine.sum())} | {
             who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS
         }
     return out
-
-
-def skill_intervals(
-    module: Forecaster, forecasts: dict[str, Tensor], span: int, chunk: int = 4096
-) -> dict[str, Any]:
-    """Every per-window metric's skill against persistence and against drift (1 - model / reference,
-    positive where the model is better), with a 95 % interval from a paired cluster bootstrap
-    (:func:`heatforecast.metrics.skill_interval`). The bootstrap draws whole series when there are at
-    least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series (``span`` = L + H,
-    one window's frames, so only neighbouring blocks share frames). The metrics are computed ``chunk``
-    windows at a time, so their temporaries stay small beside the forecasts."""
-    panel = module.metrics["test"]
-    angles = panel.angles.cpu()
-    values = {  # who -> (n_metrics, W): each window's metrics, averaged over the horizon
-        who: torch.cat(
-            [
-                vector_metrics(f.float(), t.float(), angles, panel.scale, panel.eps, panel.circular).mean(-1)
-                for f, t in zip(forecasts[key].split(chunk), forecasts["target"].split(chunk), strict=True)
-            ],
-            dim=1,
-        )
-        for who, key in zip(FORECASTERS, ("forecast", "persistence", "drift"), strict=True)
-    }
-    series, time = forecasts["series"], forecasts["time"]
-    whole = len(series.unique()) >= MIN_SERIES
-    # One id per group; for blocks, series * (the most blocks a series has) + block.
-    groups = series if whole else series * (int(time.max()) // span + 1) + time // span
-    out: dict[str, Any] = {
-        "level": 0.95,
-        "resamples": 2000,
-        "unit": "series" if whole else "block",
-        "block_steps": None if whole else span,
-        "units": len(groups.unique()),
-    }
-    for who in FORECASTERS[1:]:
-        out[who] = {}
-        for i, name in enumerate(VECTOR_METRICS):
-            skill, low, high = skill_interval(
-                values["model"][i], values[who][i], groups, out["level"], out["resamples"]
-            )
-            out[who][name] = {"skill": skill, "low": low, "high": high}
-    return out
-
-
-def interval_table(intervals: dict[str, Any]) -> str:
-    """The skills with their intervals, a row per metric, a column per reference."""
-    refs = FORECASTERS[1:]
-    units = f"{intervals['units']} series"
-    if intervals["unit"] == "block":
-        units = f"{intervals['units']} blocks of {intervals['block_steps']} steps"
-    lines = [
-        f"skill of the model, {intervals['level']:.0%} interval (bootstrap over {units}):",
-        f"{'':<14}" + "".join(f"{'vs ' + who:>26}" for who in refs),
-    ]
-    for name in VECTOR_METRICS:
-        cells = "".join(
-            f"{c['skill']:>+10.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
-            for c in (intervals[who][name] for who in refs)
-        )
-        lines.append(f"{name:<14}{cells}")
-    return "\n".join(lines)
 
 
 def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:

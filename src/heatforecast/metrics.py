@@ -21,15 +21,19 @@ all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_ms
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from heatforecast import losses
 
 VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
+MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 
 
 def vector_metrics(
@@ -65,37 +69,65 @@ class ForecastMetrics(Metric):
 
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
-    axis that wraps around.
+    axis that wraps around. With ``keep_windows`` it also keeps every window's metrics (means over the
+    horizon) with its series and first target step, gathered from all ranks, for :func:`skill_intervals`.
     """
 
     full_state_update = False
 
     def __init__(
-        self, angles: Tensor, horizon: int, scale: str = "linear", eps: float = 1e-3, circular: bool = False
+        self,
+        angles: Tensor,
+        horizon: int,
+        scale: str = "linear",
+        eps: float = 1e-3,
+        circular: bool = False,
+        keep_windows: bool = False,
     ):
         super().__init__()
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
+        self.keep_windows = keep_windows
         self.register_buffer("angles", angles.detach().clone().float())
         n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
         self.add_state("sums", torch.zeros(k, n, horizon, dtype=torch.float64), "sum")
         self.add_state("mass_gap", torch.zeros(k, horizon, dtype=torch.float64), "sum")
         self.add_state("mass", torch.zeros(horizon, dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros(horizon, dtype=torch.float64), "sum")
+        self.add_state("window_values", [], "cat")  # (W, k, n) with keep_windows
+        self.add_state("window_ids", [], "cat")  # (W, 2): series, first target step
 
-    def update(self, pred: Tensor, target: Tensor, persistence: Tensor, drift: Tensor) -> None:
+    def update(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        persistence: Tensor,
+        drift: Tensor,
+        series: Tensor | None = None,
+        time: Tensor | None = None,
+    ) -> None:
+        """Add a batch of (B, H, A) forecasts; ``series`` and ``time`` (B,) name each window (needed
+        with ``keep_windows``)."""
+        if self.keep_windows and (series is None or time is None):
+            raise ValueError("keep_windows needs each window's series and time")
         target = target.float()
         mass = losses.total_energy(target, self.scale)
+        per_window = []
         for i, forecast in enumerate(f.float() for f in (pred, persistence, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
+            per_window.append(values.mean(-1))
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
         self.mass += mass.double().sum(0)
         self.count += target.shape[0]
+        if self.keep_windows:
+            self.window_values.append(torch.stack(per_window).permute(2, 0, 1))
+            self.window_ids.append(torch.stack([series, time], 1).long())
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
         """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
-        shape (H,)); every skill is against persistence."""
+        shape (H,)); every skill is against persistence. With ``keep_windows``, also "windows":
+        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``series`` and ``time`` (W,)."""
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
@@ -110,6 +142,13 @@ class ForecastMetrics(Metric):
                 for name in ("emd", "mse"):
                     panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
+        if self.keep_windows and len(self.window_ids):
+            ids = dim_zero_cat(self.window_ids)
+            out["windows"] = {
+                "values": dim_zero_cat(self.window_values),
+                "series": ids[:, 0],
+                "time": ids[:, 1],
+            }
         return out
 
 
@@ -140,3 +179,31 @@ def skill_interval(
     tail = (1 - level) / 2
     low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype)).tolist()
     return 1 - float(sums[0].sum() / sums[1].sum()), low, high
+
+
+def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
+    """Every per-window metric's skill against persistence and against drift (1 - model / reference,
+    positive where the model is better), with a 95 % interval from :func:`skill_interval`, from
+    ``windows`` as :meth:`ForecastMetrics.compute` keeps them. The bootstrap draws whole series when
+    there are at least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series
+    (``span`` = L + H, one window's frames, so only neighbouring blocks share frames)."""
+    values = windows["values"].cpu()
+    series, time = windows["series"].cpu(), windows["time"].cpu()
+    whole = len(series.unique()) >= MIN_SERIES
+    # One id per group; for blocks, series * (the most blocks a series has) + block.
+    groups = series if whole else series * (int(time.max()) // span + 1) + time // span
+    out: dict[str, Any] = {
+        "level": 0.95,
+        "resamples": 2000,
+        "unit": "series" if whole else "block",
+        "block_steps": None if whole else span,
+        "units": len(groups.unique()),
+    }
+    for k, who in enumerate(FORECASTERS[1:], start=1):
+        out[who] = {}
+        for i, name in enumerate(VECTOR_METRICS):
+            skill, low, high = skill_interval(
+                values[:, 0, i], values[:, k, i], groups, out["level"], out["resamples"]
+            )
+            out[who][name] = {"skill": skill, "low": low, "high": high}
+    return out

@@ -67,8 +67,9 @@ class Forecaster(L.LightningModule):
         self.register_buffer("angles", angles.detach().clone().float())
         horizon = model.horizon
         eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
+        # The test panel keeps each window's metrics too, for the skill intervals in metrics.json.
         self.metrics = nn.ModuleDict(
-            {s: ForecastMetrics(angles, horizon, scale, eps, circular) for s in ("val", "test")}
+            {s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test") for s in ("val", "test")}
         )
         # The references every split is scored beside: persistence, and drift with its defaults.
         self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
@@ -153,20 +154,23 @@ class Forecaster(L.LightningModule):
         self._loss_sum.zero_()
         self._loss_windows = 0
 
-    def score(self, split: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Forecast a batch, add it to the split's metric panels; returns the forecast in scaled units
-        and forecast, target, persistence, drift in data units."""
+    def score(
+        self, split: str, x: Tensor, y: Tensor, series: Tensor, time: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Forecast a batch of windows (of ``series``, first target steps ``time``), add it to the
+        split's metric panels; returns the forecast in scaled units and forecast, target, persistence,
+        drift in data units."""
         pred = self(x)
         to_data = self.scale_factor
         forecast, target = pred * to_data, y * to_data
         persistence = (x[:, -1:] * to_data).expand_as(y)
         drift = self.drift(x) * to_data
-        self.metrics[split].update(forecast, target, persistence, drift)
+        self.metrics[split].update(forecast, target, persistence, drift, series, time)
         return pred, forecast, target, persistence, drift
 
     def _eval_step(self, split: str, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        x, y, _, _ = batch
-        pred, forecast, target, *_ = self.score(split, x, y)
+        x, y, series, time = batch
+        pred, forecast, target, *_ = self.score(split, x, y, series, time)
         self.log(f"{split}/loss", self.loss(pred, y), on_epoch=True, batch_size=len(x))
         if split == "val" and batch_idx == 0:
             self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])

@@ -25,15 +25,13 @@ from heatforecast.data import DataError, HeatmapData, Scaler
 from heatforecast.forecasts import (
     FORECAST_SUFFIXES,
     forecast_future,
-    interval_table,
     per_series,
     predict,
-    skill_intervals,
     write_figures,
     write_forecasts,
     write_per_series,
 )
-from heatforecast.metrics import FORECASTERS, METRICS
+from heatforecast.metrics import FORECASTERS, METRICS, VECTOR_METRICS, skill_intervals
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import horizon_figure, plt
 
@@ -189,6 +187,8 @@ def run(cfg: DictConfig) -> float:
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
     result = summarize(module.panels, cfg.optimized_metric)
+    span = datamodule.context_len + datamodule.horizon
+    result["intervals"] = skill_intervals(module.panels["test"]["windows"], span)
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
@@ -279,7 +279,8 @@ def versions() -> dict[str, str]:
 
 
 def panel_table(result: dict[str, Any]) -> str:
-    """A plain-text test panel: the model beside persistence and drift, and the skills."""
+    """A plain-text test panel: the model beside persistence and drift, the skills and, when the result
+    has them, their intervals."""
     panels = [result[who]["test"] for who in FORECASTERS]
     lines = [f"{'test metric':<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
     for name in METRICS:
@@ -290,12 +291,33 @@ def panel_table(result: dict[str, Any]) -> str:
         f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}   "
         f"(drift: {drift['skill_emd']:+.3f}, {drift['skill_mse']:+.3f})"
     )
+    if intervals := result.get("intervals"):
+        lines.append(interval_table(intervals))
     if fit := result.get("fit"):
         memory = f", peak GPU memory {fit['peak_memory_mb']:,.0f} MB" if fit["peak_memory_mb"] else ""
         lines.append(
             f"fit: {fit['samples']:,} samples in {fit['seconds']:.1f} s on {fit['device']} "
             f"({fit['precision']}): {fit['samples_per_s']:,.0f} samples/s with validation{memory}"
         )
+    return "\n".join(lines)
+
+
+def interval_table(intervals: dict[str, Any]) -> str:
+    """The skills with their intervals, a row per metric, a column per reference."""
+    refs = FORECASTERS[1:]
+    units = f"{intervals['units']} series"
+    if intervals["unit"] == "block":
+        units = f"{intervals['units']} blocks of {intervals['block_steps']} steps"
+    lines = [
+        f"skill of the model, {intervals['level']:.0%} interval (bootstrap over {units}):",
+        f"{'':<14}" + "".join(f"{'vs ' + who:>26}" for who in refs),
+    ]
+    for name in VECTOR_METRICS:
+        cells = "".join(
+            f"{c['skill']:>+10.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+            for c in (intervals[who][name] for who in refs)
+        )
+        lines.append(f"{name:<14}{cells}")
     return "\n".join(lines)
 
 
@@ -393,11 +415,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    result["intervals"] = skill_intervals(module, forecasts, datamodule.context_len + datamodule.horizon)
+    span = datamodule.context_len + datamodule.horizon
+    result["intervals"] = skill_intervals(panels["test"]["windows"], span)
     result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
-    print(interval_table(result["intervals"]))
     write_per_series(result["per_series"], output_dir)
     write_figures(forecasts, datamodule, output_dir, writer)
     writer.close()
