@@ -3,7 +3,8 @@
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
 sorted by `--sort`, with persistence and drift rows scored on the same windows, and how each run
-trained (its best val metric, that epoch, the last val against the best, the train loss change). Runs
+trained (its best val metric, that epoch, the last val against the best, the train loss change);
+without `--by`, also each run's 95 % intervals of skill_emd against persistence and against drift. Runs
 without metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val
 curves as PNG, and the test metrics against the horizon step (every run beside persistence and drift)
 as `<png>_by_horizon.png`.
@@ -28,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
 REFERENCES = ("persistence", "drift")  # forecasts every run is scored beside, on the same windows
+INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
@@ -76,6 +78,9 @@ def read_run(run: Path, metric: str) -> dict:
         return row
     row["status"] = "ok"
     row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
+    for column, ref in INTERVALS.items():  # runs made before the intervals lack them
+        if cell := metrics.get("intervals", {}).get(ref, {}).get("emd"):
+            row[column] = f"{cell['skill']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
@@ -98,9 +103,9 @@ def group_name(row: dict, by: str | None) -> str:
 
 def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
-    frame = pd.DataFrame(
-        [{k: r.get(k, math.nan) for k in ["run", "status", *TRAINING, *COLUMNS]} for r in rows]
-    )
+    # An interval is one run's: a group of seeds has none (its spread is the ± std).
+    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else INTERVALS)]
+    frame = pd.DataFrame([{k: r.get(k, math.nan) for k in columns} for r in rows])
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
         frame["run"] = [group_name(r, by) for r in rows]

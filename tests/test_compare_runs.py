@@ -49,6 +49,10 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert row["status"] == "ok"
         assert row["emd"] == pytest.approx(metrics["model"]["test"]["emd"], rel=1e-9)
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
+        cell = metrics["intervals"]["drift"]["emd"]
+        assert (
+            row["skill_emd vs drift 95%"] == f"{cell['skill']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+        )
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
     drift = metrics["drift"]["test"]  # the reference panels of the last run read, the same on every run
     assert table.loc["drift (same windows)", "emd"] == pytest.approx(drift["emd"], rel=1e-9)
