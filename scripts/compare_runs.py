@@ -80,7 +80,10 @@ def read_run(run: Path, metric: str) -> dict:
     row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
     for column, ref in INTERVALS.items():  # runs made before the intervals lack them
         if cell := metrics.get("intervals", {}).get(ref, {}).get("emd"):
-            row[column] = f"{cell['skill']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+            interval = (
+                "(too few windows)" if cell["low"] is None else f"[{cell['low']:+.3f}, {cell['high']:+.3f}]"
+            )
+            row[column] = f"{cell['skill']:+.3f} {interval}"
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:

@@ -48,5 +48,5 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from heatforecast.training import run
 
     run_dir = tmp_path_factory.mktemp("run")
-    run(tiny_config(run_dir, "loss=emd"))
+    run(tiny_config(run_dir, "loss=emd", "data.generator.n_series=3"))  # 6 test blocks: intervals
     return run_dir

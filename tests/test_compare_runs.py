@@ -17,12 +17,16 @@ from .conftest import ROOT
 
 def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "train.py", "-m", "experiment=smoke", "loss=mse,emd", f"hydra.sweep.dir={sweep}"]
+    # 3 series: enough test blocks for skill intervals
+    given = ["experiment=smoke", "data.generator.n_series=3"]
+    cmd = [sys.executable, "train.py", "-m", *given, "loss=mse,emd", f"hydra.sweep.dir={sweep}"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
     runs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
-    broken = sweep / "2_experiment=smoke,loss=kl"  # a run that died before writing metrics.json
-    shutil.copytree(runs["0_experiment=smoke,loss=mse"] / ".hydra", broken / ".hydra")
-    (broken / ".hydra" / "overrides.yaml").write_text("- experiment=smoke\n- loss=kl\n")
+    folder = "{}_data.generator.n_series=3,experiment=smoke,loss={}"  # Hydra sorts the overrides
+    broken = sweep / folder.format(2, "kl")  # a run that died before writing metrics.json
+    shutil.copytree(runs[folder.format(0, "mse")] / ".hydra", broken / ".hydra")
+    (broken / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*given, "loss=kl"]))
+    name = ",".join(given) + ",loss={}"  # the table's run: the overrides as given
 
     csv = tmp_path / "table.csv"
     cmd = [
@@ -38,14 +42,10 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "crashed or running" in done.stdout
     table = pd.read_csv(csv).set_index("run")
-    assert table.loc["experiment=smoke,loss=kl", "status"] == "crashed or running"
-    for name in ("mse", "emd"):
-        metrics = json.loads(
-            (
-                runs[f"{'0' if name == 'mse' else '1'}_experiment=smoke,loss={name}"] / "metrics.json"
-            ).read_text()
-        )
-        row = table.loc[f"experiment=smoke,loss={name}"]
+    assert table.loc[name.format("kl"), "status"] == "crashed or running"
+    for i, loss in enumerate(("mse", "emd")):
+        metrics = json.loads((runs[folder.format(i, loss)] / "metrics.json").read_text())
+        row = table.loc[name.format(loss)]
         assert row["status"] == "ok"
         assert row["emd"] == pytest.approx(metrics["model"]["test"]["emd"], rel=1e-9)
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
@@ -56,7 +56,7 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
     drift = metrics["drift"]["test"]  # the reference panels of the last run read, the same on every run
     assert table.loc["drift (same windows)", "emd"] == pytest.approx(drift["emd"], rel=1e-9)
-    assert table.loc["experiment=smoke,loss=mse", "best_epoch"] == 0  # one epoch
+    assert table.loc[name.format("mse"), "best_epoch"] == 0  # one epoch
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
 

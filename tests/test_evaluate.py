@@ -33,6 +33,7 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
         for name, value in training[who]["test"].items():
             assert got[who]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (who, name)
     # Training's metrics.json has the skill intervals too, from the same windows.
+    assert training["intervals"]["units"] == 6 and training["intervals"]["drift"]["emd"]["low"] is not None
     for who in FORECASTERS[1:]:
         for name, cell in training["intervals"][who].items():
             assert got["intervals"][who][name] == pytest.approx(cell, rel=1e-6, abs=1e-9), (who, name)

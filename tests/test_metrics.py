@@ -114,3 +114,9 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
     assert intervals["drift"]["mse"]["low"] > 0.5
     few = skill_intervals({k: v[:12] for k, v in windows.items()}, span=2)  # 3 series of steps 0..3
     assert (few["unit"], few["units"], few["block_steps"]) == ("block", 6, 2)
+    assert few["drift"]["mse"]["low"] is not None
+    fewer = skill_intervals({k: v[:8] for k, v in windows.items()}, span=4)  # 2 series, 1 block each
+    assert (
+        fewer["units"] == 2 and fewer["drift"]["mse"]["low"] is None and fewer["drift"]["mse"]["high"] is None
+    )
+    assert fewer["drift"]["mse"]["skill"] > 0.5  # the skill itself is still given

@@ -34,6 +34,7 @@ VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
+MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
 
 
 def vector_metrics(
@@ -186,7 +187,8 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     positive where the model is better), with a 95 % interval from :func:`skill_interval`, from
     ``windows`` as :meth:`ForecastMetrics.compute` keeps them. The bootstrap draws whole series when
     there are at least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series
-    (``span`` = L + H, one window's frames, so only neighbouring blocks share frames)."""
+    (``span`` = L + H, one window's frames, so only neighbouring blocks share frames). With fewer than
+    MIN_UNITS series or blocks, ``low`` and ``high`` are None: the skill alone."""
     values = windows["values"].cpu()
     series, time = windows["series"].cpu(), windows["time"].cpu()
     whole = len(series.unique()) >= MIN_SERIES
@@ -205,5 +207,7 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
             skill, low, high = skill_interval(
                 values[:, 0, i], values[:, k, i], groups, out["level"], out["resamples"]
             )
+            if out["units"] < MIN_UNITS:
+                low = high = None
             out[who][name] = {"skill": skill, "low": low, "high": high}
     return out

@@ -31,7 +31,7 @@ from heatforecast.forecasts import (
     write_forecasts,
     write_per_series,
 )
-from heatforecast.metrics import FORECASTERS, METRICS, VECTOR_METRICS, skill_intervals
+from heatforecast.metrics import FORECASTERS, METRICS, MIN_UNITS, VECTOR_METRICS, skill_intervals
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import horizon_figure, plt
 
@@ -308,6 +308,8 @@ def interval_table(intervals: dict[str, Any]) -> str:
     units = f"{intervals['units']} series"
     if intervals["unit"] == "block":
         units = f"{intervals['units']} blocks of {intervals['block_steps']} steps"
+    if intervals["persistence"]["emd"]["low"] is None:
+        return f"skill intervals: none, the test windows make only {units} (fewer than {MIN_UNITS})"
     lines = [
         f"skill of the model, {intervals['level']:.0%} interval (bootstrap over {units}):",
         f"{'':<14}" + "".join(f"{'vs ' + who:>26}" for who in refs),
