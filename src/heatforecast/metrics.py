@@ -94,8 +94,9 @@ class ForecastMetrics(Metric):
         self.add_state("mass_gap", torch.zeros(k, horizon, dtype=torch.float64), "sum")
         self.add_state("mass", torch.zeros(horizon, dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros(horizon, dtype=torch.float64), "sum")
-        self.add_state("window_values", [], "cat")  # (W, k, n) with keep_windows
-        self.add_state("window_ids", [], "cat")  # (W, 2): series, first target step
+        if keep_windows:  # lists of batches, concatenated (and gathered across ranks) by compute()
+            self.add_state("window_values", [], "cat")  # (W, k, n)
+            self.add_state("window_ids", [], "cat")  # (W, 2): series, first target step
 
     def update(
         self,
