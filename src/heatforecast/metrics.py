@@ -117,7 +117,8 @@ class ForecastMetrics(Metric):
         for i, forecast in enumerate(f.float() for f in (pred, persistence, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
-            per_window.append(values.mean(-1))
+            if self.keep_windows:
+                per_window.append(values.mean(-1))
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
         self.mass += mass.double().sum(0)

@@ -186,9 +186,7 @@ def run(cfg: DictConfig) -> float:
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
-    result = summarize(module.panels, cfg.optimized_metric)
-    span = datamodule.context_len + datamodule.horizon
-    result["intervals"] = skill_intervals(module.panels["test"]["windows"], span)
+    result = summarize(module.panels, cfg.optimized_metric, datamodule)
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
@@ -215,9 +213,13 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
 
 
 def summarize(
-    panels: dict[str, Any], optimized: str, splits: tuple[str, ...] = ("val", "test")
+    panels: dict[str, Any],
+    optimized: str,
+    datamodule: HeatmapData,
+    splits: tuple[str, ...] = ("val", "test"),
 ) -> dict[str, Any]:
-    """The metrics.json content from the module's final panels (DESIGN.md's shape)."""
+    """The metrics.json content from the module's final panels (DESIGN.md's shape), with the test
+    skills' intervals (their bootstrap blocks span one window of ``datamodule``, L + H steps)."""
     out: dict[str, Any] = {"optimized_metric": optimized}
     for who in FORECASTERS:
         out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in splits}
@@ -226,6 +228,7 @@ def summarize(
             out[who][f"{s}_per_horizon"] = {k: [float(x) for x in v] for k, v in per_h.items()}
     split, _, metric = optimized.partition("/")
     out["value"] = out["model"][split][metric]
+    out["intervals"] = skill_intervals(panels["test"]["windows"], datamodule.context_len + datamodule.horizon)
     return out
 
 
@@ -308,7 +311,7 @@ def interval_table(intervals: dict[str, Any]) -> str:
     units = f"{intervals['units']} series"
     if intervals["unit"] == "block":
         units = f"{intervals['units']} blocks of {intervals['block_steps']} steps"
-    if intervals["persistence"]["emd"]["low"] is None:
+    if intervals["units"] < MIN_UNITS:
         return f"skill intervals: none, the test windows make only {units} (fewer than {MIN_UNITS})"
     lines = [
         f"skill of the model, {intervals['level']:.0%} interval (bootstrap over {units}):",
@@ -415,10 +418,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = cfg.split or ("all" if new_data else "test")
     forecasts = predict(module, datamodule.loader(split))
     panels = {"test": module.metrics["test"].compute()}
-    result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", ("test",))
+    result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    span = datamodule.context_len + datamodule.horizon
-    result["intervals"] = skill_intervals(panels["test"]["windows"], span)
     result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))

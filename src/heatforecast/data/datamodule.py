@@ -72,6 +72,12 @@ def make_windows(
     return out
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's random draws (train shuffle, augmentation): a function of the run's seed
+    and the epoch only, so a resumed run draws what the original would have."""
+    return seed * 100_003 + epoch
+
+
 @dataclass
 class Augment:
     """Symmetries of the angle axis applied to train windows, context and target alike; a fresh draw
@@ -101,7 +107,7 @@ class Augment:
     def draw(self, n: int, seed: int, epoch: int) -> tuple[Tensor, Tensor]:
         """This epoch's draws for windows 0..n-1: whether each is mirrored (n,) bool, and its turn as a
         fraction of the circle (n,) in [0, 1)."""
-        gen = torch.Generator().manual_seed((seed * 100_003 + epoch) * 2 + 1)  # not the shuffle's stream
+        gen = torch.Generator().manual_seed(epoch_seed(seed, epoch) * 2 + 1)  # not the shuffle's stream
         return torch.rand(n, generator=gen) < self.flip, torch.rand(n, generator=gen)
 
     def __call__(self, frames: Tensor, flips: Tensor, turns: Tensor) -> Tensor:
@@ -165,7 +171,7 @@ class WindowSampler:
 
     def order(self) -> Tensor:
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=gen)
             # Every rank takes the same number of train windows, so DDP steps stay in lockstep.
             order = order[: self.n - self.n % self.world_size]
