@@ -4,7 +4,12 @@ For the configured model and loss (default config; add e.g. `trainer=gpu`), at e
 - a bare training step (forward, loss, backward, gradient clipping as the trainer config asks, optimizer
   and its learning-rate schedule) split into phases, each timed to a device sync, and its peak memory;
 - bare samples/s: the same forward+backward+optimizer steps back to back, no sync inside, no data phase;
-- the same training inside a real Lightning fit (data, logging, metrics, callbacks).
+- the same training inside a real Lightning fit (data, logging, metrics, callbacks), its train windows
+  repeated so that all the timed steps fall in one epoch: the per-step cost, apart from the work done
+  once per epoch, which a small data set at a large batch would otherwise mix in every few steps;
+- that once-per-epoch work (epoch-end logging and its host sync, the non-finite check, a new shuffle),
+  in ms per epoch: a second fit of epochs of 2 steps (``limit_train_batches``), 2 x (its step time -
+  the first fit's).
 With `--repeats R` the bare and Lightning runs alternate R times and the tables show medians (and the
 range of the pairs' overheads). Printed last: `overhead N%` = median bare samples/s / median samples/s
 in Lightning - 1, at the largest batch size.
@@ -13,6 +18,7 @@ in Lightning - 1, at the largest batch size.
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import statistics
 import time
@@ -25,9 +31,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from heatforecast.data.datamodule import Windows
 from heatforecast.training import build_module
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+WARMUP = 3  # untimed steps before each timed run: allocator, kernel loading, compilation
+SHORT_EPOCH = 2  # steps per epoch of the fit that prices the once-per-epoch work
 
 
 class StepTimer(L.Callback):
@@ -85,7 +94,7 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
     dm.setup()
     module = build_module(cfg, dm).to(device)
     # Warm-up, phased and back-to-back steps: the schedule must not run out.
-    optimizer, scheduler = module.build_optimizers(total_steps=3 + 2 * steps)
+    optimizer, scheduler = module.build_optimizers(total_steps=WARMUP + 2 * steps)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     clip = cfg.trainer.get("gradient_clip_val")
     loader = dm.loader("train", device if cfg.data.on_device else None)
@@ -114,7 +123,7 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
             windows += len(x)
         return windows
 
-    run(3, lambda: next(batches), lambda phase: None)  # warm-up: allocator, kernels, compilation
+    run(WARMUP, lambda: next(batches), lambda phase: None)
     phases = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)
     clock = [time.perf_counter()]
 
@@ -136,19 +145,29 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
     return phases, windows / (time.perf_counter() - start)
 
 
-def lightning_step(cfg, batch_size: int, steps: int) -> tuple[float, float, Counter[str]]:  # noqa: ANN001
+def lightning_step(
+    cfg,  # noqa: ANN001
+    batch_size: int,
+    steps: int,
+    per_epoch: int | None = None,
+) -> tuple[float, float, Counter[str]]:
     """Seconds per training step and windows/s inside a Lightning fit with the run's logging, metrics
     and per-step callbacks (the progress bar off, no validation or checkpoints), and where the timed
-    steps synced the host with the GPU (file:line -> count; CUDA only)."""
+    steps synced the host with the GPU (file:line -> count; CUDA only). The train windows are repeated
+    until every step is a full batch of one epoch, cut to ``per_epoch`` steps if given."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
+    train = dm.windows["train"]
+    copies = math.ceil((steps + WARMUP) * batch_size / len(train))
+    dm.windows["train"] = Windows(*(t.repeat(copies) for t in (train.starts, train.series, train.time)))
     module = build_module(cfg, dm)
-    timer = StepTimer(warmup=3)
+    timer = StepTimer(warmup=WARMUP)
     lr_monitor = cfg.callbacks.get("lr_monitor")
     trainer = instantiate(
         cfg.trainer,
         max_epochs=-1,
-        max_steps=steps + 3,
+        max_steps=steps + WARMUP,
+        limit_train_batches=per_epoch,
         limit_val_batches=0,
         logger=instantiate(cfg.logger),
         callbacks=[timer] + ([instantiate(lr_monitor)] if lr_monitor else []),
@@ -194,28 +213,33 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         # Bare and Lightning runs alternate, so a slow spell of a shared machine hits both alike.
         runs = [
-            (*bare_steps(cfg, batch_size, args.steps, device), *lightning_step(cfg, batch_size, args.steps))
+            (
+                *bare_steps(cfg, batch_size, args.steps, device),
+                *lightning_step(cfg, batch_size, args.steps),
+                lightning_step(cfg, batch_size, args.steps, per_epoch=SHORT_EPOCH)[0],
+            )
             for _ in range(args.repeats)
         ]
         phases = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
         bare_rate, step, rate = (statistics.median(r[i] for r in runs) for i in (1, 2, 3))
         spread = [r[1] / r[3] - 1 for r in runs]  # each pair's overhead
+        epoch_end = statistics.median(SHORT_EPOCH * (r[5] - r[2]) for r in runs)
         for r in runs:
             syncs.update(r[4])
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
         print(f"| {batch_size} | {cells} | {bare_rate:,.0f} | {peak_memory_mb(device):,.0f} |")
-        overheads.append((batch_size, step, rate, bare_rate, min(spread), max(spread)))
+        overheads.append((batch_size, step, rate, bare_rate, min(spread), max(spread), epoch_end))
     print(
         "\n| batch | Lightning step ms | samples/s in Lightning | bare samples/s | extra ms/step "
-        "| overhead | range |"
+        "| overhead | range | epoch end ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for batch_size, step, rate, bare_rate, low, high in overheads:
-        # Lightning's added time per full batch: the share a launch-bound GPU step pays in full.
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for batch_size, step, rate, bare_rate, low, high, epoch_end in overheads:
+        # Lightning's added time per step: the share a launch-bound GPU step pays in full.
         extra_ms = batch_size * (1 / rate - 1 / bare_rate) * 1e3
         print(
             f"| {batch_size} | {step * 1e3:.1f} | {rate:,.0f} | {bare_rate:,.0f} | {extra_ms:.2f} "
-            f"| {bare_rate / rate - 1:.0%} | {low:.0%} to {high:.0%} |"
+            f"| {bare_rate / rate - 1:.0%} | {low:.0%} to {high:.0%} | {epoch_end * 1e3:.1f} |"
         )
     if device.type == "cuda":
         timed = len(overheads) * args.repeats * args.steps
@@ -223,8 +247,8 @@ def main() -> None:
         every = cfg.trainer.log_every_n_steps
         print(f"\nhost syncs in {timed} timed Lightning steps (logging reads the device every {every}):")
         print(where or "  none")
-    # Per window, since an epoch's last batch may be partial and the two loops need not meet it equally.
-    batch_size, _, rate, bare_rate, _, _ = overheads[-1]
+    # Per window: the fit and the bare loop both train full batches.
+    batch_size, _, rate, bare_rate, *_ = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")
 
 

@@ -30,7 +30,8 @@ def test_bench_train_prints_phases_overhead_and_extra_time(tmp_path: Path) -> No
     number = r"-?[\d.,]+%?"
     phases = rf"^\| (\d+)(?: \| {number}){{7}} \|$"  # batch, 5 phases, bare samples/s, peak MB
     assert re.findall(phases, out, re.M) == ["4", "8"]
-    overhead = rf"^\| (\d+)(?: \| {number}){{5}} \| {number} to {number} \|$"  # ..., overhead, range
+    # ..., overhead, range, epoch end ms
+    overhead = rf"^\| (\d+)(?: \| {number}){{5}} \| {number} to {number} \| {number} \|$"
     assert re.findall(overhead, out, re.M) == ["4", "8"]
     assert re.search(r"\noverhead -?\d+% \(batch 8\)\n$", out)
     assert "host syncs" not in out  # reported on CUDA only
