@@ -72,3 +72,17 @@ def test_training_steps_between_log_steps_never_sync_the_host(tmp_path: Path, au
     guard = SyncGuard()
     build_trainer(cfg, (guard,)).fit(build_module(cfg, dm), datamodule=dm)
     assert guard.guarded == 3
+
+
+def test_cuda_graph_compiled_fit_validates_and_tests(tmp_path: Path) -> None:
+    # compile=reduce-overhead: outside training, each call of a compiled part frees the outputs of the
+    # last call; validation and test call the model and then the loss on its forecast. Two epochs, so
+    # training graphs run again after the validation ones.
+    cfg = tiny_config(
+        tmp_path, "trainer=gpu", "compile=reduce-overhead", "data.drop_last=true", "trainer.max_epochs=2"
+    )
+    run(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["fit"]["samples"] == 2 * 3 * 16  # epochs x experiment=smoke's batches x batch size
+    values = [v for who in FORECASTERS for v in metrics[who]["test"].values()]
+    assert all(math.isfinite(v) for v in values)
