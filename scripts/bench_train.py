@@ -154,11 +154,12 @@ def lightning_step(
     """Seconds per training step and windows/s inside a Lightning fit with the run's logging, metrics
     and per-step callbacks (the progress bar off, no validation or checkpoints), and where the timed
     steps synced the host with the GPU (file:line -> count; CUDA only). The train windows are repeated
-    until every step is a full batch of one epoch, cut to ``per_epoch`` steps if given."""
+    until every step is a full batch of one epoch, or of epochs of ``per_epoch`` steps if given (no
+    more copies than that, since each epoch shuffles all of them)."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     train = dm.windows["train"]
-    copies = math.ceil((steps + WARMUP) * batch_size / len(train))
+    copies = math.ceil((per_epoch or steps + WARMUP) * batch_size / len(train))
     dm.windows["train"] = Windows(*(t.repeat(copies) for t in (train.starts, train.series, train.time)))
     module = build_module(cfg, dm)
     timer = StepTimer(warmup=WARMUP)

@@ -61,7 +61,7 @@ OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 # torch.compile's modes (None: its default) that a fit was run with on a GPU (docs/performance.md);
-# max-autotune is left out: its autotuning takes longer than the runs it would speed up here.
+# max-autotune (CUDA graphs plus kernel autotuning) never was, so it is not offered.
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
