@@ -170,3 +170,18 @@ def test_data_circular_makes_losses_metrics_and_model_wrap(tiny) -> None:
     assert np.isfinite(run(cfg))
     with pytest.raises(ConfigError, match="loss.terms.emd.circular=false but data.circular=true"):
         build_module(tiny(*circle, "loss=emd_mse", "loss.terms.emd.circular=false"), datamodule)
+
+
+@pytest.mark.parametrize("mode", ["true", "default", "reduce-overhead", "max-autotune-no-cudagraphs"])
+def test_every_offered_compile_mode_compiles_model_and_loss_in_place(tiny, mode: str) -> None:
+    from hydra.utils import instantiate
+
+    from heatforecast.training import build_module
+
+    cfg = tiny(f"compile={mode}")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    # nn.Module.compile keeps the module and wraps its call, so checkpoints keep plain state_dict keys.
+    assert module.model._compiled_call_impl is not None and module.loss._compiled_call_impl is not None
+    assert module.state_dict().keys() == build_module(tiny(), datamodule).state_dict().keys()
