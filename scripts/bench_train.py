@@ -213,20 +213,27 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         # Bare and Lightning runs alternate, so a slow spell of a shared machine hits both alike.
-        runs = [
-            (
-                *bare_steps(cfg, batch_size, args.steps, device),
-                *lightning_step(cfg, batch_size, args.steps),
-                lightning_step(cfg, batch_size, args.steps, per_epoch=SHORT_EPOCH)[0],
+        rounds = []
+        for _ in range(args.repeats):
+            phases, bare_rate = bare_steps(cfg, batch_size, args.steps, device)
+            step, rate, round_syncs = lightning_step(cfg, batch_size, args.steps)
+            short_step, _, _ = lightning_step(cfg, batch_size, args.steps, per_epoch=SHORT_EPOCH)
+            syncs.update(round_syncs)
+            rounds.append(
+                {
+                    "phases": phases,
+                    "bare_rate": bare_rate,
+                    "step": step,
+                    "rate": rate,
+                    "overhead": bare_rate / rate - 1,
+                    "epoch_end": SHORT_EPOCH * (short_step - step),
+                }
             )
-            for _ in range(args.repeats)
-        ]
-        phases = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
-        bare_rate, step, rate = (statistics.median(r[i] for r in runs) for i in (1, 2, 3))
-        spread = [r[1] / r[3] - 1 for r in runs]  # each pair's overhead
-        epoch_end = statistics.median(SHORT_EPOCH * (r[5] - r[2]) for r in runs)
-        for r in runs:
-            syncs.update(r[4])
+        phases = {k: statistics.median(r["phases"][k] for r in rounds) for k in rounds[0]["phases"]}
+        bare_rate, step, rate, epoch_end = (
+            statistics.median(r[key] for r in rounds) for key in ("bare_rate", "step", "rate", "epoch_end")
+        )
+        spread = [r["overhead"] for r in rounds]
         cells = " | ".join(f"{v * 1e3:.1f}" for v in phases.values())
         print(f"| {batch_size} | {cells} | {bare_rate:,.0f} | {peak_memory_mb(device):,.0f} |")
         overheads.append((batch_size, step, rate, bare_rate, min(spread), max(spread), epoch_end))
