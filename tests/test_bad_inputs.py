@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 
-from heatforecast.data import DataError, FileData, read_heatmaps
-from heatforecast.training import CheckpointError, ConfigError, load_checkpoint, run
+from heatforecast.data import DataError, FileData, SyntheticData, read_heatmaps
+from heatforecast.training import CheckpointError, ConfigError, check_keys, load_checkpoint, run
 
-from .conftest import ROOT, tiny_config
+from .conftest import CONF, ROOT, tiny_config
 
 FORUM = Path(__file__).resolve().parents[2] / "shared" / "examples" / "forum_vector.csv"
 
@@ -193,8 +194,49 @@ def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MissingConfigException, match="Could not find 'model/transformr'") as info:
         tiny_config(tmp_path, "model=transformr")
     assert "transformer" in str(info.value) and "persistence" in str(info.value)
-    with pytest.raises(InstantiationException, match="unexpected keyword argument 'depth'"):
+    with pytest.raises(ConfigError, match=r"model.depth: \S+TransformerForecaster takes no such setting"):
         run(tiny_config(tmp_path, "+model.depth=4"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # Instantiated late in a run (by configure_optimizers), after the data is read.
+        (["+optim.optimizer.betaz=[0.9,0.99]"], "optim.optimizer.betaz: torch.optim.AdamW takes no such"),
+        (["+trainer.max_epoch=3"], "trainer.max_epoch: lightning.pytorch.Trainer takes no such setting"),
+        (["loss=combo", "+loss.terms.emd.circ=true"], "loss.terms.emd.circ: heatforecast.losses.EMD"),
+        (["+callbacks.early_stopping.patiense=2"], "callbacks.early_stopping.patiense: lightning"),
+        # TensorBoardLogger hands its **kwargs on to SummaryWriter, which refuses them only when built.
+        (["+logger.flush_sec=5"], "logger.flush_sec: lightning.pytorch.loggers.TensorBoardLogger"),
+        # experiment=smoke sizes the synthetic data; data=file takes no generator.
+        (["data=file", "data.path=x.csv"], "data.generator: heatforecast.data.FileData takes no such"),
+    ],
+)
+def test_keys_a_target_does_not_take_stop_the_run_before_anything_is_built(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    cfg = tiny_config(tmp_path, *overrides)
+    key = message.split(":")[0]
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        run(cfg)
+    assert f"add ~{key} to the command" in str(info.value)
+    assert not list(tmp_path.iterdir())  # refused before the logger or the data were made
+
+
+def test_keys_the_config_tree_sets_are_all_taken() -> None:
+    # Every option of every group composes into a config whose keys its targets take.
+    for group in ("data", "model", "loss", "optim", "trainer", "logger", "callbacks", "experiment"):
+        for option in sorted(p.stem for p in (CONF / group).glob("[!_]*.yaml")):
+            with initialize_config_dir(str(CONF), version_base="1.3"):
+                cfg = compose("train", overrides=[f"{group}={option}"])
+            check_keys(cfg)  # raises on a key its target does not take
+
+
+def test_unknown_generator_setting_names_the_key() -> None:
+    with pytest.raises(DataError, match="data.generator.n_serie: not a setting of the synthetic generator"):
+        SyntheticData(generator={"n_serie": 3})
+    with pytest.raises(DataError, match=r"data.generator.scale: .* \(data.scale sets it\)"):
+        SyntheticData(generator={"scale": "db"})
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class, get_object, instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, HeatmapData, Scaler
@@ -67,6 +68,59 @@ COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune-no-cudagraphs
 
 # Data keys that checkpoints made before they existed lack, with what those runs meant.
 DATA_ADDED_LATER = {"circular": False}
+
+
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# Where the **kwargs of another library's classes in conf/ go, so that their keys are checked too.
+PASSED_ON = {TensorBoardLogger: SummaryWriter}
+
+
+def _arguments(target: Any) -> set[str] | None:
+    """The keyword arguments ``target`` (a class or function) takes; None if it takes any. A
+    heatforecast class's ``**kwargs`` go to its parent's ``__init__``, so the parents' count too;
+    another library's ``**kwargs`` may go anywhere, so its targets take any key."""
+    names: set[str] = set()
+    chain = (
+        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    )
+    for function in chain:
+        params = inspect.signature(function).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names - {"self"}
+        if target in PASSED_ON:
+            return names - {"self"} | _arguments(PASSED_ON[target])
+        if not getattr(function, "__module__", "").startswith("heatforecast."):
+            return None
+    return None
+
+
+def check_keys(cfg: DictConfig, path: str = "") -> None:
+    """Stop, naming the key, if a config node with a ``_target_`` holds a key its target does not take
+    (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``), before
+    anything is built: some nodes are only instantiated late in a run (the optimizer), or not at all."""
+    if isinstance(cfg, ListConfig):
+        for i, item in enumerate(cfg):
+            check_keys(item, f"{path}[{i}]")
+        return
+    if not isinstance(cfg, DictConfig) or cfg._is_none():
+        return
+    target = cfg.get("_target_")
+    if isinstance(target, str):
+        try:
+            accepted = _arguments(get_object(target))
+        except (ImportError, AttributeError, ValueError, TypeError):
+            accepted = None  # instantiate() says what is wrong with the target itself
+        unknown = [k for k in cfg if k not in HYDRA_KEYS and accepted is not None and k not in accepted]
+        if unknown:
+            key = f"{path}.{unknown[0]}" if path else unknown[0]
+            raise ConfigError(
+                f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
+                f"(to drop a key that another config set, add ~{key} to the command)"
+            )
+    for key in cfg:
+        if key not in HYDRA_KEYS:
+            check_keys(cfg._get_node(key), f"{path}.{key}" if path else str(key))
 
 
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
@@ -163,6 +217,7 @@ def run(cfg: DictConfig) -> float:
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
     _check_metric(cfg.optimized_metric)
+    check_keys(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -391,6 +446,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     new_data = HydraConfig.initialized() and any(
         o.lstrip("+~").startswith("data") for o in HydraConfig.get().overrides.task
     )
+    if new_data:
+        check_keys(cfg.data, "data")
     data_cfg = cfg.data if new_data else stored.data
     for key in ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular"):
         trained, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (stored.data, data_cfg))

@@ -8,6 +8,7 @@ and the whole set can live on the GPU (``on_device``) with no DataLoader workers
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -433,6 +434,14 @@ class SyntheticData(HeatmapData):
     def __init__(self, generator: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.generator = dict(generator or {})  # make_synthetic's arguments (n_bins, seed, ...)
+        # The angle grid and scale are the data module's own settings; the rest are the generator's.
+        own = {"bin_width", "angle_start", "scale", "circular"}
+        takes = sorted(set(inspect.signature(make_synthetic).parameters) - own)
+        if unknown := sorted(set(self.generator) - set(takes)):
+            raise DataError(
+                f"data.generator.{unknown[0]}: not a setting of the synthetic generator; expected one of: "
+                f"{', '.join(takes)}" + (f" (data.{unknown[0]} sets it)" if unknown[0] in own else "")
+            )
 
     @property
     def source(self) -> str:
