@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -40,6 +41,16 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
     assert training["intervals"]["persistence"]["emd"]["skill"] == pytest.approx(
         training["model"]["test"]["skill_emd"], rel=1e-5
     )
+    # At each horizon step: the same skills as the per-horizon panel, and the same as evaluate's.
+    per_step = training["intervals"]["per_horizon"]
+    for name in ("emd", "mse"):
+        cell = per_step["persistence"][name]
+        horizon_skill = training["model"]["test_per_horizon"][f"skill_{name}"]
+        assert cell["skill"] == pytest.approx(horizon_skill, rel=1e-5)
+        assert all(low <= s <= high for low, s, high in zip(cell["low"], cell["skill"], cell["high"]))
+        for who, key in itertools.product(FORECASTERS[1:], ("skill", "low", "high")):
+            want = per_step[who][name][key]
+            assert got["intervals"]["per_horizon"][who][name][key] == pytest.approx(want, rel=1e-6)
     for png in ("test_by_horizon.png", "window.png", "peak_track.png"):
         assert (tmp_path / png).stat().st_size > 1000
 

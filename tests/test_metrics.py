@@ -10,12 +10,15 @@ from scipy import stats
 from heatforecast import losses
 from heatforecast.metrics import (
     MIN_SERIES,
+    SKILL_METRICS,
     VECTOR_METRICS,
     ForecastMetrics,
     skill_interval,
     skill_intervals,
+    skill_intervals_of,
     vector_metrics,
 )
+from heatforecast.training import interval_table
 
 
 def test_circular_metrics_measure_the_shorter_way_round() -> None:
@@ -120,3 +123,43 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
         fewer["units"] == 2 and fewer["drift"]["mse"]["low"] is None and fewer["drift"]["mse"]["high"] is None
     )
     assert fewer["drift"]["mse"]["skill"] > 0.5  # the skill itself is still given
+    # Each horizon step's skills, from each window's values at that step.
+    assert windows["steps"].shape == (4 * n_series, 3, len(SKILL_METRICS), horizon)
+    emd = VECTOR_METRICS.index("emd")
+    assert torch.allclose(windows["steps"][:, :, 0].mean(-1), windows["values"][:, :, emd])
+    step_skill = intervals["per_horizon"]["drift"]["mse"]["skill"]
+    by_step = 1 - panels["model_per_horizon"]["mse"] / panels["drift_per_horizon"]["mse"]
+    assert step_skill == pytest.approx(by_step.tolist(), rel=1e-6)
+    no_skill = dict.fromkeys(("skill", "low", "high"), [0.0] * horizon)  # the model is persistence
+    assert intervals["per_horizon"]["persistence"]["emd"] == no_skill
+    assert fewer["per_horizon"]["drift"]["emd"]["low"] is None
+
+
+def test_skill_intervals_of_many_columns_are_each_columns_own_interval() -> None:
+    gen = torch.Generator().manual_seed(4)
+    reference = torch.rand(90, 4, generator=gen) + 0.5
+    model = reference * (0.6 + torch.rand(90, 4, generator=gen))
+    groups = torch.arange(90) % 12
+    skill, low, high = skill_intervals_of(model, reference, groups)
+    assert skill.shape == low.shape == high.shape == (4,)
+    for j in range(4):  # the same resamples for every column: each equals its own 1-D interval
+        assert (skill[j].item(), low[j].item(), high[j].item()) == pytest.approx(
+            skill_interval(model[:, j], reference[:, j], groups), rel=1e-12
+        )
+
+
+def test_the_printed_panel_says_at_which_steps_the_model_is_ahead_or_behind() -> None:
+    cell = {"skill": 0.1, "low": -0.1, "high": 0.3}
+    steps = {  # steps 1-3 above 0, 4 and 6 straddle it, 5 and 7-8 below it
+        "skill": [0.3, 0.2, 0.1, 0.0, -0.2, 0.0, -0.3, -0.4],
+        "low": [0.1, 0.1, 0.01, -0.1, -0.3, -0.2, -0.5, -0.6],
+        "high": [0.5, 0.3, 0.2, 0.1, -0.1, 0.1, -0.1, -0.2],
+    }
+    intervals = {"level": 0.95, "unit": "series", "units": 12, "block_steps": None}
+    intervals |= {who: dict.fromkeys(VECTOR_METRICS, cell) for who in ("persistence", "drift")}
+    intervals["per_horizon"] = {"persistence": {"emd": steps}, "drift": {"emd": {**steps, "low": [0.1] * 8}}}
+    text = interval_table(intervals)
+    assert (
+        "skill_emd by horizon step: vs persistence: ahead at 1-3, behind at 5, 7-8, "
+        "not told apart at 4, 6; vs drift: ahead at 1-8" in text
+    )

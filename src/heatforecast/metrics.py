@@ -31,7 +31,8 @@ from torchmetrics.utilities import dim_zero_cat
 from heatforecast import losses
 
 VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
-METRICS = (*VECTOR_METRICS, "mass_rel_err", "skill_emd", "skill_mse")
+SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
+METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
@@ -71,7 +72,8 @@ class ForecastMetrics(Metric):
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
     axis that wraps around. With ``keep_windows`` it also keeps every window's metrics (means over the
-    horizon) with its series and first target step, gathered from all ranks, for :func:`skill_intervals`.
+    horizon, and the SKILL_METRICS at each horizon step) with its series and first target step, gathered
+    from all ranks, for :func:`skill_intervals`.
     """
 
     full_state_update = False
@@ -96,6 +98,7 @@ class ForecastMetrics(Metric):
         self.add_state("count", torch.zeros(horizon, dtype=torch.float64), "sum")
         if keep_windows:  # lists of batches, concatenated (and gathered across ranks) by compute()
             self.add_state("window_values", [], "cat")  # (W, k, n)
+            self.add_state("window_steps", [], "cat")  # (W, k, len(SKILL_METRICS), H)
             self.add_state("window_ids", [], "cat")  # (W, 2): series, first target step
 
     def update(
@@ -113,24 +116,27 @@ class ForecastMetrics(Metric):
             raise ValueError("keep_windows needs each window's series and time")
         target = target.float()
         mass = losses.total_energy(target, self.scale)
-        per_window = []
+        per_window, per_step = [], []
         for i, forecast in enumerate(f.float() for f in (pred, persistence, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
             if self.keep_windows:
                 per_window.append(values.mean(-1))
+                per_step.append(values[[VECTOR_METRICS.index(n) for n in SKILL_METRICS]])
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
         self.mass += mass.double().sum(0)
         self.count += target.shape[0]
         if self.keep_windows:
             self.window_values.append(torch.stack(per_window).permute(2, 0, 1))
+            self.window_steps.append(torch.stack(per_step).permute(2, 0, 1, 3))
             self.window_ids.append(torch.stack([series, time], 1).long())
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
         """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
         shape (H,)); every skill is against persistence. With ``keep_windows``, also "windows":
-        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``series`` and ``time`` (W,)."""
+        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``steps`` (W, len(FORECASTERS),
+        len(SKILL_METRICS), H), ``series`` and ``time`` (W,)."""
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
@@ -142,13 +148,14 @@ class ForecastMetrics(Metric):
                 panel["mass_rel_err"] = reduce(self.mass_gap[i]) / reduce(self.mass)
                 panels[who] = panel
             for who, panel in panels.items():
-                for name in ("emd", "mse"):
+                for name in SKILL_METRICS:
                     panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
         if self.keep_windows and len(self.window_ids):
             ids = dim_zero_cat(self.window_ids)
             out["windows"] = {
                 "values": dim_zero_cat(self.window_values),
+                "steps": dim_zero_cat(self.window_steps),
                 "series": ids[:, 0],
                 "time": ids[:, 1],
             }
@@ -171,17 +178,31 @@ def skill_interval(
     window keeping its model and reference values together. Deterministic for a ``seed``.
     Returns (skill, low, high).
     """
+    return tuple(float(v) for v in skill_intervals_of(model, reference, groups, level, resamples, seed))
+
+
+def skill_intervals_of(
+    model: Tensor,
+    reference: Tensor,
+    groups: Tensor,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`skill_interval` of many skills at once: ``model`` and ``reference`` (W, ...) give skill,
+    low and high of shape (...), every one from the same resamples of the groups."""
     _, inverse = groups.unique(return_inverse=True)
     n_groups = int(inverse.max()) + 1
-    values = torch.stack([model, reference]).double()
-    sums = values.new_zeros(2, n_groups).index_add_(1, inverse, values)  # (2, G)
+    values = torch.stack([model, reference]).double()  # (2, W, ...)
+    sums = values.new_zeros(2, n_groups, *values.shape[2:]).index_add_(1, inverse, values)  # (2, G, ...)
     draws = torch.randint(n_groups, (resamples, n_groups), generator=torch.Generator().manual_seed(seed))
     counts = values.new_zeros(resamples, n_groups).scatter_add_(1, draws, values.new_ones(draws.shape))
-    drawn = counts @ sums.T  # (R, 2): each resample's model and reference sums
+    drawn = torch.tensordot(counts, sums, dims=([1], [1]))  # (R, 2, ...): each resample's sums
     skills = 1 - drawn[:, 0] / drawn[:, 1]
     tail = (1 - level) / 2
-    low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype)).tolist()
-    return 1 - float(sums[0].sum() / sums[1].sum()), low, high
+    low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype), dim=0)
+    totals = sums.sum(1)
+    return 1 - totals[0] / totals[1], low, high
 
 
 def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
@@ -190,7 +211,8 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     ``windows`` as :meth:`ForecastMetrics.compute` keeps them. The bootstrap draws whole series when
     there are at least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series
     (``span`` = L + H, one window's frames, so only neighbouring blocks share frames). With fewer than
-    MIN_UNITS series or blocks, ``low`` and ``high`` are None: the skill alone."""
+    MIN_UNITS series or blocks, ``low`` and ``high`` are None: the skill alone. ``per_horizon`` holds
+    the SKILL_METRICS' skills and intervals at each horizon step (lists of H), from the same resamples."""
     values = windows["values"].cpu()
     series, time = windows["series"].cpu(), windows["time"].cpu()
     whole = len(series.unique()) >= MIN_SERIES
@@ -203,13 +225,30 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
         "block_steps": None if whole else span,
         "units": len(groups.unique()),
     }
+    trusted = out["units"] >= MIN_UNITS
     for k, who in enumerate(FORECASTERS[1:], start=1):
         out[who] = {}
         for i, name in enumerate(VECTOR_METRICS):
             skill, low, high = skill_interval(
                 values[:, 0, i], values[:, k, i], groups, out["level"], out["resamples"]
             )
-            if out["units"] < MIN_UNITS:
-                low = high = None
-            out[who][name] = {"skill": skill, "low": low, "high": high}
+            out[who][name] = {
+                "skill": skill,
+                "low": low if trusted else None,
+                "high": high if trusted else None,
+            }
+    # At each horizon step: where the model's lead holds, and where it is within the noise.
+    steps = windows["steps"].cpu()
+    out["per_horizon"] = {}
+    for k, who in enumerate(FORECASTERS[1:], start=1):
+        out["per_horizon"][who] = {}
+        for i, name in enumerate(SKILL_METRICS):
+            skill, low, high = skill_intervals_of(
+                steps[:, 0, i], steps[:, k, i], groups, out["level"], out["resamples"]
+            )
+            out["per_horizon"][who][name] = {
+                "skill": skill.tolist(),
+                "low": low.tolist() if trusted else None,
+                "high": high.tolist() if trusted else None,
+            }
     return out

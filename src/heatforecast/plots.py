@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # figures are written to files and TensorBoard, never sho
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
@@ -49,16 +50,40 @@ def future_figure(x: Tensor, pred: Tensor, angles: Tensor, title: str) -> plt.Fi
     return fig
 
 
-def horizon_figure(per_horizon: dict[str, dict[str, list[float]]], metrics: tuple[str, ...]) -> plt.Figure:
-    """Each metric against the horizon step, one line per forecaster (model, persistence, ...)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), constrained_layout=True)
-    for ax, name in zip(np.atleast_1d(axes), metrics):
+def horizon_figure(
+    per_horizon: dict[str, dict[str, list[float]]],
+    metrics: tuple[str, ...],
+    skills: dict[str, dict[str, dict[str, list[float] | None]]] | None = None,
+    skill_metric: str = "emd",
+) -> plt.Figure:
+    """Each metric against the horizon step, one line per forecaster (model, persistence, ...); with
+    ``skills`` (metrics.json's ``intervals["per_horizon"]``: {reference: {metric: {"skill", "low",
+    "high"}}}, lists over the steps), a last panel of the model's skill_<skill_metric> against each
+    reference, its interval shaded where there is one."""
+    names = (*metrics, "skill") if skills else metrics
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    colours = {who: f"C{i}" for i, who in enumerate(per_horizon)}  # a forecaster keeps its colour
+    for ax, name in zip(axes, metrics):
         for who, panel in per_horizon.items():
             values = panel[name]
-            ax.plot(range(1, len(values) + 1), values, marker="o", label=who)
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=who, color=colours[who])
         ax.set_title(name)
+    if skills:
+        ax, cells = axes[-1], {who: by_metric[skill_metric] for who, by_metric in skills.items()}
+        for who, cell in cells.items():
+            steps = range(1, len(cell["skill"]) + 1)
+            ax.plot(steps, cell["skill"], marker="o", label=f"vs {who}", color=colours.get(who))
+            if cell["low"] is not None:
+                ax.fill_between(steps, cell["low"], cell["high"], alpha=0.2, color=colours.get(who))
+        ax.axhline(0, color="k", lw=0.8)
+        shaded = any(cell["low"] is not None for cell in cells.values())
+        ax.set_title(f"skill_{skill_metric}" + (" (95 % interval)" if shaded else ""))
+        ax.legend()
+    for ax in axes:
         ax.set_xlabel("horizon step")
-    np.atleast_1d(axes)[0].legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend()
     return fig
 
 

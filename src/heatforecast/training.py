@@ -255,7 +255,8 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(output_dir / "metrics.json")  # atomic: a reader never sees half a file
     per_horizon = {who: result[who]["test_per_horizon"] for who in FORECASTERS}
-    fig = horizon_figure(per_horizon, ("emd", "mse", "peak_err_deg", "kl"))
+    skills = result.get("intervals", {}).get("per_horizon")
+    fig = horizon_figure(per_horizon, ("emd", "mse", "peak_err_deg", "kl"), skills)
     fig.savefig(output_dir / "test_by_horizon.png", dpi=100)
     writer = getattr(logger, "experiment", None)
     if hasattr(writer, "add_figure"):
@@ -375,7 +376,39 @@ def interval_table(intervals: dict[str, Any]) -> str:
             for c in (intervals[who][name] for who in refs)
         )
         lines.append(f"{name:<14}{cells}")
+    for name, by_ref in _by_metric(intervals.get("per_horizon", {})).items():
+        verdicts = "; ".join(f"vs {who}: {_verdict(cell)}" for who, cell in by_ref.items())
+        lines.append(f"skill_{name} by horizon step: {verdicts}")
     return "\n".join(lines)
+
+
+def _by_metric(per_horizon: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{reference: {metric: cell}} -> {metric: {reference: cell}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for who, cells in per_horizon.items():
+        for name, cell in cells.items():
+            out.setdefault(name, {})[who] = cell
+    return out
+
+
+def _verdict(cell: dict[str, Any]) -> str:
+    """Which horizon steps the model is ahead at (interval above 0), behind at (below 0), or not told
+    apart from the reference at, as step ranges: "ahead at 1-6, not told apart at 7-10"."""
+    groups: dict[str, list[int]] = {"ahead": [], "behind": [], "not told apart": []}
+    for step, (low, high) in enumerate(zip(cell["low"], cell["high"]), start=1):
+        groups["ahead" if low > 0 else "behind" if high < 0 else "not told apart"].append(step)
+    return ", ".join(f"{what} at {_ranges(steps)}" for what, steps in groups.items() if steps)
+
+
+def _ranges(steps: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    runs: list[list[int]] = []
+    for step in steps:
+        if runs and step == runs[-1][-1] + 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
