@@ -46,6 +46,10 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     for who in FORECASTERS[1:]:
         for name, cell in a["intervals"][who].items():
             assert b["intervals"][who][name] == pytest.approx(cell, rel=1e-5, abs=1e-6), (who, name)
+        for name, cell in a["intervals"]["per_horizon"][who].items():
+            for key, values in cell.items():  # each step's skill, low, high
+                got = b["intervals"]["per_horizon"][who][name][key]
+                assert got == pytest.approx(values, rel=1e-5, abs=1e-6), (who, name, key)
     # One run folder, one set of TensorBoard events (rank 0 only), no per-rank folders.
     assert not [
         p for p in (tmp_path / "two").iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")
