@@ -4,7 +4,8 @@ Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json`
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
 sorted by `--sort`, with persistence and drift rows scored on the same windows, and how each run
 trained (its best val metric, that epoch, the last val against the best, the train loss change);
-without `--by`, also each run's 95 % intervals of skill_emd against persistence and against drift. Runs
+without `--by`, also each run's 95 % intervals of skill_emd against persistence and against drift, and
+up to which horizon step its EMD lead over each holds (every step's interval above 0). Runs
 without metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val
 curves as PNG, and the test metrics against the horizon step (every run beside persistence and drift)
 as `<png>_by_horizon.png`.
@@ -30,6 +31,8 @@ COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
 REFERENCES = ("persistence", "drift")  # forecasts every run is scored beside, on the same windows
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
+# How many horizon steps from the first the model's EMD lead holds (interval above 0) at every one.
+LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
@@ -84,12 +87,21 @@ def read_run(run: Path, metric: str) -> dict:
                 "(too few windows)" if cell["low"] is None else f"[{cell['low']:+.3f}, {cell['high']:+.3f}]"
             )
             row[column] = f"{cell['skill']:+.3f} {interval}"
+    for column, ref in LEADS.items():  # runs made before the per-step intervals lack them
+        if cell := metrics.get("intervals", {}).get("per_horizon", {}).get(ref, {}).get("emd"):
+            row[column] = "(too few windows)" if cell["low"] is None else lead(cell["low"])
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
             row[ref] = {c: metrics[ref]["test"][c] for c in COLUMNS}
             row[f"{ref}_per_horizon"] = metrics[ref]["test_per_horizon"]
     return row
+
+
+def lead(lows: list[float]) -> str:
+    """The lead as "k of H": the first k horizon steps have their skill interval above 0, step k + 1 not."""
+    ahead = next((i for i, low in enumerate(lows) if not low > 0), len(lows))
+    return f"{ahead} of {len(lows)}"
 
 
 def scored_by(rows: list[dict], ref: str) -> dict | None:
@@ -107,7 +119,7 @@ def group_name(row: dict, by: str | None) -> str:
 def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
     # An interval is one run's: a group of seeds has none (its spread is the ± std).
-    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else INTERVALS)]
+    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else [*INTERVALS, *LEADS])]
     frame = pd.DataFrame([{k: r.get(k, math.nan) for k in columns} for r in rows])
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
