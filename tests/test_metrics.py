@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch import Tensor
 
 from heatforecast import losses
 from heatforecast.metrics import (
@@ -15,7 +16,6 @@ from heatforecast.metrics import (
     ForecastMetrics,
     skill_interval,
     skill_intervals,
-    skill_intervals_of,
     vector_metrics,
 )
 from heatforecast.training import interval_table
@@ -49,9 +49,14 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4
 
 
+def interval_1d(*args: Tensor, **kwargs: int) -> list[float]:
+    """skill_interval of (W,) values, as floats: skill, low, high."""
+    return [v.item() for v in skill_interval(*args, **kwargs)]
+
+
 def test_skill_interval_of_a_model_exactly_half_the_reference_is_that_skill_alone() -> None:
     reference = torch.rand(50, generator=torch.Generator().manual_seed(0)) + 0.1
-    skill, low, high = skill_interval(reference / 2, reference, torch.arange(50) % 7)
+    skill, low, high = interval_1d(reference / 2, reference, torch.arange(50) % 7)
     assert skill == pytest.approx(0.5) and low == pytest.approx(0.5) and high == pytest.approx(0.5)
 
 
@@ -59,7 +64,7 @@ def test_skill_interval_matches_scipy_bootstrap_when_every_window_is_its_own_gro
     rng = np.random.default_rng(1)
     reference = rng.gamma(2.0, 1.0, 400)
     model = reference * rng.uniform(0.5, 1.2, 400)
-    skill, low, high = skill_interval(
+    skill, low, high = interval_1d(
         torch.from_numpy(model), torch.from_numpy(reference), torch.arange(400), resamples=20000
     )
     assert skill == pytest.approx(1 - model.sum() / reference.sum())
@@ -84,11 +89,11 @@ def test_skill_interval_widens_when_windows_move_together() -> None:
     luck = torch.randn(20, generator=torch.Generator().manual_seed(2))[groups]  # one per series
     reference = torch.ones(600)
     model = 0.8 + 0.2 * luck + 0.01 * torch.randn(600, generator=torch.Generator().manual_seed(3))
-    found = skill_interval(model, reference, groups)
-    _, naive_low, naive_high = skill_interval(model, reference, torch.arange(600))
+    found = interval_1d(model, reference, groups)
+    _, naive_low, naive_high = interval_1d(model, reference, torch.arange(600))
     assert found[2] - found[1] > 3 * (naive_high - naive_low)
-    assert skill_interval(model, reference, groups) == found  # seeded: the same interval every time
-    assert skill_interval(model, reference, groups, seed=1)[1:] != found[1:]
+    assert interval_1d(model, reference, groups) == found  # seeded: the same interval every time
+    assert interval_1d(model, reference, groups, seed=1)[1:] != found[1:]
 
 
 def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_are_enough() -> None:
@@ -135,17 +140,16 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
     assert fewer["per_horizon"]["drift"]["emd"]["low"] is None
 
 
-def test_skill_intervals_of_many_columns_are_each_columns_own_interval() -> None:
+def test_skill_interval_of_many_columns_is_each_columns_own_interval() -> None:
     gen = torch.Generator().manual_seed(4)
     reference = torch.rand(90, 4, generator=gen) + 0.5
     model = reference * (0.6 + torch.rand(90, 4, generator=gen))
     groups = torch.arange(90) % 12
-    skill, low, high = skill_intervals_of(model, reference, groups)
+    skill, low, high = skill_interval(model, reference, groups)
     assert skill.shape == low.shape == high.shape == (4,)
     for j in range(4):  # the same resamples for every column: each equals its own 1-D interval
-        assert (skill[j].item(), low[j].item(), high[j].item()) == pytest.approx(
-            skill_interval(model[:, j], reference[:, j], groups), rel=1e-12
-        )
+        column = [v.item() for v in skill_interval(model[:, j], reference[:, j], groups)]
+        assert column == pytest.approx([skill[j].item(), low[j].item(), high[j].item()], rel=1e-12)
 
 
 def test_the_printed_panel_says_at_which_steps_the_model_is_ahead_or_behind() -> None:

@@ -169,28 +169,15 @@ def skill_interval(
     level: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
-) -> tuple[float, float, float]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """The skill ``1 - sum(model) / sum(reference)`` of per-window metric values (W,), and its
-    ``level`` percentile interval from a paired cluster bootstrap.
+    ``level`` percentile interval from a paired cluster bootstrap; for values (W, ...), each column's.
 
     Windows that share frames or a source are not independent, so the bootstrap draws whole groups
     (``groups`` (W,): one id per window, e.g. its series) with replacement, ``resamples`` times, each
-    window keeping its model and reference values together. Deterministic for a ``seed``.
-    Returns (skill, low, high).
+    window keeping its model and reference values together; every column uses the same draws.
+    Deterministic for a ``seed``. Returns skill, low and high, each of shape (...).
     """
-    return tuple(float(v) for v in skill_intervals_of(model, reference, groups, level, resamples, seed))
-
-
-def skill_intervals_of(
-    model: Tensor,
-    reference: Tensor,
-    groups: Tensor,
-    level: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`skill_interval` of many skills at once: ``model`` and ``reference`` (W, ...) give skill,
-    low and high of shape (...), every one from the same resamples of the groups."""
     _, inverse = groups.unique(return_inverse=True)
     n_groups = int(inverse.max()) + 1
     values = torch.stack([model, reference]).double()  # (2, W, ...)
@@ -226,29 +213,18 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
         "units": len(groups.unique()),
     }
     trusted = out["units"] >= MIN_UNITS
-    for k, who in enumerate(FORECASTERS[1:], start=1):
-        out[who] = {}
-        for i, name in enumerate(VECTOR_METRICS):
-            skill, low, high = skill_interval(
-                values[:, 0, i], values[:, k, i], groups, out["level"], out["resamples"]
-            )
-            out[who][name] = {
-                "skill": skill,
-                "low": low if trusted else None,
-                "high": high if trusted else None,
-            }
-    # At each horizon step: where the model's lead holds, and where it is within the noise.
+
+    def cell(model: Tensor, reference: Tensor) -> dict[str, Any]:
+        found = skill_interval(model, reference, groups, out["level"], out["resamples"])
+        skill, low, high = (v.tolist() for v in found)  # floats, or lists over the horizon steps
+        return {"skill": skill, "low": low if trusted else None, "high": high if trusted else None}
+
     steps = windows["steps"].cpu()
     out["per_horizon"] = {}
     for k, who in enumerate(FORECASTERS[1:], start=1):
-        out["per_horizon"][who] = {}
-        for i, name in enumerate(SKILL_METRICS):
-            skill, low, high = skill_intervals_of(
-                steps[:, 0, i], steps[:, k, i], groups, out["level"], out["resamples"]
-            )
-            out["per_horizon"][who][name] = {
-                "skill": skill.tolist(),
-                "low": low.tolist() if trusted else None,
-                "high": high.tolist() if trusted else None,
-            }
+        out[who] = {name: cell(values[:, 0, i], values[:, k, i]) for i, name in enumerate(VECTOR_METRICS)}
+        # At each horizon step: where the model's lead holds, and where it is within the noise.
+        out["per_horizon"][who] = {
+            name: cell(steps[:, 0, i], steps[:, k, i]) for i, name in enumerate(SKILL_METRICS)
+        }
     return out
