@@ -31,7 +31,7 @@ COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
 REFERENCES = ("persistence", "drift")  # forecasts every run is scored beside, on the same windows
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
-# How many horizon steps from the first the model's EMD lead holds (interval above 0) at every one.
+# How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
 LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
 
 
@@ -89,19 +89,14 @@ def read_run(run: Path, metric: str) -> dict:
             row[column] = f"{cell['skill']:+.3f} {interval}"
     for column, ref in LEADS.items():  # runs made before the per-step intervals lack them
         if cell := metrics.get("intervals", {}).get("per_horizon", {}).get(ref, {}).get("emd"):
-            row[column] = "(too few windows)" if cell["low"] is None else lead(cell["low"])
+            steps = cell["ahead_steps"]
+            row[column] = "(too few windows)" if steps is None else f"{steps} of {len(cell['skill'])}"
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
             row[ref] = {c: metrics[ref]["test"][c] for c in COLUMNS}
             row[f"{ref}_per_horizon"] = metrics[ref]["test_per_horizon"]
     return row
-
-
-def lead(lows: list[float]) -> str:
-    """The lead as "k of H": the first k horizon steps have their skill interval above 0, step k + 1 not."""
-    ahead = next((i for i, low in enumerate(lows) if not low > 0), len(lows))
-    return f"{ahead} of {len(lows)}"
 
 
 def scored_by(rows: list[dict], ref: str) -> dict | None:

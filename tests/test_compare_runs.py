@@ -53,8 +53,7 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert (
             row["skill_emd vs drift 95%"] == f"{cell['skill']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
         )
-        lows = metrics["intervals"]["per_horizon"]["persistence"]["emd"]["low"]
-        ahead = next((i for i, low in enumerate(lows) if low <= 0), 4)
+        ahead = metrics["intervals"]["per_horizon"]["persistence"]["emd"]["ahead_steps"]
         assert row["ahead of persistence to step"] == f"{ahead} of 4"  # experiment=smoke: H = 4
     assert table.loc["persistence (same windows)", "skill_emd"] == 0
     drift = metrics["drift"]["test"]  # the reference panels of the last run read, the same on every run
@@ -62,15 +61,6 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert table.loc[name.format("mse"), "best_epoch"] == 0  # one epoch
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
-
-
-def test_lead_counts_the_steps_from_the_first_whose_interval_is_above_zero() -> None:
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
-    compare_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_runs)
-    assert compare_runs.lead([0.2, 0.1, -0.01, 0.3]) == "2 of 4"  # step 4 is ahead again, after a gap
-    assert compare_runs.lead([0.0, 0.1]) == "0 of 2"
-    assert compare_runs.lead([0.1, 0.1, 0.1]) == "3 of 3"
 
 
 def test_diagnosis_reads_overfitting_from_the_curves() -> None:

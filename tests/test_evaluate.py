@@ -48,7 +48,7 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
         horizon_skill = training["model"]["test_per_horizon"][f"skill_{name}"]
         assert cell["skill"] == pytest.approx(horizon_skill, rel=1e-5)
         assert all(low <= s <= high for low, s, high in zip(cell["low"], cell["skill"], cell["high"]))
-        for who, key in itertools.product(FORECASTERS[1:], ("skill", "low", "high")):
+        for who, key in itertools.product(FORECASTERS[1:], ("skill", "low", "high", "ahead_steps")):
             want = per_step[who][name][key]
             assert got["intervals"]["per_horizon"][who][name][key] == pytest.approx(want, rel=1e-6)
     for png in ("test_by_horizon.png", "window.png", "peak_track.png"):

@@ -136,8 +136,30 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
     by_step = 1 - panels["model_per_horizon"]["mse"] / panels["drift_per_horizon"]["mse"]
     assert step_skill == pytest.approx(by_step.tolist(), rel=1e-6)
     no_skill = dict.fromkeys(("skill", "low", "high"), [0.0] * horizon)  # the model is persistence
-    assert intervals["per_horizon"]["persistence"]["emd"] == no_skill
+    assert intervals["per_horizon"]["persistence"]["emd"] == no_skill | {"ahead_steps": 0}
+    assert intervals["per_horizon"]["drift"]["mse"]["ahead_steps"] == horizon
     assert fewer["per_horizon"]["drift"]["emd"]["low"] is None
+    assert fewer["per_horizon"]["drift"]["emd"]["ahead_steps"] is None
+
+
+def test_the_lead_time_ends_at_the_first_step_whose_interval_is_not_above_zero() -> None:
+    windows, horizon = 40, 4
+    reference = torch.rand(windows, horizon, generator=torch.Generator().manual_seed(5)) + 0.5
+    model = reference / 2
+    model[:, 2] = reference[:, 2]  # no skill at step 3; ahead again at step 4
+    steps = torch.stack([model, reference, reference], 1)[:, :, None].expand(-1, -1, len(SKILL_METRICS), -1)
+    found = skill_intervals(
+        {
+            "values": steps.mean(-1)[:, :, :1].expand(-1, -1, len(VECTOR_METRICS)),
+            "steps": steps,
+            "series": torch.arange(windows) % MIN_SERIES,
+            "time": torch.arange(windows) // MIN_SERIES,
+        },
+        span=5,
+    )
+    cell = found["per_horizon"]["persistence"]["emd"]
+    assert cell["skill"] == pytest.approx([0.5, 0.5, 0.0, 0.5])
+    assert cell["ahead_steps"] == 2
 
 
 def test_skill_interval_of_many_columns_is_each_columns_own_interval() -> None:

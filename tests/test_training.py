@@ -48,13 +48,16 @@ def test_every_model_and_loss_trains_and_scores(tiny, tmp_path: Path, model: str
 
 
 def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
-    value = run(tiny("loss=emd"))
+    value = run(tiny("loss=emd", "data.generator.n_series=3"))  # 6 test blocks: intervals
     logged = scalars(tmp_path)
     assert logged["val/emd"][-1] == pytest.approx(value, rel=1e-6)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"]["test"]["emd"] == pytest.approx(logged["test/emd"][-1], rel=1e-6)
     for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "val/drift/emd", "hp/test_emd"):
         assert tag in logged, tag
+    for who in ("persistence", "drift"):  # the lead time, for sorting a sweep in the HParams tab
+        ahead = metrics["intervals"]["per_horizon"][who]["emd"]["ahead_steps"]
+        assert logged[f"hp/test_steps_ahead_of_{who}"] == [ahead]
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert {"val/forecast", "test/by_horizon"} <= set(events.Tags()["images"])

@@ -199,7 +199,9 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     there are at least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series
     (``span`` = L + H, one window's frames, so only neighbouring blocks share frames). With fewer than
     MIN_UNITS series or blocks, ``low`` and ``high`` are None: the skill alone. ``per_horizon`` holds
-    the SKILL_METRICS' skills and intervals at each horizon step (lists of H), from the same resamples."""
+    the SKILL_METRICS' skills and intervals at each horizon step (lists of H), from the same resamples,
+    and ``ahead_steps``: how many steps from the first have their interval above 0 (None without
+    intervals), the lead time up to which the model is surely ahead of the reference."""
     values = windows["values"].cpu()
     series, time = windows["series"].cpu(), windows["time"].cpu()
     whole = len(series.unique()) >= MIN_SERIES
@@ -227,4 +229,9 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
         out["per_horizon"][who] = {
             name: cell(steps[:, 0, i], steps[:, k, i]) for i, name in enumerate(SKILL_METRICS)
         }
+        for by_step in out["per_horizon"][who].values():  # the lead time: steps 1..k all ahead
+            if (lows := by_step["low"]) is None:
+                by_step["ahead_steps"] = None
+            else:
+                by_step["ahead_steps"] = next((h for h, low in enumerate(lows) if not low > 0), len(lows))
     return out

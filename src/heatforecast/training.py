@@ -243,6 +243,9 @@ def run(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
         final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
+        for who, cells in result["intervals"]["per_horizon"].items():  # when there are intervals
+            if (steps := cells["emd"]["ahead_steps"]) is not None:
+                final[f"hp/test_steps_ahead_of_{who}"] = steps
         logger.log_hyperparams(_hparams(cfg), metrics=final)
         logger.finalize("success")
     return result["value"]
