@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, HeatmapData, Scaler
@@ -95,32 +95,32 @@ def _arguments(target: Any) -> set[str] | None:
     return None
 
 
-def check_keys(cfg: DictConfig, path: str = "") -> None:
+def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
     """Stop, naming the key, if a config node with a ``_target_`` holds a key its target does not take
     (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``), before
     anything is built: some nodes are only instantiated late in a run (the optimizer), or not at all."""
-    if isinstance(cfg, ListConfig):
-        for i, item in enumerate(cfg):
+    node = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+    if isinstance(node, list):
+        for i, item in enumerate(node):
             check_keys(item, f"{path}[{i}]")
         return
-    if not isinstance(cfg, DictConfig) or cfg._is_none():
+    if not isinstance(node, dict):
         return
-    target = cfg.get("_target_")
-    if isinstance(target, str):
+    if isinstance(target := node.get("_target_"), str):
         try:
             accepted = _arguments(get_object(target))
         except (ImportError, AttributeError, ValueError, TypeError):
             accepted = None  # instantiate() says what is wrong with the target itself
-        unknown = [k for k in cfg if k not in HYDRA_KEYS and accepted is not None and k not in accepted]
+        unknown = [k for k in node if k not in HYDRA_KEYS and accepted is not None and k not in accepted]
         if unknown:
             key = f"{path}.{unknown[0]}" if path else unknown[0]
             raise ConfigError(
                 f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
                 f"(to drop a key that another config set, add ~{key} to the command)"
             )
-    for key in cfg:
+    for key, value in node.items():
         if key not in HYDRA_KEYS:
-            check_keys(cfg._get_node(key), f"{path}.{key}" if path else str(key))
+            check_keys(value, f"{path}.{key}" if path else str(key))
 
 
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
