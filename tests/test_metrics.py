@@ -96,6 +96,22 @@ def test_skill_interval_widens_when_windows_move_together() -> None:
     assert interval_1d(model, reference, groups, seed=1)[1:] != found[1:]
 
 
+def test_skill_interval_over_many_groups_draws_in_chunks_the_same_resamples() -> None:
+    groups = torch.arange(30_000) // 3  # 10,000 groups: resamples drawn 419 at a time
+    gen = torch.Generator().manual_seed(6)
+    reference = torch.rand(30_000, generator=gen, dtype=torch.float64) + 0.5
+    model = reference * (0.5 + torch.rand(30_000, generator=gen, dtype=torch.float64))
+    # The bootstrap in one piece: every resample's group counts at once.
+    draws = torch.randint(10_000, (2000, 10_000), generator=torch.Generator().manual_seed(0))
+    ones = torch.ones(2000, 10_000, dtype=torch.float64)
+    counts = torch.zeros(2000, 10_000, dtype=torch.float64).scatter_add_(1, draws, ones)
+    sums = torch.stack([model, reference]).view(2, 10_000, 3).sum(-1)
+    drawn = counts @ sums.T
+    levels = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    expected = torch.quantile(1 - drawn[:, 0] / drawn[:, 1], levels)
+    assert interval_1d(model, reference, groups)[1:] == pytest.approx(expected.tolist(), rel=1e-12)
+
+
 def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_are_enough() -> None:
     n_series, horizon, n_bins = MIN_SERIES, 3, 20
     gen = torch.Generator().manual_seed(0)

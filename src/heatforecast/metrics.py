@@ -36,6 +36,7 @@ METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
+RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64)
 
 
 def vector_metrics(
@@ -182,9 +183,16 @@ def skill_interval(
     n_groups = int(inverse.max()) + 1
     values = torch.stack([model, reference]).double()  # (2, W, ...)
     sums = values.new_zeros(2, n_groups, *values.shape[2:]).index_add_(1, inverse, values)  # (2, G, ...)
-    draws = torch.randint(n_groups, (resamples, n_groups), generator=torch.Generator().manual_seed(seed))
-    counts = values.new_zeros(resamples, n_groups).scatter_add_(1, draws, values.new_ones(draws.shape))
-    drawn = torch.tensordot(counts, sums, dims=([1], [1]))  # (R, 2, ...): each resample's sums
+    generator = torch.Generator().manual_seed(seed)
+    # Resamples in chunks, so that the (chunk, G) draws stay near RESAMPLE_CHUNK numbers however many
+    # groups there are (a recording of 10 M windows makes 250 k blocks); the draws are the same.
+    chunk = max(1, min(resamples, RESAMPLE_CHUNK // n_groups))
+    drawn = []
+    for start in range(0, resamples, chunk):
+        draws = torch.randint(n_groups, (min(chunk, resamples - start), n_groups), generator=generator)
+        counts = values.new_zeros(draws.shape).scatter_add_(1, draws, values.new_ones(draws.shape))
+        drawn.append(torch.tensordot(counts, sums, dims=([1], [1])))  # (chunk, 2, ...): resampled sums
+    drawn = torch.cat(drawn)
     skills = 1 - drawn[:, 0] / drawn[:, 1]
     tail = (1 - level) / 2
     low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype), dim=0)
