@@ -223,6 +223,14 @@ def test_keys_a_target_does_not_take_stop_the_run_before_anything_is_built(
     assert not list(tmp_path.iterdir())  # refused before the logger or the data were made
 
 
+def test_a_top_level_setting_added_with_plus_that_nothing_reads_is_refused(tmp_path: Path) -> None:
+    # `seeed=3` fails in Hydra, which suggests `+seeed=3`; that must not train with seed 0 in silence.
+    done = train(tmp_path, "+seeed=3")
+    refused = "+seeed=3: adds a top-level setting 'seeed' that nothing reads"
+    assert_refused(done, refused, "seed (set without +)")
+    assert_nothing_written(tmp_path)
+
+
 def test_keys_the_config_tree_sets_are_all_taken() -> None:
     # Every option of every group composes into a config whose keys its targets take.
     for group in ("data", "model", "loss", "optim", "trainer", "logger", "callbacks", "experiment"):

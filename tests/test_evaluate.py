@@ -194,12 +194,15 @@ def test_future_forecast_needs_a_context_per_series(trained: Path, tmp_path: Pat
     assert "series '0' has 7 steps; expected at least context_len = 8" in done.stderr
 
 
-def test_evaluate_checks_the_keys_of_new_data(trained: Path, tmp_path: Path) -> None:
+def test_evaluate_checks_the_keys_of_new_data_and_added_settings(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
     data = ["data=file", f"data.path={tmp_path / 'x.npy'}", "+data.split_at_gap=true"]
     done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", *data)
     assert done.returncode != 0
     assert "data.split_at_gap: heatforecast.data.FileData takes no such setting" in done.stderr
+    done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "+splt=val")
+    assert done.returncode != 0
+    assert "+splt=val: adds a top-level setting 'splt' that nothing reads" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,25 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
             check_keys(value, f"{path}.{key}" if path else str(key))
 
 
+def check_added_settings(cfg: DictConfig) -> None:
+    """Stop if the command added a top-level setting that nothing reads (``+seeed=3``: Hydra suggests
+    the ``+`` when a key does not exist, and the run would then ignore it). Added keys inside a part's
+    config are :func:`check_keys`'s; added config groups (``+experiment=...``) are nodes, not values."""
+    if not HydraConfig.initialized():
+        return
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0]
+        if not key.startswith("+") or key.startswith("++") or any(c in key for c in "./@"):
+            continue
+        if not isinstance(plain.get(key[1:]), dict):
+            settings = sorted(k for k, v in plain.items() if not isinstance(v, dict) and k != key[1:])
+            raise ConfigError(
+                f"{override}: adds a top-level setting {key[1:]!r} that nothing reads; expected one of: "
+                f"{', '.join(settings)} (set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
+            )
+
+
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
     """Instantiate ``cfg.model``, giving it the data's bin count if it takes one."""
     params = inspect.signature(get_class(cfg.model._target_)).parameters
@@ -217,6 +236,7 @@ def run(cfg: DictConfig) -> float:
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
     _check_metric(cfg.optimized_metric)
+    check_added_settings(cfg)
     check_keys(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
@@ -472,6 +492,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"predict={cfg.predict!r}; expected false, true (write the scored windows' forecasts) or "
             "future (forecast the steps after each series' end)"
         )
+    check_added_settings(cfg)
     future = cfg.predict == "future"
     if future and cfg.split is not None:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
