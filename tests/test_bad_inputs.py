@@ -231,6 +231,14 @@ def test_a_top_level_setting_added_with_plus_that_nothing_reads_is_refused(tmp_p
     assert_nothing_written(tmp_path)
 
 
+def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:
+    # A misspelt callback name adds an entry instead of changing the existing one.
+    with pytest.raises(ConfigError, match="callbacks.early_stoping: no _target_; expected a") as info:
+        run(tiny_config(tmp_path, "+callbacks.early_stoping.patience=2"))
+    assert "early_stopping" in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
 def test_keys_the_config_tree_sets_are_all_taken() -> None:
     # Every option of every group composes into a config whose keys its targets take.
     for group in ("data", "model", "loss", "optim", "trainer", "logger", "callbacks", "experiment"):
@@ -240,9 +248,14 @@ def test_keys_the_config_tree_sets_are_all_taken() -> None:
             check_keys(cfg)  # raises on a key its target does not take
 
 
-def test_unknown_generator_setting_names_the_key() -> None:
-    with pytest.raises(DataError, match="data.generator.n_serie: not a setting of the synthetic generator"):
+def test_unknown_generator_and_augment_settings_name_the_key() -> None:
+    with pytest.raises(DataError, match="data.generator.n_serie: not a setting of make_synthetic; expected"):
         SyntheticData(generator={"n_serie": 3})
+    with pytest.raises(DataError) as info:
+        SyntheticData(augment={"flipp": 0.5})
+    assert str(info.value) == "data.augment.flipp: not a setting of Augment; expected one of: flip, rotate"
+    with pytest.raises(DataError, match=r"data.augment.circular: .* \(data.circular sets it\)"):
+        SyntheticData(augment={"circular": True})
     with pytest.raises(DataError, match=r"data.generator.scale: .* \(data.scale sets it\)"):
         SyntheticData(generator={"scale": "db"})
 

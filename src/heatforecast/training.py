@@ -142,6 +142,21 @@ def check_added_settings(cfg: DictConfig) -> None:
             )
 
 
+def check_config(cfg: DictConfig) -> None:
+    """A training config's checks that need nothing built: added settings, every part's keys, and
+    every callback entry being a callback (``+callbacks.early_stoping.patience=2``, misspelt, makes a
+    new entry with no class)."""
+    check_added_settings(cfg)
+    check_keys(cfg)
+    for name, callback in OmegaConf.to_container(cfg.callbacks, resolve=False).items():
+        if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
+            have = ", ".join(k for k, v in cfg.callbacks.items() if v is not None and k != name)
+            raise ConfigError(
+                f"callbacks.{name}: no _target_; expected a callback config (its class in _target_) or "
+                f"null to turn one off; the callbacks: {have}"
+            )
+
+
 def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
     """Instantiate ``cfg.model``, giving it the data's bin count if it takes one."""
     params = inspect.signature(get_class(cfg.model._target_)).parameters
@@ -236,8 +251,7 @@ def run(cfg: DictConfig) -> float:
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
     _check_metric(cfg.optimized_metric)
-    check_added_settings(cfg)
-    check_keys(cfg)
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

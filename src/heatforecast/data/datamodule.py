@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lightning as L
@@ -77,6 +77,18 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of an epoch's random draws (train shuffle, augmentation): a function of the run's seed
     and the epoch only, so a resumed run draws what the original would have."""
     return seed * 100_003 + epoch
+
+
+def check_settings(key: str, given: dict, target: Callable, own: set[str]) -> None:
+    """Stop, naming ``data.<key>.<name>``, if ``given`` (a dict setting of the data config) holds a
+    name that ``target`` does not take, or one of ``own``, which the data module passes itself."""
+    takes = sorted(set(inspect.signature(target).parameters) - own)
+    if unknown := sorted(set(given) - set(takes)):
+        raise DataError(
+            f"data.{key}.{unknown[0]}: not a setting of {target.__name__}; expected one of: "
+            + ", ".join(takes)
+            + (f" (data.{unknown[0]} sets it)" if unknown[0] in own else "")
+        )
 
 
 @dataclass
@@ -300,6 +312,7 @@ class HeatmapData(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.drop_last = drop_last
         self.bin_width, self.angle_start, self.circular = bin_width, angle_start, circular
+        check_settings("augment", augment or {}, Augment, {"circular"})
         self.augment = Augment(**(augment or {}), circular=circular)
         self.on_device = on_device
         self.heatmaps: Heatmaps | None = None
@@ -436,12 +449,7 @@ class SyntheticData(HeatmapData):
         self.generator = dict(generator or {})  # make_synthetic's arguments (n_bins, seed, ...)
         # The angle grid and scale are the data module's own settings; the rest are the generator's.
         own = {"bin_width", "angle_start", "scale", "circular"}
-        takes = sorted(set(inspect.signature(make_synthetic).parameters) - own)
-        if unknown := sorted(set(self.generator) - set(takes)):
-            raise DataError(
-                f"data.generator.{unknown[0]}: not a setting of the synthetic generator; expected one of: "
-                f"{', '.join(takes)}" + (f" (data.{unknown[0]} sets it)" if unknown[0] in own else "")
-            )
+        check_settings("generator", self.generator, make_synthetic, own)
 
     @property
     def source(self) -> str:
