@@ -210,7 +210,6 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     the SKILL_METRICS' skills and intervals at each horizon step (lists of H), from the same resamples,
     and ``ahead_steps``: how many steps from the first have their interval above 0 (None without
     intervals), the lead time up to which the model is surely ahead of the reference."""
-    values = windows["values"].cpu()
     series, time = windows["series"].cpu(), windows["time"].cpu()
     whole = len(series.unique()) >= MIN_SERIES
     # One id per group; for blocks, series * (the most blocks a series has) + block.
@@ -224,22 +223,30 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     }
     trusted = out["units"] >= MIN_UNITS
 
-    def cell(model: Tensor, reference: Tensor) -> dict[str, Any]:
-        found = skill_interval(model, reference, groups, out["level"], out["resamples"])
-        skill, low, high = (v.tolist() for v in found)  # floats, or lists over the horizon steps
+    def intervals(per_window: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Model against each reference, every column at once (one set of draws): (skill, low, high)
+        per reference, each of the shape of per_window[:, 0]."""
+        references = per_window[:, 1:]
+        found = skill_interval(
+            per_window[:, :1].expand_as(references), references, groups, out["level"], out["resamples"]
+        )
+        return list(zip(*(v.unbind(0) for v in found)))
+
+    def cell(skill: Tensor, low: Tensor, high: Tensor) -> dict[str, Any]:
+        skill, low, high = skill.tolist(), low.tolist(), high.tolist()  # floats, or lists over the steps
         return {"skill": skill, "low": low if trusted else None, "high": high if trusted else None}
 
-    steps = windows["steps"].cpu()
+    overall, by_step = intervals(windows["values"].cpu()), intervals(windows["steps"].cpu())
     out["per_horizon"] = {}
-    for k, who in enumerate(FORECASTERS[1:], start=1):
-        out[who] = {name: cell(values[:, 0, i], values[:, k, i]) for i, name in enumerate(VECTOR_METRICS)}
+    for who, (skill, low, high), (step_skill, step_low, step_high) in zip(FORECASTERS[1:], overall, by_step):
+        out[who] = {name: cell(skill[i], low[i], high[i]) for i, name in enumerate(VECTOR_METRICS)}
         # At each horizon step: where the model's lead holds, and where it is within the noise.
         out["per_horizon"][who] = {
-            name: cell(steps[:, 0, i], steps[:, k, i]) for i, name in enumerate(SKILL_METRICS)
+            name: cell(step_skill[i], step_low[i], step_high[i]) for i, name in enumerate(SKILL_METRICS)
         }
-        for by_step in out["per_horizon"][who].values():  # the lead time: steps 1..k all ahead
-            if (lows := by_step["low"]) is None:
-                by_step["ahead_steps"] = None
+        for steps in out["per_horizon"][who].values():  # the lead time: steps 1..k all ahead
+            if (lows := steps["low"]) is None:
+                steps["ahead_steps"] = None
             else:
-                by_step["ahead_steps"] = next((h for h, low in enumerate(lows) if not low > 0), len(lows))
+                steps["ahead_steps"] = next((h for h, low in enumerate(lows) if not low > 0), len(lows))
     return out
