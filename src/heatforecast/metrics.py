@@ -36,7 +36,7 @@ METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
-RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64)
+RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64, as much of counts)
 
 
 def vector_metrics(
@@ -172,7 +172,8 @@ def skill_interval(
     seed: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The skill ``1 - sum(model) / sum(reference)`` of per-window metric values (W,), and its
-    ``level`` percentile interval from a paired cluster bootstrap; for values (W, ...), each column's.
+    ``level`` percentile interval from a paired cluster bootstrap; for values (W, ...) (``model`` and
+    ``reference`` broadcast against each other), each column's.
 
     Windows that share frames or a source are not independent, so the bootstrap draws whole groups
     (``groups`` (W,): one id per window, e.g. its series) with replacement, ``resamples`` times, each
@@ -181,8 +182,12 @@ def skill_interval(
     """
     _, inverse = groups.unique(return_inverse=True)
     n_groups = int(inverse.max()) + 1
-    values = torch.stack([model, reference]).double()  # (2, W, ...)
-    sums = values.new_zeros(2, n_groups, *values.shape[2:]).index_add_(1, inverse, values)  # (2, G, ...)
+
+    def group_sums(values: Tensor) -> Tensor:  # (W, ...) -> (G, ...), in float64
+        zeros = torch.zeros(n_groups, *values.shape[1:], dtype=torch.float64)
+        return zeros.index_add_(0, inverse.to(values.device), values.double()).cpu()
+
+    sums = torch.stack(torch.broadcast_tensors(group_sums(model), group_sums(reference)), 1)  # (G, 2, ...)
     generator = torch.Generator().manual_seed(seed)
     # Resamples in chunks, so that the (chunk, G) draws stay near RESAMPLE_CHUNK numbers however many
     # groups there are (a recording of 10 M windows makes 250 k blocks); the draws are the same.
@@ -190,13 +195,13 @@ def skill_interval(
     drawn = []
     for start in range(0, resamples, chunk):
         draws = torch.randint(n_groups, (min(chunk, resamples - start), n_groups), generator=generator)
-        counts = values.new_zeros(draws.shape).scatter_add_(1, draws, values.new_ones(draws.shape))
-        drawn.append(torch.tensordot(counts, sums, dims=([1], [1])))  # (chunk, 2, ...): resampled sums
+        counts = sums.new_zeros(draws.shape).scatter_add_(1, draws, sums.new_ones(draws.shape))
+        drawn.append(torch.tensordot(counts, sums, dims=([1], [0])))  # (chunk, 2, ...): resampled sums
     drawn = torch.cat(drawn)
     skills = 1 - drawn[:, 0] / drawn[:, 1]
     tail = (1 - level) / 2
     low, high = torch.quantile(skills, torch.tensor([tail, 1 - tail], dtype=skills.dtype), dim=0)
-    totals = sums.sum(1)
+    totals = sums.sum(0)
     return 1 - totals[0] / totals[1], low, high
 
 
@@ -226,10 +231,7 @@ def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
     def intervals(per_window: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Model against each reference, every column at once (one set of draws): (skill, low, high)
         per reference, each of the shape of per_window[:, 0]."""
-        references = per_window[:, 1:]
-        found = skill_interval(
-            per_window[:, :1].expand_as(references), references, groups, out["level"], out["resamples"]
-        )
+        found = skill_interval(per_window[:, :1], per_window[:, 1:], groups, out["level"], out["resamples"])
         return list(zip(*(v.unbind(0) for v in found)))
 
     def cell(skill: Tensor, low: Tensor, high: Tensor) -> dict[str, Any]:
