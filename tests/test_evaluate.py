@@ -211,6 +211,8 @@ def test_evaluate_checks_the_keys_of_new_data_and_added_settings(trained: Path, 
         (["predict=maybe"], "predict='maybe'; expected false, true"),
         (["predict=future", "split=test"], "split=test with predict=future; expected no split"),
         (["out=f.csv"], "out=f.csv: expected a .npz or .parquet file"),
+        (["split=vall"], "split=vall; expected test, val, train or all"),
+        (["optimized_metric=val/emdd"], "optimized_metric='val/emdd'; expected val/NAME or test/NAME"),
     ],
 )
 def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: str) -> None:

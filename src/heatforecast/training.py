@@ -507,6 +507,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "future (forecast the steps after each series' end)"
         )
     check_added_settings(cfg)
+    _check_metric(cfg.optimized_metric)
+    if cfg.split not in (None, "test", "val", "train", "all"):
+        raise ConfigError(
+            f"split={cfg.split}; expected test, val, train or all (or null: the test split of the "
+            "checkpoint's data, all windows of other data)"
+        )
     future = cfg.predict == "future"
     if future and cfg.split is not None:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
