@@ -16,6 +16,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
+from omegaconf import OmegaConf
 
 from heatforecast.data import DataError, FileData, SyntheticData, read_heatmaps
 from heatforecast.training import CheckpointError, ConfigError, check_keys, load_checkpoint, run
@@ -229,6 +230,33 @@ def test_a_top_level_setting_added_with_plus_that_nothing_reads_is_refused(tmp_p
     refused = "+seeed=3: adds a top-level setting 'seeed' that nothing reads"
     assert_refused(done, refused, "seed (set without +)")
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=ten", "trainer.max_epochs='ten': lightning.pytorch.Trainer expects an integer"),
+        ("model.d_model=abc", "model.d_model='abc': heatforecast.models.TransformerForecaster expects an"),
+        ("model.d_model=true", "model.d_model=True: heatforecast.models.TransformerForecaster expects an"),
+        ("data.batch_size=64.5", "data.batch_size=64.5: heatforecast.data.SyntheticData expects an integer"),
+        ("data.scale=3", "data.scale=3: heatforecast.data.SyntheticData expects text"),
+        ("seed=abc", "seed='abc': expected an integer"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_before_anything_is_built(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(tiny_config(tmp_path, override))
+    assert not list(tmp_path.iterdir())
+
+
+def test_values_of_the_annotated_type_pass() -> None:
+    # An integer where a number is expected, null where the annotation allows it, interpolations.
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["model.dropout=0", "trainer.max_epochs=null", "loss=emd"])
+    assert OmegaConf.to_container(cfg.loss)["bin_width"] == "${data.bin_width}"  # checked unresolved
+    check_keys(cfg)  # raises ConfigError for a value that its target's annotation does not allow
 
 
 def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import inspect
 import json
 import pickle
 import platform
+import types
+import typing
 import zipfile
 from pathlib import Path
 from time import perf_counter
@@ -75,24 +77,52 @@ HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 PASSED_ON = {TensorBoardLogger: SummaryWriter}
 
 
-def _arguments(target: Any) -> set[str] | None:
-    """The keyword arguments ``target`` (a class or function) takes; None if it takes any. A
-    heatforecast class's ``**kwargs`` go to its parent's ``__init__``, so the parents' count too;
-    another library's ``**kwargs`` may go anywhere, so its targets take any key."""
-    names: set[str] = set()
+def _arguments(target: Any) -> dict[str, Any] | None:
+    """The keyword arguments ``target`` (a class or function) takes, each with its type annotation
+    (None where unknown); None if it takes any. A heatforecast class's ``**kwargs`` go to its parent's
+    ``__init__``, so the parents' count too; another library's ``**kwargs`` may go anywhere, so its
+    targets take any key."""
+    names: dict[str, Any] = {}
     chain = (
         [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
     )
     for function in chain:
-        params = inspect.signature(function).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # an annotation that does not resolve outside its library: left unchecked
+            hints = {}
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names |= {p.name: hints.get(p.name) for p in params if p.kind in kinds and p.name not in names}
         if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return names - {"self"}
+            return names
         if target in PASSED_ON:
-            return names - {"self"} | _arguments(PASSED_ON[target])
+            return names | (_arguments(PASSED_ON[target]) or {})
         if not getattr(function, "__module__", "").startswith("heatforecast."):
             return None
     return None
+
+
+def _type_error(value: Any, annotation: Any) -> str | None:
+    """What ``value`` should have been, if ``annotation`` allows only int, float, bool, str or None
+    and the value is none of them ("an integer or null"); None if it fits or the annotation is another."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(annotation) if union else (annotation,)
+    if not set(allowed) <= {int, float, bool, str, type(None)}:
+        return None
+    if isinstance(value, str) and value.startswith("${"):
+        return None  # an interpolation, resolved later
+    fits = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        type(None): value is None,
+    }
+    if any(fits[t] for t in allowed):
+        return None
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "text", type(None): "null"}
+    return " or ".join(words[t] for t in allowed)
 
 
 def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
@@ -111,13 +141,17 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
             accepted = _arguments(get_object(target))
         except (ImportError, AttributeError, ValueError, TypeError):
             accepted = None  # instantiate() says what is wrong with the target itself
-        unknown = [k for k in node if k not in HYDRA_KEYS and accepted is not None and k not in accepted]
-        if unknown:
-            key = f"{path}.{unknown[0]}" if path else unknown[0]
-            raise ConfigError(
-                f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
-                f"(to drop a key that another config set, add ~{key} to the command)"
-            )
+        for name, value in node.items() if accepted is not None else ():
+            key = f"{path}.{name}" if path else name
+            if name in HYDRA_KEYS:
+                continue
+            if name not in accepted:
+                raise ConfigError(
+                    f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
+                    f"(to drop a key that another config set, add ~{key} to the command)"
+                )
+            if expected := _type_error(value, accepted[name]):
+                raise ConfigError(f"{key}={value!r}: {target} expects {expected} there")
     for key, value in node.items():
         if key not in HYDRA_KEYS:
             check_keys(value, f"{path}.{key}" if path else str(key))
@@ -143,10 +177,13 @@ def check_added_settings(cfg: DictConfig) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """A training config's checks that need nothing built: added settings, every part's keys, and
+    """A training config's checks that need nothing built: added settings, the seed, every part's keys
+    and their plain-typed values, and
     every callback entry being a callback (``+callbacks.early_stoping.patience=2``, misspelt, makes a
     new entry with no class)."""
     check_added_settings(cfg)
+    if expected := _type_error(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
     check_keys(cfg)
     for name, callback in OmegaConf.to_container(cfg.callbacks, resolve=False).items():
         if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
