@@ -259,6 +259,13 @@ def test_values_of_the_annotated_type_pass() -> None:
     check_keys(cfg)  # raises ConfigError for a value that its target's annotation does not allow
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without a GPU says")
+def test_a_gpu_trainer_without_a_gpu_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu .* sees no CUDA GPU; on this machine use"):
+        run(tiny_config(tmp_path, "trainer=gpu"))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:
     # A misspelt callback name adds an entry instead of changing the existing one.
     with pytest.raises(ConfigError, match="callbacks.early_stoping: no _target_; expected a") as info:

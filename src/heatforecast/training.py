@@ -178,13 +178,19 @@ def check_added_settings(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: added settings, the seed, every part's keys
-    and their plain-typed values, and
+    and their plain-typed values, a GPU trainer without a GPU, and
     every callback entry being a callback (``+callbacks.early_stoping.patience=2``, misspelt, makes a
     new entry with no class)."""
     check_added_settings(cfg)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
     check_keys(cfg)
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
+        raise ConfigError(
+            f"trainer.accelerator={cfg.trainer.accelerator} (trainer=gpu or ddp), but torch "
+            f"{torch.__version__}{cpu_only} sees no CUDA GPU; on this machine use trainer=cpu"
+        )
     for name, callback in OmegaConf.to_container(cfg.callbacks, resolve=False).items():
         if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
             have = ", ".join(k for k, v in cfg.callbacks.items() if v is not None and k != name)
