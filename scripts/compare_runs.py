@@ -91,6 +91,7 @@ def read_run(run: Path, metric: str) -> dict:
         if cell := metrics.get("intervals", {}).get("per_horizon", {}).get(ref, {}).get("emd"):
             steps = cell["ahead_steps"]
             row[column] = "(too few windows)" if steps is None else f"{steps} of {len(cell['skill'])}"
+            row.setdefault("ahead_steps", {})[ref] = math.nan if steps is None else steps
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
@@ -113,16 +114,20 @@ def group_name(row: dict, by: str | None) -> str:
 
 def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
-    # An interval is one run's: a group of seeds has none (its spread is the ± std).
+    # An interval is one run's: a group of seeds has none (its spread is the ± std); its lead time, in
+    # steps, is averaged like the metrics.
     columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else [*INTERVALS, *LEADS])]
     frame = pd.DataFrame([{k: r.get(k, math.nan) for k in columns} for r in rows])
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
         frame["run"] = [group_name(r, by) for r in rows]
+        for column, ref in LEADS.items():
+            frame[column] = [r.get("ahead_steps", {}).get(ref, math.nan) for r in rows]
         done = frame[frame.status == "ok"]
-        stats = done.groupby("run")[[*TRAINING, *COLUMNS]].agg(["mean", "std"])
+        averaged = [*TRAINING, *COLUMNS, *LEADS]
+        stats = done.groupby("run")[averaged].agg(["mean", "std"])
         out = pd.DataFrame(index=stats.index)
-        for c in [*TRAINING, *COLUMNS]:
+        for c in averaged:
             out[c] = [f"{m:.4g} ± {s:.2g}" if s == s else f"{m:.4g}" for m, s in stats[c].to_numpy()]
         out["n"] = done.groupby("run").size()
         out["status"] = "ok"

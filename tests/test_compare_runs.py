@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -63,10 +64,36 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
 
 
-def test_diagnosis_reads_overfitting_from_the_curves() -> None:
+def load_compare_runs():  # noqa: ANN201
     spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
     compare_runs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare_runs)
+    return compare_runs
+
+
+def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
+    compare_runs = load_compare_runs()
+    reference = dict.fromkeys(compare_runs.COLUMNS, 1.0)
+    rows = []
+    for loss, emds, leads in (("emd", (8.0, 9.0), (7, 9)), ("mse", (10.0, 12.0), (0, 0))):
+        for seed, emd, lead in zip((1, 2), emds, leads):
+            overrides = [f"loss={loss}", f"seed={seed}"]
+            rows.append(
+                {"run": ",".join(overrides), "overrides": overrides, "status": "ok"}
+                | dict.fromkeys(compare_runs.TRAINING, 0.0)
+                | dict.fromkeys(compare_runs.COLUMNS, emd)
+                | {"ahead_steps": {"persistence": lead, "drift": math.nan}}
+                | {"persistence": reference, "drift": reference}
+            )
+    table = compare_runs.table(rows, by="seed", sort="emd").set_index("run")
+    assert table.loc["loss=emd", "emd"] == "8.5 ± 0.71" and table.loc["loss=mse", "emd"] == "11 ± 1.4"
+    assert table.loc["loss=emd", "ahead of persistence to step"] == "8 ± 1.4"
+    assert table.loc["loss=mse", "ahead of persistence to step"] == "0 ± 0"
+    assert table.loc["loss=emd", "n"] == 2 and list(table.index[:2]) == ["loss=emd", "loss=mse"]
+
+
+def test_diagnosis_reads_overfitting_from_the_curves() -> None:
+    compare_runs = load_compare_runs()
     # Train loss halves over three epochs; val/emd is best at epoch 1 and ends 10 % above it. The point
     # at step 31 is train.py's re-validation of the best checkpoint after the fit, not an epoch.
     curves = {
