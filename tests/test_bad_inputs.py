@@ -224,12 +224,28 @@ def test_keys_a_target_does_not_take_stop_the_run_before_anything_is_built(
     assert not list(tmp_path.iterdir())  # refused before the logger or the data were made
 
 
-def test_a_top_level_setting_added_with_plus_that_nothing_reads_is_refused(tmp_path: Path) -> None:
-    # `seeed=3` fails in Hydra, which suggests `+seeed=3`; that must not train with seed 0 in silence.
-    done = train(tmp_path, "+seeed=3")
-    refused = "+seeed=3: adds a top-level setting 'seeed' that nothing reads"
-    assert_refused(done, refused, "seed (set without +)")
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # `seeed=3` fails in Hydra, which suggests `+seeed=3`; that must not train with seed 0 in silence.
+        ("+seeed=3", "+seeed=3: adds a top-level setting 'seeed' that nothing reads; expected one of: ckpt"),
+        ("+optim.schedular=null", "adds a setting 'schedular' to optim that nothing reads; expected one"),
+    ],
+)
+def test_a_setting_added_with_plus_that_nothing_reads_is_refused(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    done = train(tmp_path, override)
+    assert_refused(done, message)
     assert_nothing_written(tmp_path)
+
+
+def test_a_setting_added_with_plus_for_an_interpolation_is_taken(tmp_path: Path) -> None:
+    # A variable that another value refers to is read, by that interpolation.
+    data = ["data=file", "~data.generator", "data.path=${paths.data_dir}/sample.csv"]
+    done = train(tmp_path, f"+paths.data_dir={ROOT / 'data'}", *data)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -157,23 +157,39 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
             check_keys(value, f"{path}.{key}" if path else str(key))
 
 
+# Config nodes whose keys heatforecast reads by name (the top level is ""): a key added there with +
+# is read by nothing unless an interpolation refers to it. Other nodes are checked by their targets.
+READ_BY_NAME = ("", "optim", "paths")
+
+
 def check_added_settings(cfg: DictConfig) -> None:
-    """Stop if the command added a top-level setting that nothing reads (``+seeed=3``: Hydra suggests
-    the ``+`` when a key does not exist, and the run would then ignore it). Added keys inside a part's
-    config are :func:`check_keys`'s; added config groups (``+experiment=...``) are nodes, not values."""
+    """Stop if the command added with ``+`` a setting that nothing reads: a top-level, ``optim.`` or
+    ``paths.`` key that no interpolation refers to (``+seeed=3``: Hydra suggests the ``+`` when a key
+    does not exist, and the run would then ignore it). Keys added inside a part's config are
+    :func:`check_keys`'s; added config groups (``+experiment=...``) are nodes, not values."""
     if not HydraConfig.initialized():
         return
     plain = OmegaConf.to_container(cfg, resolve=False)
+    interpolations = json.dumps(plain)  # where "${...}" references stand, unresolved
     for override in HydraConfig.get().overrides.task:
         key = override.split("=", 1)[0]
-        if not key.startswith("+") or key.startswith("++") or any(c in key for c in "./@"):
+        if not key.startswith("+") or key.startswith("++") or any(c in key for c in "/@"):
             continue
-        if not isinstance(plain.get(key[1:]), dict):
-            settings = sorted(k for k, v in plain.items() if not isinstance(v, dict) and k != key[1:])
-            raise ConfigError(
-                f"{override}: adds a top-level setting {key[1:]!r} that nothing reads; expected one of: "
-                f"{', '.join(settings)} (set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
-            )
+        key = key[1:]
+        parent, _, name = key.rpartition(".")
+        node = plain.get(parent) if parent else plain
+        if parent not in READ_BY_NAME or not isinstance(node, dict):
+            continue
+        if not parent and isinstance(node.get(name), dict):
+            continue  # a config group
+        if "${" + key + "}" in interpolations or "${" + key + "." in interpolations:
+            continue  # a variable for interpolations elsewhere
+        settings = sorted(k for k, v in node.items() if k != name and (parent or not isinstance(v, dict)))
+        where = f"a setting {name!r} to {parent}" if parent else f"a top-level setting {name!r}"
+        raise ConfigError(
+            f"{override}: adds {where} that nothing reads; expected one of: {', '.join(settings)} "
+            "(set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
+        )
 
 
 def check_config(cfg: DictConfig) -> None:
