@@ -127,8 +127,9 @@ def _type_error(value: Any, annotation: Any) -> str | None:
 
 def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
     """Stop, naming the key, if a config node with a ``_target_`` holds a key its target does not take
-    (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``), before
-    anything is built: some nodes are only instantiated late in a run (the optimizer), or not at all."""
+    (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``) or a value
+    that the key's plain type annotation does not allow (``trainer.max_epochs=ten``), before anything
+    is built: some nodes are only instantiated late in a run (the optimizer), or not at all."""
     node = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
     if isinstance(node, list):
         for i, item in enumerate(node):
@@ -194,9 +195,8 @@ def check_added_settings(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: added settings, the seed, every part's keys
-    and their plain-typed values, a GPU trainer without a GPU, and
-    every callback entry being a callback (``+callbacks.early_stoping.patience=2``, misspelt, makes a
-    new entry with no class)."""
+    and their plain-typed values, a GPU trainer without a GPU, and every callback entry being a
+    callback (a misspelt ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
     check_added_settings(cfg)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
@@ -207,9 +207,10 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.accelerator={cfg.trainer.accelerator} (trainer=gpu or ddp), but torch "
             f"{torch.__version__}{cpu_only} sees no CUDA GPU; on this machine use trainer=cpu"
         )
-    for name, callback in OmegaConf.to_container(cfg.callbacks, resolve=False).items():
+    callbacks = OmegaConf.to_container(cfg.callbacks, resolve=False)
+    for name, callback in callbacks.items():
         if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
-            have = ", ".join(k for k, v in cfg.callbacks.items() if v is not None and k != name)
+            have = ", ".join(k for k, v in callbacks.items() if v is not None and k != name)
             raise ConfigError(
                 f"callbacks.{name}: no _target_; expected a callback config (its class in _target_) or "
                 f"null to turn one off; the callbacks: {have}"
