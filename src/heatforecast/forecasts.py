@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from heatforecast.data import HeatmapData
-from heatforecast.metrics import FORECASTERS
+from heatforecast.metrics import FORECASTERS, ForecastMetrics
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
 
@@ -38,14 +38,14 @@ def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
 def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
     """The test panels of each series on its own windows, model beside persistence and drift: which
     recordings the model helps on and which it does not."""
-    metric = module.metrics["test"].clone()
+    test = module.metrics["test"]
+    # A panel without the test panel's per-window state, which only the skill intervals read.
+    metric = ForecastMetrics(test.angles.cpu(), test.horizon, test.scale, test.eps, test.circular)
     out = {}
     for index in forecasts["series"].unique().tolist():
         mine = forecasts["series"] == index
         metric.reset()
-        metric.update(
-            *(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift", "series", "time"))
-        )
+        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift")))
         panels = metric.compute()
         out[ids[index]] = {"windows": int(mine.sum())} | {
             who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS

@@ -178,14 +178,14 @@ def skill_interval(
     Windows that share frames or a source are not independent, so the bootstrap draws whole groups
     (``groups`` (W,): one id per window, e.g. its series) with replacement, ``resamples`` times, each
     window keeping its model and reference values together; every column uses the same draws.
-    Deterministic for a ``seed``. Returns skill, low and high, each of shape (...).
+    Deterministic for a ``seed``. CPU tensors. Returns skill, low and high, each of shape (...).
     """
     _, inverse = groups.unique(return_inverse=True)
     n_groups = int(inverse.max()) + 1
 
     def group_sums(values: Tensor) -> Tensor:  # (W, ...) -> (G, ...), in float64
         zeros = torch.zeros(n_groups, *values.shape[1:], dtype=torch.float64)
-        return zeros.index_add_(0, inverse.to(values.device), values.double()).cpu()
+        return zeros.index_add_(0, inverse, values.double())
 
     sums = torch.stack(torch.broadcast_tensors(group_sums(model), group_sums(reference)), 1)  # (G, 2, ...)
     generator = torch.Generator().manual_seed(seed)

@@ -163,14 +163,14 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
 READ_BY_NAME = ("", "optim", "paths")
 
 
-def check_added_settings(cfg: DictConfig) -> None:
+def check_added_settings(cfg: DictConfig | dict) -> None:
     """Stop if the command added with ``+`` a setting that nothing reads: a top-level, ``optim.`` or
     ``paths.`` key that no interpolation refers to (``+seeed=3``: Hydra suggests the ``+`` when a key
     does not exist, and the run would then ignore it). Keys added inside a part's config are
     :func:`check_keys`'s; added config groups (``+experiment=...``) are nodes, not values."""
     if not HydraConfig.initialized():
         return
-    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
     interpolations = json.dumps(plain)  # where "${...}" references stand, unresolved
     for override in HydraConfig.get().overrides.task:
         key = override.split("=", 1)[0]
@@ -197,17 +197,18 @@ def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: added settings, the seed, every part's keys
     and their plain-typed values, a GPU trainer without a GPU, and every callback entry being a
     callback (a misspelt ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
-    check_added_settings(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=False)  # once, for all the checks below
+    check_added_settings(plain)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
-    check_keys(cfg)
+    check_keys(plain)
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
         raise ConfigError(
             f"trainer.accelerator={cfg.trainer.accelerator} (trainer=gpu or ddp), but torch "
             f"{torch.__version__}{cpu_only} sees no CUDA GPU; on this machine use trainer=cpu"
         )
-    callbacks = OmegaConf.to_container(cfg.callbacks, resolve=False)
+    callbacks = plain["callbacks"]
     for name, callback in callbacks.items():
         if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
             have = ", ".join(k for k, v in callbacks.items() if v is not None and k != name)
