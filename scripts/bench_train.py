@@ -11,14 +11,18 @@ For the configured model and loss (default config; add e.g. `trainer=gpu`), at e
   in ms per epoch: a second fit of epochs of 2 steps (``limit_train_batches``), 2 x (its step time -
   the first fit's).
 With `--repeats R` the bare and Lightning runs alternate R times and the tables show medians (and the
-range of the pairs' overheads). Printed last: `overhead N%` = median bare samples/s / median samples/s
-in Lightning - 1, at the largest batch size.
+range of the pairs' overheads). With `--profile N`, one more fit of N steps at the first batch size runs
+under cProfile, and its host time per step is split by where it is spent: Lightning's loop, torch's
+Python, torch operators (on a GPU, mostly launching kernels), heatforecast, the rest. Printed last:
+`overhead N%` = median bare samples/s / median samples/s in Lightning - 1, at the largest batch size.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import math
+import pstats
 import resource
 import statistics
 import time
@@ -45,9 +49,10 @@ class StepTimer(L.Callback):
     On CUDA, the host syncs inside those steps are reported too (``torch.cuda.set_sync_debug_mode``):
     each one stalls the host until the GPU drains, which a launch-bound small model pays in full."""
 
-    def __init__(self, warmup: int) -> None:
+    def __init__(self, warmup: int, profiler: cProfile.Profile | None = None) -> None:
         self.warmup, self.steps, self.windows = warmup, 0, 0
         self.start = self.seconds = 0.0
+        self.profiler = profiler  # enabled over the timed steps only, if given
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
         device = trainer.strategy.root_device
@@ -56,12 +61,16 @@ class StepTimer(L.Callback):
             self.start = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
+            if self.profiler:
+                self.profiler.enable()
         if trainer.global_step >= self.warmup:
             self.steps += 1
             self.windows += len(batch[0])
 
     def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN001, ANN002
         if trainer.global_step == trainer.max_steps:
+            if self.profiler:
+                self.profiler.disable()
             device = trainer.strategy.root_device
             if device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("default")
@@ -150,19 +159,20 @@ def lightning_step(
     batch_size: int,
     steps: int,
     per_epoch: int | None = None,
+    profiler: cProfile.Profile | None = None,
 ) -> tuple[float, float, Counter[str]]:
     """Seconds per training step and windows/s inside a Lightning fit with the run's logging, metrics
     and per-step callbacks (the progress bar off, no validation or checkpoints), and where the timed
     steps synced the host with the GPU (file:line -> count; CUDA only). The train windows are repeated
     until every step is a full batch of one epoch, or of epochs of ``per_epoch`` steps if given (no
-    more copies than that, since each epoch shuffles all of them)."""
+    more copies than that, since each epoch shuffles all of them). ``profiler`` runs over the timed steps."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     train = dm.windows["train"]
     copies = math.ceil((per_epoch or steps + WARMUP) * batch_size / len(train))
     dm.windows["train"] = Windows(*(t.repeat(copies) for t in (train.starts, train.series, train.time)))
     module = build_module(cfg, dm)
-    timer = StepTimer(warmup=WARMUP)
+    timer = StepTimer(warmup=WARMUP, profiler=profiler)
     lr_monitor = cfg.callbacks.get("lr_monitor")
     trainer = instantiate(
         cfg.trainer,
@@ -189,6 +199,40 @@ def lightning_step(
     return *timer.rate(), syncs
 
 
+def host_time_by_part(stats: pstats.Stats, steps: int) -> dict[str, float]:
+    """Own time per step (ms) of the profiled calls, by the part of the stack that spent it."""
+    parts: Counter[str] = Counter()
+    for (path, _, name), (_, _, own, *_) in stats.stats.items():  # type: ignore[attr-defined]
+        if "/lightning/" in path or "/lightning_utilities/" in path:
+            part = "Lightning (loops, hooks, logging, plugins)"
+        elif "/torch/" in path:
+            part = "torch, Python (modules, autograd and optimizer front ends)"
+        elif path == "~" and "torch" in name:
+            part = "torch operators and backward (C++; on a GPU mostly kernel launches)"
+        elif "/heatforecast/" in path:
+            part = "heatforecast (module, model, loss, loader)"
+        else:
+            part = "standard library (called by all of the above), this bench's timer"
+        parts[part] += own * 1e3 / steps
+    return dict(parts.most_common())
+
+
+def profile_fit(cfg, batch_size: int, steps: int) -> None:  # noqa: ANN001
+    """Print where a Lightning fit's host time per step goes (cProfile over its timed steps). cProfile
+    slows Python calls down, so the parts' shares, not their sums, are what to read."""
+    profiler = cProfile.Profile()
+    step, *_ = lightning_step(cfg, batch_size, steps, profiler=profiler)
+    parts = host_time_by_part(pstats.Stats(profiler), steps)
+    print(
+        f"\nhost time per step of a profiled Lightning fit at batch {batch_size} ({steps} steps, "
+        f"{step * 1e3:.2f} ms a step under cProfile):"
+    )
+    print("\n| part | ms/step | share |\n|---|---:|---:|")
+    total = sum(parts.values())
+    for part, ms in parts.items():
+        print(f"| {part} | {ms:.3f} | {ms / total:.0%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="64,256,1024")
@@ -197,6 +241,9 @@ def main() -> None:
         "--repeats", type=int, default=1, help="bare/Lightning pairs per batch size; medians are shown"
     )
     parser.add_argument("--out", default="logs/bench_train", help="where the Lightning runs log")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="profile a fit of N steps at the first batch size"
+    )
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={args.out}", *overrides])
@@ -255,6 +302,8 @@ def main() -> None:
         every = cfg.trainer.log_every_n_steps
         print(f"\nhost syncs in {timed} timed Lightning steps (logging reads the device every {every}):")
         print(where or "  none")
+    if args.profile:
+        profile_fit(cfg, overheads[0][0], args.profile)
     # Per window: the fit and the bare loop both train full batches.
     batch_size, _, rate, bare_rate, *_ = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")

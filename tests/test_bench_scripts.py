@@ -22,10 +22,10 @@ def script(name: str, *args: str) -> str:
     return done.stdout
 
 
-def test_bench_train_prints_phases_overhead_and_extra_time(tmp_path: Path) -> None:
+def test_bench_train_prints_phases_overhead_extra_time_and_profile(tmp_path: Path) -> None:
     out = script(
         "bench_train.py", "--batch-sizes", "4,8", "--steps", "2", "--repeats", "2", "--out", str(tmp_path),
-        *TINY, *TINY_MODEL["transformer"],
+        "--profile", "3", *TINY, *TINY_MODEL["transformer"],
     )  # fmt: skip
     number = r"-?[\d.,]+%?"
     phases = rf"^\| (\d+)(?: \| {number}){{7}} \|$"  # batch, 5 phases, bare samples/s, peak MB
@@ -35,6 +35,12 @@ def test_bench_train_prints_phases_overhead_and_extra_time(tmp_path: Path) -> No
     assert re.findall(overhead, out, re.M) == ["4", "8"]
     assert re.search(r"\noverhead -?\d+% \(batch 8\)\n$", out)
     assert "host syncs" not in out  # reported on CUDA only
+    # --profile: the host time of 3 profiled steps at the first batch size, by part, shares summing to 1
+    assert re.search(r"^host time per step of a profiled Lightning fit at batch 4 \(3 steps, ", out, re.M)
+    parts = dict(re.findall(r"^\| ([A-Za-z][^|]+) \| [\d.]+ \| (\d+)% \|$", out, re.M))
+    assert "Lightning (loops, hooks, logging, plugins)" in parts
+    assert any(part.startswith("torch operators") for part in parts)
+    assert 97 <= sum(int(share) for share in parts.values()) <= 103  # rounded percentages
 
 
 def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
