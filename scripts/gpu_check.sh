@@ -2,9 +2,10 @@
 # One-GPU check, about 4 minutes on an H100/H200 (under 5): the loader and the bf16 training step at
 # batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default config
 # trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test panel,
-# and last tests/test_gpu.py (a CUDA-graph compiled fit among them, about 1.5 minutes of compiling). Exits non-zero if no GPU was used, a metric is not finite or a
-# GPU test fails. Needs the project installed with a CUDA torch and pytest (README: GPUs). The compiled
-# step's speed is a longer bench (docs/performance.md, torch.compile).
+# and last tests/test_gpu.py (a CUDA-graph compiled fit among them, about 1.5 minutes of compiling).
+# Exits non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project
+# installed with a CUDA torch and pytest (README: GPUs). The compiled step's speed is a longer bench
+# (docs/performance.md, torch.compile).
 # PYTHON picks the interpreter (default python3); LOG_DIR where runs go (default logs/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
