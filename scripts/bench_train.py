@@ -11,9 +11,10 @@ For the configured model and loss (default config; add e.g. `trainer=gpu`), at e
   in ms per epoch: a second fit of epochs of 2 steps (``limit_train_batches``), 2 x (its step time -
   the first fit's).
 With `--repeats R` the bare and Lightning runs alternate R times and the tables show medians (and the
-range of the pairs' overheads). With `--profile N`, one more fit of N steps at the first batch size runs
-under cProfile, and its host time per step is split by where it is spent: Lightning's loop, torch's
-Python, torch operators (on a GPU, mostly launching kernels), heatforecast, the rest. Printed last:
+range of the pairs' overheads). With `--profile N`, one more bare loop and Lightning fit of N steps at
+the first batch size run under cProfile, and their host time per step is split by where it is spent:
+Lightning's loop, torch's Python, torch operators (on a GPU, mostly launching kernels), heatforecast,
+the rest; the difference is what the fit adds. Printed last:
 `overhead N%` = median bare samples/s / median samples/s in Lightning - 1, at the largest batch size.
 """
 
@@ -93,12 +94,18 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # process peak RSS (Linux: KiB)
 
 
-def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[dict[str, float], float]:  # noqa: ANN001
+def bare_steps(
+    cfg,  # noqa: ANN001
+    batch_size: int,
+    steps: int,
+    device: torch.device,
+    profiler: cProfile.Profile | None = None,
+) -> tuple[dict[str, float], float]:
     """A hand-written training step: forward, loss, backward, gradient clipping if the trainer config
     clips, optimizer and its learning-rate schedule (Forecaster.build_optimizers). Returns the
     mean seconds per phase (a device sync after each phase), and the windows/s of
     forward+backward+optimizer run back to back with no sync inside, as a real loop runs, over a few
-    batches gathered beforehand (so without the data phase)."""
+    batches gathered beforehand (so without the data phase). ``profiler`` runs over the latter."""
     dm = instantiate(cfg.data, batch_size=batch_size)
     dm.setup()
     module = build_module(cfg, dm).to(device)
@@ -149,8 +156,12 @@ def bare_steps(cfg, batch_size: int, steps: int, device: torch.device) -> tuple[
     turn = iter(range(steps))
     sync(device)
     start = time.perf_counter()
+    if profiler:
+        profiler.enable()
     windows = run(steps, lambda: pool[next(turn) % len(pool)], lambda phase: None)
     sync(device)
+    if profiler:
+        profiler.disable()
     return phases, windows / (time.perf_counter() - start)
 
 
@@ -199,38 +210,57 @@ def lightning_step(
     return *timer.rate(), syncs
 
 
+STDLIB = "Python's standard library and built-ins called by each other, this bench's timer"
+
+
+def part_of(path: str, name: str) -> str:
+    """The part of the stack a profiled function belongs to."""
+    if "/lightning/" in path or "/lightning_utilities/" in path:
+        return "Lightning (loops, hooks, logging, plugins)"
+    if "/torch/" in path:
+        return "torch, Python (modules, autograd and optimizer front ends)"
+    if path == "~" and "torch" in name:
+        return "torch operators and backward (C++; on a GPU mostly kernel launches)"
+    if "/heatforecast/" in path:
+        return "heatforecast (module, model, loss, loader)"
+    return STDLIB
+
+
 def host_time_by_part(stats: pstats.Stats, steps: int) -> dict[str, float]:
-    """Own time per step (ms) of the profiled calls, by the part of the stack that spent it."""
+    """Own time per step (ms) of the profiled calls, by the part of the stack that spent it. Time in
+    Python's standard library and built-ins goes to the part that called them, one call level up
+    (Lightning's context managers around each hook count as Lightning)."""
     parts: Counter[str] = Counter()
-    for (path, _, name), (_, _, own, *_) in stats.stats.items():  # type: ignore[attr-defined]
-        if "/lightning/" in path or "/lightning_utilities/" in path:
-            part = "Lightning (loops, hooks, logging, plugins)"
-        elif "/torch/" in path:
-            part = "torch, Python (modules, autograd and optimizer front ends)"
-        elif path == "~" and "torch" in name:
-            part = "torch operators and backward (C++; on a GPU mostly kernel launches)"
-        elif "/heatforecast/" in path:
-            part = "heatforecast (module, model, loss, loader)"
-        else:
-            part = "standard library (called by all of the above), this bench's timer"
-        parts[part] += own * 1e3 / steps
+    for (path, _, name), (_, _, own, _, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        part = part_of(path, name)
+        if part != STDLIB or not callers:
+            parts[part] += own * 1e3 / steps
+            continue
+        for (caller_path, _, caller_name), (_, _, own_here, _) in callers.items():
+            parts[part_of(caller_path, caller_name)] += own_here * 1e3 / steps
     return dict(parts.most_common())
 
 
-def profile_fit(cfg, batch_size: int, steps: int) -> None:  # noqa: ANN001
-    """Print where a Lightning fit's host time per step goes (cProfile over its timed steps). cProfile
-    slows Python calls down, so the parts' shares, not their sums, are what to read."""
-    profiler = cProfile.Profile()
-    step, *_ = lightning_step(cfg, batch_size, steps, profiler=profiler)
-    parts = host_time_by_part(pstats.Stats(profiler), steps)
+def profile_fit(cfg, batch_size: int, steps: int, device: torch.device) -> None:  # noqa: ANN001
+    """Print where the host time per step goes in the bare loop and in a Lightning fit (cProfile over
+    the timed steps of each), and the difference. cProfile slows Python calls down, so the parts'
+    shares and differences, not their sums, are what to read."""
+    bare, fit = cProfile.Profile(), cProfile.Profile()
+    bare_steps(cfg, batch_size, steps, device, profiler=bare)
+    step, *_ = lightning_step(cfg, batch_size, steps, profiler=fit)
+    bare_parts = host_time_by_part(pstats.Stats(bare), steps)
+    fit_parts = host_time_by_part(pstats.Stats(fit), steps)
     print(
-        f"\nhost time per step of a profiled Lightning fit at batch {batch_size} ({steps} steps, "
-        f"{step * 1e3:.2f} ms a step under cProfile):"
+        f"\nhost time per step under cProfile at batch {batch_size} ({steps} steps each; the Lightning "
+        f"fit's step took {step * 1e3:.2f} ms):"
     )
-    print("\n| part | ms/step | share |\n|---|---:|---:|")
-    total = sum(parts.values())
-    for part, ms in parts.items():
-        print(f"| {part} | {ms:.3f} | {ms / total:.0%} |")
+    print("\n| part | bare loop ms/step | Lightning fit ms/step | Lightning - bare |\n|---|---:|---:|---:|")
+    for part, ms in fit_parts.items():
+        print(
+            f"| {part} | {bare_parts.get(part, 0.0):.3f} | {ms:.3f} | {ms - bare_parts.get(part, 0.0):+.3f} |"
+        )
+    bare_total, fit_total = sum(bare_parts.values()), sum(fit_parts.values())
+    print(f"| all | {bare_total:.3f} | {fit_total:.3f} | {fit_total - bare_total:+.3f} |")
 
 
 def main() -> None:
@@ -242,7 +272,11 @@ def main() -> None:
     )
     parser.add_argument("--out", default="logs/bench_train", help="where the Lightning runs log")
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="N", help="profile a fit of N steps at the first batch size"
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile N bare and N Lightning steps at the first batch size",
     )
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -303,7 +337,7 @@ def main() -> None:
         print(f"\nhost syncs in {timed} timed Lightning steps (logging reads the device every {every}):")
         print(where or "  none")
     if args.profile:
-        profile_fit(cfg, overheads[0][0], args.profile)
+        profile_fit(cfg, overheads[0][0], args.profile, device)
     # Per window: the fit and the bare loop both train full batches.
     batch_size, _, rate, bare_rate, *_ = overheads[-1]
     print(f"\noverhead {100 * (bare_rate / rate - 1):.0f}% (batch {batch_size})")

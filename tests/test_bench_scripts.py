@@ -35,12 +35,16 @@ def test_bench_train_prints_phases_overhead_extra_time_and_profile(tmp_path: Pat
     assert re.findall(overhead, out, re.M) == ["4", "8"]
     assert re.search(r"\noverhead -?\d+% \(batch 8\)\n$", out)
     assert "host syncs" not in out  # reported on CUDA only
-    # --profile: the host time of 3 profiled steps at the first batch size, by part, shares summing to 1
-    assert re.search(r"^host time per step of a profiled Lightning fit at batch 4 \(3 steps, ", out, re.M)
-    parts = dict(re.findall(r"^\| ([A-Za-z][^|]+) \| [\d.]+ \| (\d+)% \|$", out, re.M))
-    assert "Lightning (loops, hooks, logging, plugins)" in parts
+    # --profile: host time of 3 profiled bare and Lightning steps at the first batch size, by part
+    assert re.search(r"^host time per step under cProfile at batch 4 \(3 steps each; ", out, re.M)
+    ms = r"(-?[\d.]+)"
+    rows = re.findall(rf"^\| ([A-Za-z][^|]+) \| {ms} \| {ms} \| ([+-][\d.]+) \|$", out, re.M)
+    parts = {part: [float(v) for v in values] for part, *values in rows}
+    assert parts["Lightning (loops, hooks, logging, plugins)"][0] == 0  # the bare loop has no Lightning
+    assert parts["Lightning (loops, hooks, logging, plugins)"][1] > 0
     assert any(part.startswith("torch operators") for part in parts)
-    assert 97 <= sum(int(share) for share in parts.values()) <= 103  # rounded percentages
+    bare, fit, added = parts.pop("all")
+    assert abs(sum(v[0] for v in parts.values()) - bare) < 0.01 and abs(fit - bare - added) < 0.01
 
 
 def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
