@@ -319,6 +319,14 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
         ("optimized_metric=val/accuracy", "optimized_metric='val/accuracy'"),
         ("model.n_heads=3", "must be divisible by model.n_heads"),
         ("nonfinite=ignore", "nonfinite must be 'raise', 'skip' or 'off'"),
+        (
+            "val_figure_every=-1",
+            "val_figure_every must be a whole number >= 0 (0: no val/forecast figure); got -1",
+        ),
+        (
+            "val_figure_every=often",
+            "val_figure_every must be a whole number >= 0 (0: no val/forecast figure); got 'often'",
+        ),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
     ],

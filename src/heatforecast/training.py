@@ -257,6 +257,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         circular=datamodule.circular,
         loss_name=loss_name,
         nonfinite=cfg.nonfinite,
+        val_figure_every=cfg.val_figure_every,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
 
