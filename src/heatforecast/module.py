@@ -40,7 +40,7 @@ class Forecaster(L.LightningModule):
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
             batch; a host sync per step), or ``off`` (no check).
         val_figure_every: draw TensorBoard's ``val/forecast`` figure when validating at epochs 0, N, 2N,
-            ... (N = val_figure_every); 0 never (each drawing costs about 0.1 s of host time).
+            ... (N = val_figure_every); 0 never (each drawing costs a tenth of a second or more of host time).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
     """
 
