@@ -39,8 +39,9 @@ class Forecaster(L.LightningModule):
         nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
             batch; a host sync per step), or ``off`` (no check).
-        val_figure_every: draw TensorBoard's ``val/forecast`` figure when validating at epochs 0, N, 2N,
-            ... (N = val_figure_every); 0 never (each drawing costs a tenth of a second or more of host time).
+        val_figure_every: draw TensorBoard's ``val/forecast`` figure at the first validation and every
+            this many after it (with validation every epoch: epochs 0, N, 2N, ...); 0 never (each
+            drawing costs a tenth of a second or more of host time).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
     """
 
@@ -87,7 +88,7 @@ class Forecaster(L.LightningModule):
         self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
-        self.val_figure_every = val_figure_every
+        self.val_figure_every, self._validations = val_figure_every, 0  # validations so far, this process
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -235,10 +236,12 @@ class Forecaster(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._end_epoch("val")
+        if self.trainer.sanity_checking:
+            return
         every = self.val_figure_every
-        due = every and self.current_epoch % every == 0 and not self.trainer.sanity_checking
-        if due and self._figure_window is not None:
+        if every and self._validations % every == 0 and self._figure_window is not None:
             self._log_figure(*self._figure_window)
+        self._validations += 1
 
     def on_test_epoch_end(self) -> None:
         self._end_epoch("test")
