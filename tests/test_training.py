@@ -65,20 +65,34 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     assert "custom_scalars__config__" in events.Tags()["tensors"]
 
 
-@pytest.mark.parametrize(("every", "epochs"), [(2, [0, 2]), (0, [])])
-def test_val_forecast_figure_is_drawn_every_n_epochs(tiny, tmp_path: Path, every: int, epochs: list) -> None:
-    run(
-        tiny("loss=mse", "trainer.max_epochs=3", "callbacks.early_stopping=null", f"val_figure_every={every}")
-    )
+@pytest.mark.parametrize(
+    ("overrides", "epochs"),
+    [
+        (["val_figure_every=2"], [0, 2]),  # not again for the closing validation of the best checkpoint
+        (["val_figure_every=0"], []),
+        # validating every 2nd epoch (after epochs 1 and 3): the 1st validation draws, the 2nd does not
+        (["val_figure_every=2", "+trainer.check_val_every_n_epoch=2", "trainer.max_epochs=4"], [1]),
+    ],
+)
+def test_val_forecast_figure_is_drawn_at_every_nth_validation(
+    tiny, tmp_path: Path, overrides: list[str], epochs: list[int]
+) -> None:
+    run(tiny("loss=mse", "trainer.max_epochs=3", "callbacks.early_stopping=null", *overrides))
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     epoch_ends = [e.step for e in events.Scalars("train/loss_epoch")]  # one per epoch
-    assert len(epoch_ends) == 3
     per_epoch = epoch_ends[1] - epoch_ends[0]  # steps an epoch; the figure's step: the steps done
     drawn = (
         [e.step for e in events.Images("val/forecast")] if "val/forecast" in events.Tags()["images"] else []
     )
     assert drawn == [(e + 1) * per_epoch for e in epochs]
+
+
+def test_a_model_without_training_gets_one_val_forecast_figure(tiny, tmp_path: Path) -> None:
+    run(tiny(model="drift"))  # no fit: the closing validation draws the only figure
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert len(events.Images("val/forecast")) == 1
 
 
 def test_training_loss_is_logged_per_step_and_as_the_epoch_mean(tiny, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from heatforecast.losses import DEFAULT_EPS
@@ -39,9 +40,10 @@ class Forecaster(L.LightningModule):
         nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
             batch; a host sync per step), or ``off`` (no check).
-        val_figure_every: draw TensorBoard's ``val/forecast`` figure at the first validation and every
-            this many after it (with validation every epoch: epochs 0, N, 2N, ...); 0 never (each
-            drawing costs a tenth of a second or more of host time).
+        val_figure_every: draw TensorBoard's ``val/forecast`` figure at the fit's first validation and
+            every this many after it (with validation every epoch: epochs 0, N, 2N, ...), or once at
+            the closing validation where nothing was fitted; 0 never (each drawing costs a tenth of a
+            second or more of host time).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
     """
 
@@ -88,7 +90,7 @@ class Forecaster(L.LightningModule):
         self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
-        self.val_figure_every, self._validations = val_figure_every, 0  # validations so far, this process
+        self.val_figure_every, self._validations = val_figure_every, 0  # the fit's, in this process
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -236,10 +238,16 @@ class Forecaster(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._end_epoch("val")
-        if self.trainer.sanity_checking:
-            return
         every = self.val_figure_every
-        if every and self._validations % every == 0 and self._figure_window is not None:
+        if self.trainer.sanity_checking or not every or self._figure_window is None:
+            return
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            # The run's closing validation of its best checkpoint: drawn only where nothing was
+            # fitted, as the fit's figures stand at their own steps and the best may be an earlier one.
+            if self._validations == 0:
+                self._log_figure(*self._figure_window)
+            return
+        if self._validations % every == 0:
             self._log_figure(*self._figure_window)
         self._validations += 1
 
