@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One-GPU check, under 5 minutes on an H100/H200 (157 s on an H200): the loader and the bf16 training step at
-# batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default config
-# trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test panel,
-# and last tests/test_gpu.py (a CUDA-graph compiled fit among them, about 1.5 minutes of compiling).
+# One-GPU check, under 5 minutes on an H100/H200 (157 s on an H200): the loader and the bf16 training
+# step at batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default
+# config trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test
+# panel, and last tests/test_gpu.py (a CUDA-graph compiled fit among them, about a minute).
 # Exits non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project
 # installed with a CUDA torch and pytest (README: GPUs). The compiled step's speed is a longer bench
 # (docs/performance.md, torch.compile).
