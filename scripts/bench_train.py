@@ -263,6 +263,25 @@ def profile_fit(cfg, batch_size: int, steps: int, device: torch.device) -> None:
         )
     bare_total, fit_total = sum(bare_parts.values()), sum(fit_parts.values())
     print(f"| all | {bare_total:.3f} | {fit_total:.3f} | {fit_total - bare_total:+.3f} |")
+    bare_calls, fit_calls = (
+        operator_calls(pstats.Stats(bare), steps),
+        operator_calls(pstats.Stats(fit), steps),
+    )
+    # Whole calls a step; fewer are calls now and then (log steps, epoch ends).
+    only = sorted((op for op, n in fit_calls.items() if n >= 0.5 and op not in bare_calls), key=fit_calls.get)
+    listed = ", ".join(f"{op} {fit_calls[op]:.0f}" for op in reversed(only))
+    print(f"\ntorch operators only the fit calls (calls per step): {listed or 'none'}")
+
+
+def operator_calls(stats: pstats.Stats, steps: int) -> dict[str, float]:
+    """Calls per step of each torch operator (C++ function) among the profiled calls, by a short name
+    (``index_select`` for "<method 'index_select' of 'torch._C.TensorBase' objects>")."""
+    calls: dict[str, float] = {}
+    for (path, _, name), (_, count, *_) in stats.stats.items():  # type: ignore[attr-defined]
+        if part_of(path, name).startswith("torch operators"):
+            short = name.split("'")[1] if "'" in name else name.strip("<>").rsplit(" ", 1)[-1]
+            calls[short] = calls.get(short, 0.0) + count / steps
+    return calls
 
 
 def main() -> None:

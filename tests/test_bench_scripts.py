@@ -45,6 +45,9 @@ def test_bench_train_prints_phases_overhead_extra_time_and_profile(tmp_path: Pat
     assert any(part.startswith("torch operators") for part in parts)
     bare, fit, added = parts.pop("all")
     assert abs(sum(v[0] for v in parts.values()) - bare) < 0.01 and abs(fit - bare - added) < 0.01
+    # The fit gathers its batches (the bare loop reuses gathered ones) and watches for a NaN loss
+    only = re.search(r"^torch operators only the fit calls \(calls per step\): (.+)$", out, re.M)
+    assert only and {"index_select 1", "torch.isfinite 1"} <= set(only.group(1).split(", "))
 
 
 def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
