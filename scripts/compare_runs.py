@@ -87,11 +87,9 @@ def read_run(run: Path, metric: str) -> dict:
                 "(too few windows)" if cell["low"] is None else f"[{cell['low']:+.3f}, {cell['high']:+.3f}]"
             )
             row[column] = f"{cell['skill']:+.3f} {interval}"
-    for column, ref in LEADS.items():  # runs made before the per-step intervals lack them
+    for ref in REFERENCES:  # runs made before the per-step intervals lack them
         if cell := metrics.get("intervals", {}).get("per_horizon", {}).get(ref, {}).get("emd"):
-            steps = cell["ahead_steps"]
-            row[column] = "(too few windows)" if steps is None else f"{steps} of {len(cell['skill'])}"
-            row.setdefault("ahead_steps", {})[ref] = math.nan if steps is None else steps
+            row.setdefault("lead", {})[ref] = (cell["ahead_steps"], len(cell["skill"]))
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
@@ -105,6 +103,17 @@ def scored_by(rows: list[dict], ref: str) -> dict | None:
     return next((r for r in rows if ref in r), None)
 
 
+def lead(row: dict, ref: str, as_text: bool) -> str | float:
+    """The run's lead over ``ref`` in horizon steps: "7 of 10" (or "(too few windows)"), or the number
+    of steps for averaging (NaN without intervals); NaN for runs made before the per-step intervals."""
+    if (found := row.get("lead", {}).get(ref)) is None:
+        return math.nan
+    steps, horizon = found
+    if not as_text:
+        return math.nan if steps is None else steps
+    return "(too few windows)" if steps is None else f"{steps} of {horizon}"
+
+
 def group_name(row: dict, by: str | None) -> str:
     """The run's label; with `by`, its overrides without `by=...` (runs differing only there group)."""
     if not by:
@@ -116,13 +125,13 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
     # An interval is one run's: a group of seeds has none (its spread is the ± std); its lead time, in
     # steps, is averaged like the metrics.
-    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else [*INTERVALS, *LEADS])]
+    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else INTERVALS)]
     frame = pd.DataFrame([{k: r.get(k, math.nan) for k in columns} for r in rows])
+    for column, ref in LEADS.items():
+        frame[column] = [lead(r, ref, as_text=not by) for r in rows]
     if by:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
         frame["run"] = [group_name(r, by) for r in rows]
-        for column, ref in LEADS.items():
-            frame[column] = [r.get("ahead_steps", {}).get(ref, math.nan) for r in rows]
         done = frame[frame.status == "ok"]
         averaged = [*TRAINING, *COLUMNS, *LEADS]
         stats = done.groupby("run")[averaged].agg(["mean", "std"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -82,7 +81,7 @@ def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
                 {"run": ",".join(overrides), "overrides": overrides, "status": "ok"}
                 | dict.fromkeys(compare_runs.TRAINING, 0.0)
                 | dict.fromkeys(compare_runs.COLUMNS, emd)
-                | {"ahead_steps": {"persistence": lead, "drift": math.nan}}
+                | {"lead": {"persistence": (lead, 10), "drift": (None, 10)}}  # (ahead_steps, H)
                 | {"persistence": reference, "drift": reference}
             )
     table = compare_runs.table(rows, by="seed", sort="emd").set_index("run")

@@ -32,6 +32,7 @@ from heatforecast import losses
 
 VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
+SKILL_ROWS = [VECTOR_METRICS.index(name) for name in SKILL_METRICS]  # their rows in vector_metrics
 METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
 FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
@@ -123,7 +124,7 @@ class ForecastMetrics(Metric):
             self.sums[i] += values.double().sum(1)
             if self.keep_windows:
                 per_window.append(values.mean(-1))
-                per_step.append(values[[VECTOR_METRICS.index(n) for n in SKILL_METRICS]])
+                per_step.append(values[SKILL_ROWS])
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
         self.mass += mass.double().sum(0)
