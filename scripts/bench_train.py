@@ -250,8 +250,8 @@ def profile_fit(cfg, batch_size: int, steps: int, device: torch.device) -> None:
     bare, fit = cProfile.Profile(), cProfile.Profile()
     bare_steps(cfg, batch_size, steps, device, profiler=bare)
     step, *_ = lightning_step(cfg, batch_size, steps, profiler=fit)
-    bare_parts = host_time_by_part(pstats.Stats(bare), steps)
-    fit_parts = host_time_by_part(pstats.Stats(fit), steps)
+    bare_stats, fit_stats = pstats.Stats(bare), pstats.Stats(fit)
+    bare_parts, fit_parts = host_time_by_part(bare_stats, steps), host_time_by_part(fit_stats, steps)
     print(
         f"\nhost time per step under cProfile at batch {batch_size} ({steps} steps each; the Lightning "
         f"fit's step took {step * 1e3:.2f} ms):"
@@ -263,10 +263,7 @@ def profile_fit(cfg, batch_size: int, steps: int, device: torch.device) -> None:
         )
     bare_total, fit_total = sum(bare_parts.values()), sum(fit_parts.values())
     print(f"| all | {bare_total:.3f} | {fit_total:.3f} | {fit_total - bare_total:+.3f} |")
-    bare_calls, fit_calls = (
-        operator_calls(pstats.Stats(bare), steps),
-        operator_calls(pstats.Stats(fit), steps),
-    )
+    bare_calls, fit_calls = operator_calls(bare_stats, steps), operator_calls(fit_stats, steps)
     # Whole calls a step; fewer are calls now and then (log steps, epoch ends).
     only = sorted((op for op, n in fit_calls.items() if n >= 0.5 and op not in bare_calls), key=fit_calls.get)
     listed = ", ".join(f"{op} {fit_calls[op]:.0f}" for op in reversed(only))
