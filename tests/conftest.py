@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -34,6 +35,13 @@ def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> 
                 *overrides,
             ],
         )
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every TensorBoard scalar a run folder holds: tag -> its values in step order."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 @pytest.fixture

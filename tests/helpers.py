@@ -23,16 +23,18 @@ class KillAtStep(L.Callback):
 
 
 class NaNAtCall(nn.Module):
-    """MSE, except that training call number `call` (0-based) returns NaN: a loss that blows up once."""
+    """MSE, except that training call number `call` (0-based) returns NaN: a loss that blows up once
+    (under DDP, on every rank, or only on rank `rank` if given)."""
 
-    def __init__(self, call: int) -> None:
+    def __init__(self, call: int, rank: int | None = None) -> None:
         super().__init__()
-        self.call, self.calls = call, 0
+        self.call, self.calls, self.rank = call, 0, rank
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = (pred - target).pow(2).mean()
         if self.training:
             self.calls += 1
-            if self.calls - 1 == self.call:
+            this_rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            if self.calls - 1 == self.call and self.rank in (None, this_rank):
                 return loss * float("nan")
         return loss

@@ -282,6 +282,14 @@ def test_a_gpu_trainer_without_a_gpu_is_refused_before_anything_is_built(tmp_pat
     assert not list(tmp_path.iterdir())
 
 
+def test_skipping_bad_batches_under_ddp_is_refused_before_training(tmp_path: Path) -> None:
+    # Lightning cannot skip a step on one rank while the others train it; the run would crash mid-fit.
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true")
+    with pytest.raises(ConfigError, match=r"nonfinite=skip with 2 DDP processes; expected nonfinite=raise"):
+        run(tiny_config(tmp_path, *ddp, "nonfinite=skip"))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:
     # A misspelt callback name adds an entry instead of changing the existing one.
     with pytest.raises(ConfigError, match="callbacks.early_stoping: no _target_; expected a") as info:

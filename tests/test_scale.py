@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +14,18 @@ import pytest
 
 from heatforecast.metrics import FORECASTERS
 
-from .conftest import ROOT
+from .conftest import ROOT, scalars
 
 # Same windows and updates either way: 2 ranks x 8 windows, averaged, is one step of 16 windows.
+# Logging every step puts train/loss in TensorBoard for the comparison.
 EQUIVALENT = [
     "experiment=smoke",
     "trainer.deterministic=true",
     "model.dropout=0",
     "data.generator.n_series=3",
+    "trainer.log_every_n_steps=1",
 ]
+DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true"]
 
 
 def train(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -27,15 +33,19 @@ def train(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
-    one = train(*EQUIVALENT, "data.batch_size=16", f"hydra.run.dir={tmp_path / 'one'}")
-    assert one.returncode == 0, one.stderr[-3000:]
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
-    two = train(*EQUIVALENT, *ddp, "data.batch_size=8", f"hydra.run.dir={tmp_path / 'two'}")
-    assert two.returncode == 0, two.stderr[-3000:]
-    a = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    b = json.loads((tmp_path / "two" / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run that every multi-process run below must reproduce."""
+    run_dir = tmp_path_factory.mktemp("one")
+    done = train(*EQUIVALENT, "data.batch_size=16", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def assert_same_run(one: Path, two: Path) -> None:
+    """Two runs' panels, skill intervals and TensorBoard scalars agree to float rounding."""
+    a = json.loads((one / "metrics.json").read_text())
+    b = json.loads((two / "metrics.json").read_text())
     for who in FORECASTERS:
         for split in ("val", "test"):
             for name, value in a[who][split].items():
@@ -50,10 +60,83 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
             for key, values in cell.items():  # each step's skill, low, high
                 got = b["intervals"]["per_horizon"][who][name][key]
                 assert got == pytest.approx(values, rel=1e-5, abs=1e-6), (who, name, key)
+    # TensorBoard shows the whole run, not rank 0's share: train/loss per step and per epoch, val/loss
+    # and test/loss (the test split's 33 windows split 17/16 over the ranks), every metric.
+    logged_a, logged_b = scalars(one), scalars(two)
+    assert {"train/loss", "train/loss_epoch", "val/loss", "test/loss"} <= set(logged_a)
+    assert set(logged_b) == set(logged_a)
+    for tag, values in logged_a.items():
+        assert logged_b[tag] == pytest.approx(values, rel=1e-5, abs=1e-9), tag
     # One run folder, one set of TensorBoard events (rank 0 only), no per-rank folders.
-    assert not [
-        p for p in (tmp_path / "two").iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")
+    assert not [p for p in two.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")]
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_matches_one_process(one_process: Path, tmp_path: Path) -> None:
+    two = train(*EQUIVALENT, *DDP_CPU, "trainer.devices=2", "data.batch_size=8", f"hydra.run.dir={tmp_path}")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert_same_run(one_process, tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_slurm_nodes_match_one_process(one_process: Path, tmp_path: Path) -> None:
+    # What srun starts for `hydra/launcher=slurm hydra.launcher.nodes=2 trainer.num_nodes=2`: one task
+    # per node, each running the same job, ranked by SLURM's variables (Lightning's SLURMEnvironment),
+    # here as two local processes with the gloo backend.
+    nodes = ["trainer.num_nodes=2", "trainer.devices=1", "data.batch_size=8", f"hydra.run.dir={tmp_path}"]
+    cmd = [sys.executable, "train.py", *EQUIVALENT, *DDP_CPU, *nodes]
+    slurm = {
+        "SLURM_JOB_NAME": "heatforecast",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "2",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_LOCALID": "0",
+        "MASTER_PORT": str(free_port()),
+    }
+    tasks = [
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **slurm, "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
     ]
+    try:
+        outputs = [task.communicate(timeout=600) for task in tasks]
+    finally:
+        for task in tasks:
+            task.kill()
+    for task, (_, err) in zip(tasks, outputs):
+        assert task.returncode == 0, err[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]  # node 1 joined as the second rank
+    assert "test metric" in outputs[0][0] and "test metric" not in outputs[1][0]  # rank 0 reports
+    assert_same_run(one_process, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_ddp_rank_stops_the_run_naming_that_rank(tmp_path: Path) -> None:
+    # Rank 1's loss alone turns NaN at its call 1; the all-reduced NaN gradient makes rank 0's loss NaN
+    # a step later, so each rank stops with its own message and the rank names the origin.
+    nan = ["loss=mse", "loss._target_=tests.helpers.NaNAtCall", "+loss.call=1", "+loss.rank=1"]
+    done = train(
+        *EQUIVALENT, *DDP_CPU, "trainer.devices=2", "data.batch_size=8", *nan, f"hydra.run.dir={tmp_path}"
+    )
+    assert done.returncode != 0
+    assert re.search(
+        r"error: non-finite training loss \(loss=mse\) at step 1, batch 1 on DDP rank 1: ", done.stderr
+    )
+    assert not (tmp_path / "metrics.json").exists()
 
 
 @pytest.mark.slow

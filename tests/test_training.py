@@ -16,16 +16,10 @@ from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.training import run
 
-from .conftest import CONF, ROOT, TINY, TINY_MODEL
+from .conftest import CONF, ROOT, TINY, TINY_MODEL, scalars
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import FORECASTERS, ForecastMetrics
@@ -97,9 +98,14 @@ class Forecaster(L.LightningModule):
         self._unchecked: list[tuple[int, int, Tensor, Tensor]] = []
         self._first_nonfinite: Tensor | None = None
         self.samples_trained = 0  # windows seen by training_step in this process (for samples/s)
-        # The epoch's training loss, summed on the device (sum of loss x windows, and windows).
-        self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
+        # The epoch's training loss, summed on the device (sum of loss x windows, and windows). Not a
+        # buffer: DDP would overwrite every rank's sum with rank 0's at each forward.
+        self._loss_sum: Tensor | None = None
         self._loss_windows = 0
+        # val/loss, test/loss: window-weighted means, summed across DDP ranks in float (Lightning's own
+        # sync_dist mean divides an integer window count by the ranks, off when the total is odd).
+        # nan_strategy="disable": a NaN loss shows as NaN, not silently dropped.
+        self.eval_loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in ("val", "test")})
 
     def forward(self, x: Tensor) -> Tensor:
         # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
@@ -118,13 +124,18 @@ class Forecaster(L.LightningModule):
         # Not self.log: Lightning's per-call bookkeeping costs ~0.5 ms of host time, a sizeable share of
         # a small model's GPU step. The loss is summed on the device and written every log_every_n_steps steps
         # (train/loss, the name DESIGN.md gives) and at each epoch's end (train/loss_epoch).
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros((), device=loss.device)
         self._loss_sum.add_(loss.detach(), alpha=len(x))
         self._loss_windows += len(x)
         return loss
 
     def _nonfinite_message(self, step: int, batch_idx: int, series: Tensor, time: Tensor) -> str:
+        # Under DDP every rank checks its own batches, and a NaN gradient reaches the other ranks in the
+        # next all-reduce, so their losses follow a step later: the rank tells the origin apart.
+        rank = f" on DDP rank {self.global_rank}" if self.trainer.world_size > 1 else ""
         return (
-            f"non-finite training loss (loss={self.loss_name}) at step {step}, batch {batch_idx}: "
+            f"non-finite training loss (loss={self.loss_name}) at step {step}, batch {batch_idx}{rank}: "
             f"windows of series {series.tolist()[:8]} with first target steps {time.tolist()[:8]}"
         )
 
@@ -157,9 +168,12 @@ class Forecaster(L.LightningModule):
             return
         if self.nonfinite == "raise":
             self.check_nonfinite()
-        # Lightning hands over a detached copy of the step's loss ({} when the step was skipped).
+        # Lightning hands over a detached copy of the step's loss ({} when the step was skipped). Under
+        # DDP it is this rank's share of the step, so the ranks average it (equal shares): every rank
+        # reaches this line at the same step, and nonfinite=skip, which could leave one out, is refused.
         if self.logger is not None and outputs and "loss" in outputs:
-            self.logger.log_metrics({"train/loss": outputs["loss"].item()}, step=self.global_step)
+            loss = self.trainer.strategy.reduce(outputs["loss"], reduce_op="mean")
+            self.logger.log_metrics({"train/loss": loss.item()}, step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
         if self.nonfinite == "raise":
@@ -167,8 +181,7 @@ class Forecaster(L.LightningModule):
         if self._loss_windows:
             # Every DDP rank trains the same number of windows, so the mean of rank means is the mean.
             self.log("train/loss_epoch", self._loss_sum / self._loss_windows, sync_dist=True)
-        self._loss_sum.zero_()
-        self._loss_windows = 0
+        self._loss_sum, self._loss_windows = None, 0
 
     def score(
         self, split: str, x: Tensor, y: Tensor, series: Tensor, time: Tensor
@@ -189,7 +202,9 @@ class Forecaster(L.LightningModule):
         pred, forecast, target, *_ = self.score(split, x, y, series, time)
         # compile=reduce-overhead: outside training each call of a compiled part starts a new CUDA-graph
         # iteration, which frees the outputs of the last one, so the loss gets a copy of the forecast.
-        self.log(f"{split}/loss", self.loss(pred.clone(), y), on_epoch=True, batch_size=len(x))
+        # One value per window, as weights are dropped with nan_strategy="disable" (torchmetrics #3434).
+        self.eval_loss[split].update(self.loss(pred.clone(), y).expand(len(x)))
+        self.log(f"{split}/loss", self.eval_loss[split], on_epoch=True)
         if split == "val" and batch_idx == 0:
             self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])
 

@@ -323,6 +323,11 @@ def run(cfg: DictConfig) -> float:
     datamodule.check_splits()  # before any training, not after it
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
+    if cfg.nonfinite == "skip" and trainer.world_size > 1:
+        raise ConfigError(
+            f"nonfinite=skip with {trainer.world_size} DDP processes; expected nonfinite=raise or off: "
+            "Lightning cannot skip a training step in distributed training"
+        )
     logger = trainer.logger
     if trainer.is_global_zero:
         _custom_scalars(logger)
