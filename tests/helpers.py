@@ -22,6 +22,18 @@ class KillAtStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class PreemptAtStep(L.Callback):
+    """Send this process SIGUSR2, the signal SLURM sends through submitit before a time limit or a
+    preemption, when training reaches `step` in a fit that did not resume from a checkpoint."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step and trainer.ckpt_path is None:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+
 class NaNAtCall(nn.Module):
     """MSE, except that training call number `call` (0-based) returns NaN: a loss that blows up once
     (under DDP, on every rank, or only on rank `rank` if given)."""

@@ -50,6 +50,32 @@ def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(tmp_path: 
             assert got["model"][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
 
 
+@pytest.mark.slow
+def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+    # What SLURM does through hydra/launcher=slurm, run locally: SIGUSR2 at step 6 (a preemption, or
+    # the warning before a time limit); submitit requeues the job, which runs again in its run folder.
+    reference = train(tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr
+    preempt = ["+callbacks.preempt._target_=tests.helpers.PreemptAtStep", "+callbacks.preempt.step=6"]
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=submitit_local", *RESUMABLE, *preempt]
+    sweep = tmp_path / "sweep"
+    done = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (log,) = sweep.glob(".submitit/*/*_0_log.out")
+    printed = log.read_text()
+    assert "Caught signal SIGUSR2" in printed and "Requeued job" in printed  # (logged twice: 2 handlers)
+    (run_dir,) = (p.parent for p in sweep.glob("*/metrics.json"))
+    assert printed.count("resuming: this submitit job was requeued; continuing from ") == 1
+    assert f"{run_dir}/checkpoints/last.ckpt" in printed
+    want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for name, value in want["model"][split].items():
+            assert got["model"][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
+
+
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> None:
     done = train(tmp_path / "empty", "ckpt_path=last")
     assert done.returncode != 0

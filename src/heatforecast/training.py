@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import pickle
 import platform
 import types
@@ -274,9 +275,15 @@ def _choice(group: str) -> str | None:
 
 
 def _resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
+    last = output_dir / "checkpoints" / "last.ckpt"
     if cfg.ckpt_path in (None, ""):
+        # A submitit job (hydra/launcher=slurm or submitit_local) that was preempted or reached its time
+        # limit is requeued and runs again in its own run folder: a last.ckpt there is its earlier attempt's.
+        if os.environ.get("SUBMITIT_EXECUTOR") and last.is_file():
+            print(f"resuming: this submitit job was requeued; continuing from {last}", flush=True)
+            return str(last)
         return None
-    path = output_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    path = last if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     if not path.is_file():
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: no checkpoint at {path}; to resume, pass the run's folder as "
