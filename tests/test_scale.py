@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -176,3 +177,42 @@ def test_compiled_run_trains_and_its_checkpoint_evaluates_without_compile(tmp_pa
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     for name, value in trained["model"]["test"].items():
         assert evaluated["model"]["test"][name] == pytest.approx(value, rel=1e-4, abs=1e-7), name
+
+
+@pytest.mark.slow
+def test_the_docker_images_files_run_the_default_command(tmp_path: Path) -> None:
+    # No Docker engine here: lay out what the Dockerfile's COPY lines put in /app, install it as its
+    # RUN line does (a built wheel, not this checkout's editable install, so a module the package
+    # data misses fails here), then run the image's command as a smoke run from that folder.
+    app, site = tmp_path / "app", tmp_path / "site"
+    steps = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    copies = [[a for a in step[1:] if not a.startswith("--")] for step in steps if step[:1] == ["COPY"]]
+    assert copies, "no COPY lines in the Dockerfile"
+    for *sources, dest in copies:  # COPY a b ./ puts a and b in ./; COPY src ./src is src itself
+        folder = app / dest if dest.endswith("/") else (app / dest).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in sources:
+            target = folder / name if dest.endswith("/") else app / dest
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(ROOT / name, target)
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run([*install, "--target", str(site), str(app)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cmd = json.loads(next(" ".join(s[1:]) for s in steps if s[:1] == ["CMD"]))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import heatforecast; print(heatforecast.__file__)"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # the wheel, not the checkout
+    run = subprocess.run(
+        [sys.executable, *cmd[1:], "experiment=smoke"], cwd=app, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "test metric" in run.stdout
+    assert list((app / "logs").glob("runs/*/*/metrics.json"))  # under the image's logs/ volume
