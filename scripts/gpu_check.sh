@@ -2,7 +2,8 @@
 # One-GPU check, under 5 minutes on an H100/H200 (157 s on an H200): the loader and the bf16 training
 # step at batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default
 # config trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test
-# panel, and last tests/test_gpu.py (a CUDA-graph compiled fit among them, about a minute).
+# panel, and last tests/test_gpu.py (CUDA-graph compiled fits, alone and under DDP, among them: about
+# two minutes).
 # Exits non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project
 # installed with a CUDA torch and pytest (README: GPUs). The compiled step's speed is a longer bench
 # (docs/performance.md, torch.compile).
@@ -45,7 +46,7 @@ print(f"gpu_check: fit {fit['samples_per_s']:,.0f} samples/s with validation, pe
       f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd {metrics['model']['test']['emd']:.3f}, "
       f"persistence {metrics['persistence']['test']['emd']:.3f}")
 PY
-echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs)"
+echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs, with DDP)"
 if "$python" -c "import pytest" 2>/dev/null; then
     "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
 else

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +16,7 @@ from hydra.utils import instantiate
 from heatforecast.metrics import FORECASTERS
 from heatforecast.training import build_module, build_trainer, run
 
-from .conftest import tiny_config
+from .conftest import ROOT, tiny_config
 
 pytestmark = [
     pytest.mark.gpu,
@@ -84,5 +86,20 @@ def test_cuda_graph_compiled_fit_validates_and_tests(tmp_path: Path) -> None:
     run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["fit"]["samples"] == 2 * 3 * 16  # epochs x experiment=smoke's batches x batch size
+    values = [v for who in FORECASTERS for v in metrics[who]["test"].values()]
+    assert all(math.isfinite(v) for v in values)
+
+
+def test_cuda_graph_compiled_fit_under_ddp(tmp_path: Path) -> None:
+    # Untried until a GPU session runs it: CUDA graphs with DDP's gradient all-reduce hooks, as one
+    # NCCL process per visible GPU (a process of its own, as train.py runs it).
+    cmd = [
+        sys.executable, "train.py", "experiment=smoke", "trainer=ddp", "compile=reduce-overhead",
+        "data.drop_last=true", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["fit"]["peak_memory_mb"] > 0
     values = [v for who in FORECASTERS for v in metrics[who]["test"].values()]
     assert all(math.isfinite(v) for v in values)
