@@ -7,13 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import scipy.stats
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from heatforecast.losses import DEFAULT_EPS
+import heatforecast.module
+from heatforecast.losses import DEFAULT_EPS, MSE
 from heatforecast.metrics import FORECASTERS, METRICS
+from heatforecast.models import DLinear
+from heatforecast.module import Forecaster
 from heatforecast.training import run
 
 from .conftest import CONF, ROOT, TINY, TINY_MODEL, scalars
@@ -87,6 +94,18 @@ def test_a_model_without_training_gets_one_val_forecast_figure(tiny, tmp_path: P
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
     assert len(events.Images("val/forecast")) == 1
+
+
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_only_rank_zero_draws_the_val_forecast_figure(monkeypatch, tmp_path: Path, rank_zero: bool) -> None:
+    # Under DDP the other ranks' logger is a no-op stand-in; a figure drawn there would be thrown away.
+    drawn = []
+    monkeypatch.setattr(heatforecast.module, "forecast_figure", lambda *a: drawn.append(a) or plt.figure())
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda trainer: rank_zero))
+    module = Forecaster(DLinear(4, 2), MSE(), None, None, torch.arange(5.0), 1.0, "linear")
+    module.trainer = L.Trainer(logger=TensorBoardLogger(tmp_path), enable_progress_bar=False)
+    module._log_figure(torch.rand(4, 5), torch.rand(2, 5), torch.rand(2, 5))
+    assert len(drawn) == rank_zero
 
 
 def test_training_loss_is_logged_per_step_and_as_the_epoch_mean(tiny, tmp_path: Path) -> None:

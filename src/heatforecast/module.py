@@ -270,6 +270,8 @@ class Forecaster(L.LightningModule):
         self._end_epoch("test")
 
     def _log_figure(self, x: Tensor, y: Tensor, pred: Tensor) -> None:
+        if not self.trainer.is_global_zero:  # other DDP ranks log to a no-op stand-in: don't draw for it
+            return
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
             return
