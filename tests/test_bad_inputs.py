@@ -290,6 +290,21 @@ def test_skipping_bad_batches_under_ddp_is_refused_before_training(tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+def test_ddp_processes_in_a_local_multirun_are_refused(tmp_path: Path) -> None:
+    # Lightning would start rank 1 by running this command line again, i.e. the whole sweep again, in a
+    # sweep folder of its own.
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    cmd = [sys.executable, "train.py", "-m", "experiment=smoke", *ddp, "loss=mse,emd"]
+    paths = [f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path / 'logs'}"]
+    done = subprocess.run([*cmd, *paths], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "error: trainer.strategy=ddp with 2 processes in a multirun (-m) that runs its jobs here" in (
+        done.stderr
+    )
+    assert "expected one DDP run per command (no -m), or hydra/launcher=slurm" in done.stderr
+    assert not list(tmp_path.glob("sweep/*/checkpoints")) and not (tmp_path / "logs").exists()
+
+
 def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:
     # A misspelt callback name adds an entry instead of changing the existing one.
     with pytest.raises(ConfigError, match="callbacks.early_stoping: no _target_; expected a") as info:

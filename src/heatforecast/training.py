@@ -20,8 +20,10 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -314,6 +316,27 @@ def _custom_scalars(logger: Any) -> None:
     writer.add_custom_scalars(layout)
 
 
+def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Refuse what several DDP processes cannot do, before any of them starts."""
+    if cfg.nonfinite == "skip" and trainer.world_size > 1:
+        raise ConfigError(
+            f"nonfinite=skip with {trainer.world_size} DDP processes; expected nonfinite=raise or off: "
+            "Lightning cannot skip a training step in distributed training"
+        )
+    starts_processes = (
+        isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+        and trainer.num_devices > 1
+    )
+    if starts_processes and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.num_devices} processes in a "
+            "multirun (-m) that runs its jobs here: Lightning starts each extra process by running the "
+            "command line again, which would run the whole sweep again; expected one DDP run per command "
+            "(no -m), or hydra/launcher=slurm, where SLURM starts the processes"
+        )
+
+
 def run(cfg: DictConfig) -> float:
     """Train (unless the model has no parameters), score val and test, write metrics.json.
 
@@ -330,11 +353,7 @@ def run(cfg: DictConfig) -> float:
     datamodule.check_splits()  # before any training, not after it
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
-    if cfg.nonfinite == "skip" and trainer.world_size > 1:
-        raise ConfigError(
-            f"nonfinite=skip with {trainer.world_size} DDP processes; expected nonfinite=raise or off: "
-            "Lightning cannot skip a training step in distributed training"
-        )
+    _check_processes(cfg, trainer)
     logger = trainer.logger
     if trainer.is_global_zero:
         _custom_scalars(logger)
