@@ -32,16 +32,21 @@ def train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+
+
 @pytest.mark.slow
-def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
-    reference = train(tmp_path / "ref")
+@pytest.mark.parametrize("processes", [[], DDP], ids=["one process", "2 DDP processes"])
+def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
+    tmp_path: Path, processes: list[str]
+) -> None:
+    reference = train(tmp_path / "ref", *processes)
     assert reference.returncode == 0, reference.stderr
-    killed = train(
-        tmp_path / "run", "+callbacks.kill._target_=tests.helpers.KillAtStep", "+callbacks.kill.step=6"
-    )
-    assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7)
+    kill = ["+callbacks.kill._target_=tests.helpers.KillAtStep", "+callbacks.kill.step=6"]
+    killed = train(tmp_path / "run", *processes, *kill)
+    assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7), every rank alike
     assert not (tmp_path / "run" / "metrics.json").exists()
-    resumed = train(tmp_path / "run", "ckpt_path=last")
+    resumed = train(tmp_path / "run", *processes, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr
     want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
     got = json.loads((tmp_path / "run" / "metrics.json").read_text())
