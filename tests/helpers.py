@@ -4,34 +4,24 @@
 from __future__ import annotations
 
 import os
-import signal
+import signal as signal_module
 
 import lightning as L
 import torch
 from torch import nn
 
 
-class KillAtStep(L.Callback):
-    """SIGKILL this process when training reaches `step`: a crash with no chance to clean up."""
+class SignalAtStep(L.Callback):
+    """Send this process `signal` when training reaches `step` in a fit that did not resume from a
+    checkpoint: SIGKILL is a crash with no chance to clean up; SIGUSR2 is what SLURM sends through
+    submitit before a time limit or at a preemption."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class PreemptAtStep(L.Callback):
-    """Send this process SIGUSR2, the signal SLURM sends through submitit before a time limit or a
-    preemption, when training reaches `step` in a fit that did not resume from a checkpoint."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
+        self.step, self.signal = step, getattr(signal_module, signal)
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
         if trainer.global_step == self.step and trainer.ckpt_path is None:
-            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), self.signal)
 
 
 class NaNAtCall(nn.Module):

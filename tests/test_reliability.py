@@ -42,7 +42,7 @@ def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
 ) -> None:
     reference = train(tmp_path / "ref", *processes)
     assert reference.returncode == 0, reference.stderr
-    kill = ["+callbacks.kill._target_=tests.helpers.KillAtStep", "+callbacks.kill.step=6"]
+    kill = ["+callbacks.kill._target_=tests.helpers.SignalAtStep", "+callbacks.kill.step=6"]
     killed = train(tmp_path / "run", *processes, *kill)
     assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7), every rank alike
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -61,7 +61,11 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(tmp_p
     # the warning before a time limit); submitit requeues the job, which runs again in its run folder.
     reference = train(tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
-    preempt = ["+callbacks.preempt._target_=tests.helpers.PreemptAtStep", "+callbacks.preempt.step=6"]
+    preempt = [
+        "+callbacks.preempt._target_=tests.helpers.SignalAtStep",
+        "+callbacks.preempt.step=6",
+        "+callbacks.preempt.signal=SIGUSR2",
+    ]
     cmd = [sys.executable, "train.py", "-m", "hydra/launcher=submitit_local", *RESUMABLE, *preempt]
     sweep = tmp_path / "sweep"
     done = subprocess.run(
