@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,50 +78,44 @@ def test_ddp_on_two_cpu_processes_matches_one_process(one_process: Path, tmp_pat
     assert_same_run(one_process, tmp_path)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+FAKE_SLURM = ROOT / "tests" / "fake_slurm"  # sbatch and srun that run a job's tasks on this machine
 
 
 @pytest.mark.slow
-def test_two_slurm_nodes_match_one_process(one_process: Path, tmp_path: Path) -> None:
-    # What srun starts for `hydra/launcher=slurm hydra.launcher.nodes=2 trainer.num_nodes=2`: one task
-    # per node, each running the same job, ranked by SLURM's variables (Lightning's SLURMEnvironment),
-    # here as two local processes with the gloo backend.
-    nodes = ["trainer.num_nodes=2", "trainer.devices=1", "data.batch_size=8", f"hydra.run.dir={tmp_path}"]
-    cmd = [sys.executable, "train.py", *EQUIVALENT, *DDP_CPU, *nodes]
-    slurm = {
-        "SLURM_JOB_NAME": "heatforecast",
-        "SLURM_JOB_ID": "4242",
-        "SLURM_NTASKS": "2",
-        "SLURM_NNODES": "2",
-        "SLURM_NTASKS_PER_NODE": "1",
-        "SLURM_NODELIST": "127.0.0.1",
-        "SLURM_LOCALID": "0",
-        "MASTER_PORT": str(free_port()),
-    }
-    tasks = [
-        subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **slurm, "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        outputs = [task.communicate(timeout=600) for task in tasks]
-    finally:
-        for task in tasks:
-            task.kill()
-    for task, (_, err) in zip(tasks, outputs):
-        assert task.returncode == 0, err[-3000:]
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]  # node 1 joined as the second rank
-    assert "test metric" in outputs[0][0] and "test metric" not in outputs[1][0]  # rank 0 reports
-    assert_same_run(one_process, tmp_path)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["hydra.launcher.gpus_per_node=2", "trainer.devices=2"],
+        [
+            "hydra.launcher.nodes=2",
+            "hydra.launcher.gpus_per_node=1",
+            "trainer.num_nodes=2",
+            "trainer.devices=1",
+        ],
+    ],
+    ids=["1 node x 2 tasks", "2 nodes x 1 task"],
+)
+def test_a_ddp_job_through_the_slurm_launcher_matches_one_process(
+    one_process: Path, tmp_path: Path, shape: list[str]
+) -> None:
+    # `-m hydra/launcher=slurm` as a user runs it, with fake_slurm's sbatch and srun standing in for
+    # SLURM's: submitit writes and submits the batch script, srun starts one task per GPU with SLURM's
+    # rank variables, and Lightning's SLURMEnvironment makes them the DDP ranks (gloo here).
+    env = {**os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *shape, *EQUIVALENT, *DDP_CPU]
+    done = subprocess.run(
+        [*cmd, "data.batch_size=8", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (script,) = tmp_path.glob(".submitit/*/*_submission.sh")
+    per_node, nodes = (2, 1) if "trainer.devices=2" in shape else (1, 2)
+    for flag in (f"--ntasks-per-node={per_node}", f"--nodes={nodes}", "--signal=USR2@120", "--time=240"):
+        assert f"#SBATCH {flag}\n" in script.read_text(), flag
+    logs = "".join(p.read_text() for p in tmp_path.glob(".submitit/*/*_log.*"))
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs
+    (job,) = (p.parent for p in tmp_path.glob("*/metrics.json"))
+    assert_same_run(one_process, job)
 
 
 @pytest.mark.slow
