@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,13 @@ def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(tmp_path: Path) -> None:
-    # What SLURM does through hydra/launcher=slurm, run locally: SIGUSR2 at step 6 (a preemption, or
-    # the warning before a time limit); submitit requeues the job, which runs again in its run folder.
+@pytest.mark.parametrize("launcher", ["submitit_local", "slurm"])
+def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(
+    tmp_path: Path, launcher: str
+) -> None:
+    # SIGUSR2 at step 6: what SLURM sends at a preemption or before a time limit. submitit requeues the
+    # job (submitit_local itself; on SLURM through scontrol, here tests/fake_slurm's stand-ins for
+    # sbatch, srun and scontrol), and it runs again in its run folder.
     reference = train(tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
     preempt = [
@@ -66,15 +71,15 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(tmp_p
         "+callbacks.preempt.step=6",
         "+callbacks.preempt.signal=SIGUSR2",
     ]
-    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=submitit_local", *RESUMABLE, *preempt]
+    cmd = [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *RESUMABLE, *preempt]
     sweep = tmp_path / "sweep"
+    env = {**os.environ, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (log,) = sweep.glob(".submitit/*/*_0_log.out")
-    printed = log.read_text()
-    assert "Caught signal SIGUSR2" in printed and "Requeued job" in printed  # (logged twice: 2 handlers)
+    printed = "".join(p.read_text() for p in sorted(sweep.glob(".submitit/*/*_0_log.*")))
+    assert "Caught signal SIGUSR2" in printed and "Requeued job" in printed
     (run_dir,) = (p.parent for p in sweep.glob("*/metrics.json"))
     assert printed.count("resuming: this submitit job was requeued; continuing from ") == 1
     assert f"{run_dir}/checkpoints/last.ckpt" in printed
