@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -36,58 +37,68 @@ def train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("processes", [[], DDP], ids=["one process", "2 DDP processes"])
-def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
-    tmp_path: Path, processes: list[str]
-) -> None:
-    reference = train(tmp_path / "ref", *processes)
-    assert reference.returncode == 0, reference.stderr
-    kill = ["+callbacks.kill._target_=tests.helpers.SignalAtStep", "+callbacks.kill.step=6"]
-    killed = train(tmp_path / "run", *processes, *kill)
-    assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7), every rank alike
-    assert not (tmp_path / "run" / "metrics.json").exists()
-    resumed = train(tmp_path / "run", *processes, "ckpt_path=last")
-    assert resumed.returncode == 0, resumed.stderr
-    want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
-    got = json.loads((tmp_path / "run" / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """The uninterrupted run's folder for a set of extra overrides, trained once per module."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def folder(*extra: str) -> Path:
+        if extra not in runs:
+            runs[extra] = tmp_path_factory.mktemp("uninterrupted")
+            done = train(runs[extra], *extra)
+            assert done.returncode == 0, done.stderr
+        return runs[extra]
+
+    return folder
+
+
+def assert_same_model_metrics(want_dir: Path, got_dir: Path) -> None:
+    want = json.loads((want_dir / "metrics.json").read_text())
+    got = json.loads((got_dir / "metrics.json").read_text())
     for split in ("val", "test"):
         for name, value in want["model"][split].items():
             assert got["model"][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("processes", [[], DDP], ids=["one process", "2 DDP processes"])
+def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
+    uninterrupted, tmp_path: Path, processes: list[str]
+) -> None:
+    kill = ["+callbacks.kill._target_=tests.helpers.SignalAtStep", "+callbacks.kill.step=6"]
+    killed = train(tmp_path, *processes, *kill)
+    assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (steps 4..7), every rank alike
+    assert not (tmp_path / "metrics.json").exists()
+    resumed = train(tmp_path, *processes, "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_model_metrics(uninterrupted(*processes), tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["submitit_local", "slurm"])
 def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(
-    tmp_path: Path, launcher: str
+    uninterrupted, tmp_path: Path, launcher: str
 ) -> None:
     # SIGUSR2 at step 6: what SLURM sends at a preemption or before a time limit. submitit requeues the
     # job (submitit_local itself; on SLURM through scontrol, here tests/fake_slurm's stand-ins for
     # sbatch, srun and scontrol), and it runs again in its run folder.
-    reference = train(tmp_path / "ref")
-    assert reference.returncode == 0, reference.stderr
     preempt = [
         "+callbacks.preempt._target_=tests.helpers.SignalAtStep",
         "+callbacks.preempt.step=6",
         "+callbacks.preempt.signal=SIGUSR2",
     ]
     cmd = [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *RESUMABLE, *preempt]
-    sweep = tmp_path / "sweep"
     env = {**os.environ, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [*cmd, f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    printed = "".join(p.read_text() for p in sorted(sweep.glob(".submitit/*/*_0_log.*")))
+    printed = "".join(p.read_text() for p in sorted(tmp_path.glob(".submitit/*/*_0_log.*")))
     assert "Caught signal SIGUSR2" in printed and "Requeued job" in printed
-    (run_dir,) = (p.parent for p in sweep.glob("*/metrics.json"))
+    (run_dir,) = (p.parent for p in tmp_path.glob("*/metrics.json"))
     assert printed.count("resuming: this submitit job was requeued; continuing from ") == 1
     assert f"{run_dir}/checkpoints/last.ckpt" in printed
-    want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    for split in ("val", "test"):
-        for name, value in want["model"][split].items():
-            assert got["model"][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
+    assert_same_model_metrics(uninterrupted(), run_dir)
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> None:
