@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> 
                 *overrides,
             ],
         )
+
+
+def fake_slurm_env() -> dict[str, str]:
+    """This environment with tests/fake_slurm's stand-ins for SLURM's sbatch, srun and scontrol first on
+    PATH: they run a batch job's tasks on this machine with the variables SLURM sets."""
+    return {**os.environ, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from heatforecast.models import DLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.training import run
 
-from .conftest import ROOT, tiny_config
+from .conftest import ROOT, fake_slurm_env, tiny_config
 
 RESUMABLE = [
     "experiment=smoke",
@@ -88,10 +87,10 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(
         "+callbacks.preempt.signal=SIGUSR2",
     ]
     cmd = [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *RESUMABLE, *preempt]
-    env = {**os.environ, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        [*cmd, f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+        [*cmd, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, env=fake_slurm_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     printed = "".join(p.read_text() for p in sorted(tmp_path.glob(".submitit/*/*_0_log.*")))
     assert "Caught signal SIGUSR2" in printed and "Requeued job" in printed

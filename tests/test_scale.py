@@ -14,7 +14,7 @@ import pytest
 
 from heatforecast.metrics import FORECASTERS
 
-from .conftest import ROOT, scalars
+from .conftest import ROOT, fake_slurm_env, scalars
 
 # Same windows and updates either way: 2 ranks x 8 windows, averaged, is one step of 16 windows.
 # Logging every step puts train/loss in TensorBoard for the comparison.
@@ -78,9 +78,6 @@ def test_ddp_on_two_cpu_processes_matches_one_process(one_process: Path, tmp_pat
     assert_same_run(one_process, tmp_path)
 
 
-FAKE_SLURM = ROOT / "tests" / "fake_slurm"  # sbatch and srun that run a job's tasks on this machine
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "shape",
@@ -101,11 +98,10 @@ def test_a_ddp_job_through_the_slurm_launcher_matches_one_process(
     # `-m hydra/launcher=slurm` as a user runs it, with fake_slurm's sbatch and srun standing in for
     # SLURM's: submitit writes and submits the batch script, srun starts one task per GPU with SLURM's
     # rank variables, and Lightning's SLURMEnvironment makes them the DDP ranks (gloo here).
-    env = {**os.environ, "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}"}
     cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *shape, *EQUIVALENT, *DDP_CPU]
     done = subprocess.run(
         [*cmd, "data.batch_size=8", f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=fake_slurm_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     (script,) = tmp_path.glob(".submitit/*/*_submission.sh")
