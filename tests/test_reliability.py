@@ -74,19 +74,18 @@ def test_killed_mid_epoch_then_resumed_ends_like_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["submitit_local", "slurm"])
-def test_a_preempted_submitit_job_is_requeued_and_resumes_where_it_stopped(
-    uninterrupted, tmp_path: Path, launcher: str
+def test_a_preempted_slurm_job_is_requeued_and_resumes_where_it_stopped(
+    uninterrupted, tmp_path: Path
 ) -> None:
     # SIGUSR2 at step 6: what SLURM sends at a preemption or before a time limit. submitit requeues the
-    # job (submitit_local itself; on SLURM through scontrol, here tests/fake_slurm's stand-ins for
-    # sbatch, srun and scontrol), and it runs again in its run folder.
+    # job through scontrol (here tests/fake_slurm's stand-ins for sbatch, srun and scontrol), and it
+    # runs again in its run folder.
     preempt = [
         "+callbacks.preempt._target_=tests.helpers.SignalAtStep",
         "+callbacks.preempt.step=6",
         "+callbacks.preempt.signal=SIGUSR2",
     ]
-    cmd = [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *RESUMABLE, *preempt]
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *RESUMABLE, *preempt]
     done = subprocess.run(
         [*cmd, f"hydra.sweep.dir={tmp_path}"],
         cwd=ROOT, env=fake_slurm_env(), capture_output=True, text=True, timeout=300,
