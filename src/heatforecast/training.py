@@ -347,13 +347,13 @@ def run(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
+    _check_processes(cfg, trainer)  # before the data is read
 
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
     module = build_module(cfg, datamodule)
-    trainer = build_trainer(cfg)
-    _check_processes(cfg, trainer)
     logger = trainer.logger
     if trainer.is_global_zero:
         _custom_scalars(logger)
