@@ -1,4 +1,5 @@
-"""Models: the transformer's angle embedding wraps round for circular data; the drift baseline."""
+"""Models: the transformer's angle embedding wraps round for circular data; the drift baseline; the
+least-squares linear reference."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from heatforecast.models import Drift, TransformerForecaster
+from heatforecast.models import Drift, LeastSquaresLinear, TransformerForecaster
 
 
 def first_token(model: TransformerForecaster, x: Tensor) -> Tensor:
@@ -74,3 +75,42 @@ def test_transformer_on_a_drift_base_starts_as_the_drift_forecast() -> None:
     assert (model(x) - x[:, -1:]).abs().max() > 0.5  # not persistence: the source has moved on
     with pytest.raises(ValueError, match="model.base must be 'last' or 'drift'"):
         TransformerForecaster(**options, base="drift", residual=False)
+
+
+def test_least_squares_linear_is_numpys_least_squares_fit_whatever_the_batching() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 6, 7, generator=gen), torch.rand(40, 3, 7, generator=gen)
+    whole = LeastSquaresLinear(6, 3).fit([(x, y)])
+    batched = LeastSquaresLinear(6, 3).fit([(x[:7], y[:7]), (x[7:30], y[7:30]), (x[30:], y[30:])])
+    rows = np.c_[x.transpose(1, 2).reshape(-1, 6).numpy(), np.ones(40 * 7)]  # (window, bin) rows
+    solution = np.linalg.lstsq(rows, y.transpose(1, 2).reshape(-1, 3).numpy(), rcond=None)[0]
+    for fitted in (whole, batched):
+        np.testing.assert_allclose(fitted.weight.numpy(), solution[:-1].T, atol=1e-4)
+        np.testing.assert_allclose(fitted.bias.numpy(), solution[-1], atol=1e-4)
+    torch.testing.assert_close(whole.weight, batched.weight)
+
+
+def test_least_squares_linear_recovers_a_linear_process_and_starts_as_persistence() -> None:
+    x = torch.rand(8, 5, 4)
+    assert torch.equal(LeastSquaresLinear(5, 2)(x), x[:, -1:].expand(-1, 2, -1))  # before fit
+    # Targets made by a known map over time (the same for every bin) plus an offset: recovered.
+    weight, bias = torch.randn(2, 5), torch.tensor([0.5, -1.0])
+    y = torch.einsum("hl,bla->bha", weight, x) + bias[:, None]
+    fitted = LeastSquaresLinear(5, 2).fit([(x, y)])
+    torch.testing.assert_close(fitted.weight, weight, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fitted.bias, bias, atol=1e-4, rtol=1e-4)
+    # Constant data has no unique fit; the ridge term still gives a finite one.
+    flat = LeastSquaresLinear(5, 2).fit([(torch.ones(3, 5, 4), torch.ones(3, 2, 4))])
+    assert torch.isfinite(flat.weight).all() and torch.allclose(
+        flat(torch.ones(1, 5, 4)), torch.ones(1, 2, 4)
+    )
+    with pytest.raises(ValueError, match="no windows to fit"):
+        LeastSquaresLinear(5, 2).fit([])
+
+
+def test_least_squares_linear_forecasts_in_float32_under_bf16_autocast() -> None:
+    x = torch.rand(2, 5, 4)
+    reference = LeastSquaresLinear(5, 2).fit([(x, x[:, :2] * 1.37)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = reference(x)
+    assert inside.dtype == torch.float32 and torch.equal(inside, reference(x))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -109,3 +111,48 @@ class DLinear(nn.Module):
         rem = x - trend
         out = self.trend(trend.transpose(1, 2)) + self.remainder(rem.transpose(1, 2))
         return out.transpose(1, 2)
+
+
+class LeastSquaresLinear(nn.Module):
+    """The linear reference: one linear map over time from the L context steps to each of the H
+    forecast steps, shared by all angle bins, fitted in closed form instead of trained.
+
+    y[:, h, a] = sum_l W[h, l] x[:, l, a] + b[h], with (W, b) minimising
+    sum over windows, bins and steps of (y - t)^2 + lam (|W|^2 + |b|^2) (ridge regression over the
+    rows (x[:, a], 1) of every window's bins; lam = 1e-6 x the mean of the normal matrix's diagonal,
+    only so that constant data still has a solution). DLinear's trend and remainder layers together are
+    such a map, so this is the squared-error optimum of the map DLinear learns by gradient steps on the
+    run's loss. Until :meth:`fit` it is persistence.
+    """
+
+    def __init__(self, context_len: int, horizon: int) -> None:
+        super().__init__()
+        weight = torch.zeros(horizon, context_len)
+        weight[:, -1] = 1.0
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", torch.zeros(horizon))
+
+    @torch.no_grad()
+    def fit(self, windows: Iterable[tuple[Tensor, Tensor]]) -> LeastSquaresLinear:
+        """Fit to batches of windows (x (B, L, A), y (B, H, A)), accumulating the normal equations in
+        float64, so the result does not depend on how the windows are batched (up to rounding)."""
+        horizon, context_len = self.weight.shape
+        gram = torch.zeros(context_len + 1, context_len + 1, dtype=torch.float64)
+        cross = torch.zeros(context_len + 1, horizon, dtype=torch.float64)
+        for x, y in windows:
+            rows = x.detach().double().cpu().transpose(1, 2).reshape(-1, context_len)  # (B A, L)
+            rows = torch.cat([rows, rows.new_ones(len(rows), 1)], 1)
+            gram += rows.T @ rows
+            cross += rows.T @ y.detach().double().cpu().transpose(1, 2).reshape(-1, horizon)
+        if not gram[-1, -1] > 0:
+            raise ValueError("LeastSquaresLinear.fit: no windows to fit")
+        ridge = 1e-6 * gram.diagonal().mean()
+        solution = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype), cross)
+        self.weight.copy_(solution[:-1].T)
+        self.bias.copy_(solution[-1])
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        # In float32 whatever autocast says: a reference's score must not move with the run's precision.
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.einsum("hl,bla->bha", self.weight, x.float()) + self.bias[:, None]
