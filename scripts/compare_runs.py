@@ -2,13 +2,13 @@
 
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
-sorted by `--sort`, with persistence and drift rows scored on the same windows, and how each run
-trained (its best val metric, that epoch, the last val against the best, the train loss change);
-without `--by`, also each run's 95 % intervals of skill_emd against persistence and against drift, and
-up to which horizon step its EMD lead over each holds (every step's interval above 0). Runs
-without metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val
-curves as PNG, and the test metrics against the horizon step (every run beside persistence and drift)
-as `<png>_by_horizon.png`.
+sorted by `--sort`, with rows for the references scored on the same windows (persistence, the
+least-squares linear map, drift), and how each run trained (its best val metric, that epoch, the last
+val against the best, the train loss change); without `--by`, also each run's 95 % intervals of
+skill_emd against each reference, and up to which horizon step its EMD lead over each holds (every
+step's interval above 0). Runs without metrics.json are listed as `crashed or running`, not fatal.
+Writes the table as CSV, the val curves as PNG, and the test metrics against the horizon step (every
+run beside the references) as `<png>_by_horizon.png`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
-REFERENCES = ("persistence", "drift")  # forecasts every run is scored beside, on the same windows
+REFERENCES = ("persistence", "linear", "drift")  # forecasts every run is scored beside, on the same windows
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 # How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
 LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
@@ -99,7 +99,7 @@ def read_run(run: Path, metric: str) -> dict:
 
 
 def scored_by(rows: list[dict], ref: str) -> dict | None:
-    """The first run whose metrics.json holds reference ``ref`` (runs made before drift lack it)."""
+    """The first run whose metrics.json holds reference ``ref`` (older runs lack drift and linear)."""
     return next((r for r in rows if ref in r), None)
 
 
@@ -183,8 +183,8 @@ def plot(rows: list[dict], tags: list[str], by: str | None, out: Path) -> None:
 
 
 def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Path) -> None:
-    """Test metrics against the horizon step (mean over each group's runs), persistence dashed, drift
-    dotted."""
+    """Test metrics against the horizon step (mean over each group's runs), persistence dashed, linear
+    dash-dotted, drift dotted."""
     ok = [r for r in rows if r["status"] == "ok"]
     groups: dict[str, list[dict]] = {}
     for r in ok:
@@ -196,7 +196,7 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
             ax.plot(
                 range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
             )
-        for ref, style in zip(REFERENCES, ("k--", "k:")):
+        for ref, style in zip(REFERENCES, ("k--", "k-.", "k:"), strict=True):
             if (source := scored_by(ok, ref)) is not None:
                 values = source[f"{ref}_per_horizon"][name]
                 ax.plot(range(1, len(values) + 1), values, style, lw=2, label=ref)

@@ -399,3 +399,14 @@ def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: 
         load_checkpoint(tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "missing.ckpt")
+    # Saved before runs kept the linear reference, and trained on a file that is gone: it cannot be fitted.
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    for key in ("linear.weight", "linear.bias"):
+        del ckpt["state_dict"][key]
+    ckpt["hyper_parameters"]["config"]["data"] = {
+        "_target_": "heatforecast.data.FileData",
+        "path": "gone.csv",
+    }
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match="old.ckpt: saved before runs kept the linear .* gone.csv"):
+        load_checkpoint(tmp_path / "old.ckpt")

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
+from heatforecast.training import load_checkpoint
 
 from .conftest import CONF, ROOT
 
@@ -30,7 +32,7 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     got = json.loads((tmp_path / "metrics.json").read_text())
     assert got["split"] == "test"
-    for who in ("model", "persistence"):
+    for who in FORECASTERS:
         for name, value in training[who]["test"].items():
             assert got[who]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (who, name)
     # Training's metrics.json has the skill intervals too, from the same windows.
@@ -225,3 +227,15 @@ def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: 
         cfg = compose("evaluate", overrides=["ckpt_path=no/such.ckpt", *bad])
     with pytest.raises(ConfigError, match=re.escape(expected)):
         evaluate_in_process(cfg)  # the missing checkpoint would be the next error
+
+
+def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_own(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    kept = {key: ckpt["state_dict"].pop(key) for key in ("linear.weight", "linear.bias")}
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    refitted = load_checkpoint(tmp_path / "old.ckpt")["state_dict"]
+    for key, value in kept.items():  # fitted again to the train split of the data it was trained on
+        torch.testing.assert_close(refitted[key], value)
+    assert "old.ckpt: saved before runs kept the linear reference; fitted it to" in capsys.readouterr().out

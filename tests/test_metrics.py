@@ -10,6 +10,7 @@ from torch import Tensor
 
 from heatforecast import losses
 from heatforecast.metrics import (
+    FORECASTERS,
     MIN_SERIES,
     SKILL_METRICS,
     VECTOR_METRICS,
@@ -43,7 +44,7 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
     panels = {}
     for circular in (False, True):
         metrics = ForecastMetrics(angles, horizon=3, eps=1e-12, circular=circular)
-        metrics.update(pred, target, persistence=target, drift=target)
+        metrics.update(pred, target, persistence=target, linear=target, drift=target)
         panels[circular] = metrics.compute()["model"]
     assert panels[False]["peak_err_deg"].item() == 340.0 and panels[True]["peak_err_deg"].item() == 20.0
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4
@@ -120,22 +121,23 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
     series, time = torch.arange(n_series).repeat_interleave(4), torch.arange(4).repeat(n_series)
     metrics = ForecastMetrics(torch.arange(n_bins * 1.0), horizon, keep_windows=True)
     with pytest.raises(ValueError, match="keep_windows needs each window's series and time"):
-        metrics.update(persistence, target, persistence, 2 * persistence)
+        metrics.update(persistence, target, persistence, 3 * persistence, 2 * persistence)
     for half in (slice(0, 20), slice(20, None)):  # two batches: the windows are concatenated
-        # The model is persistence (no skill, and no doubt about it); drift, at twice its values,
-        # misses by far more.
+        # The model is persistence (no skill, and no doubt about it); linear and drift, at three and
+        # two times its values, miss by far more.
         p = persistence[half]
-        metrics.update(p, target[half], p, 2 * p, series[half], time[half])
+        metrics.update(p, target[half], p, 3 * p, 2 * p, series[half], time[half])
     panels = metrics.compute()
     windows = panels["windows"]
-    assert windows["values"].shape == (4 * n_series, 3, len(VECTOR_METRICS))
+    assert windows["values"].shape == (4 * n_series, 4, len(VECTOR_METRICS))
     assert torch.equal(windows["series"], series) and torch.equal(windows["time"], time)
-    assert windows["values"][:, 2, 0].mean() == pytest.approx(panels["drift"]["mse"].item(), rel=1e-6)
+    for i, who in enumerate(FORECASTERS):  # the windows' order is the panels'
+        assert windows["values"][:, i, 0].mean() == pytest.approx(panels[who]["mse"].item(), rel=1e-6)
     intervals = skill_intervals(windows, span=5)
     assert (intervals["unit"], intervals["units"], intervals["block_steps"]) == ("series", n_series, None)
     assert set(intervals["persistence"]) == set(VECTOR_METRICS)
     assert intervals["persistence"]["emd"] == {"skill": 0.0, "low": 0.0, "high": 0.0}
-    assert intervals["drift"]["mse"]["low"] > 0.5
+    assert intervals["drift"]["mse"]["low"] > 0.5 and intervals["linear"]["mse"]["low"] > 0.5
     few = skill_intervals({k: v[:12] for k, v in windows.items()}, span=2)  # 3 series of steps 0..3
     assert (few["unit"], few["units"], few["block_steps"]) == ("block", 6, 2)
     assert few["drift"]["mse"]["low"] is not None
@@ -145,7 +147,7 @@ def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_
     )
     assert fewer["drift"]["mse"]["skill"] > 0.5  # the skill itself is still given
     # Each horizon step's skills, from each window's values at that step.
-    assert windows["steps"].shape == (4 * n_series, 3, len(SKILL_METRICS), horizon)
+    assert windows["steps"].shape == (4 * n_series, 4, len(SKILL_METRICS), horizon)
     emd = VECTOR_METRICS.index("emd")
     assert torch.allclose(windows["steps"][:, :, 0].mean(-1), windows["values"][:, :, emd])
     step_skill = intervals["per_horizon"]["drift"]["mse"]["skill"]
@@ -198,7 +200,7 @@ def test_the_printed_panel_says_at_which_steps_the_model_is_ahead_or_behind() ->
         "high": [0.5, 0.3, 0.2, 0.1, -0.1, 0.1, -0.1, -0.2],
     }
     intervals = {"level": 0.95, "unit": "series", "units": 12, "block_steps": None}
-    intervals |= {who: dict.fromkeys(VECTOR_METRICS, cell) for who in ("persistence", "drift")}
+    intervals |= {who: dict.fromkeys(VECTOR_METRICS, cell) for who in FORECASTERS[1:]}
     intervals["per_horizon"] = {"persistence": {"emd": steps}, "drift": {"emd": {**steps, "low": [0.1] * 8}}}
     text = interval_table(intervals)
     assert (

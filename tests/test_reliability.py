@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from heatforecast.models import DLinear
+from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.training import run
 
@@ -123,7 +123,7 @@ class NaNLoss(nn.Module):
 
 def forecaster(nonfinite: str) -> Forecaster:
     module = Forecaster(DLinear(4, 2), NaNLoss(), None, None, torch.arange(5.0), 1.0, "linear",
-                        loss_name="nan_loss", nonfinite=nonfinite)  # fmt: skip
+                        LeastSquaresLinear(4, 2), loss_name="nan_loss", nonfinite=nonfinite)  # fmt: skip
     module.trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     return module
 

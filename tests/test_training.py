@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import heatforecast.module
 from heatforecast.losses import DEFAULT_EPS, MSE
 from heatforecast.metrics import FORECASTERS, METRICS
-from heatforecast.models import DLinear
+from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster
-from heatforecast.training import run
+from heatforecast.training import build_module, run
 
 from .conftest import CONF, ROOT, TINY, TINY_MODEL, scalars
 
@@ -54,9 +55,14 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     assert logged["val/emd"][-1] == pytest.approx(value, rel=1e-6)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"]["test"]["emd"] == pytest.approx(logged["test/emd"][-1], rel=1e-6)
-    for tag in ("train/loss_epoch", "val/loss", "val/persistence/emd", "val/drift/emd", "hp/test_emd"):
+    for tag in (
+        "train/loss_epoch",
+        "val/loss",
+        *(f"val/{who}/emd" for who in FORECASTERS[1:]),
+        "hp/test_emd",
+    ):
         assert tag in logged, tag
-    for who in ("persistence", "drift"):  # the lead time, for sorting a sweep in the HParams tab
+    for who in FORECASTERS[1:]:  # the lead time, for sorting a sweep in the HParams tab
         ahead = metrics["intervals"]["per_horizon"][who]["emd"]["ahead_steps"]
         assert logged[f"hp/test_steps_ahead_of_{who}"] == [ahead]
     events = EventAccumulator(str(tmp_path))
@@ -102,7 +108,9 @@ def test_only_rank_zero_draws_the_val_forecast_figure(monkeypatch, tmp_path: Pat
     drawn = []
     monkeypatch.setattr(heatforecast.module, "forecast_figure", lambda *a: drawn.append(a) or plt.figure())
     monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda trainer: rank_zero))
-    module = Forecaster(DLinear(4, 2), MSE(), None, None, torch.arange(5.0), 1.0, "linear")
+    module = Forecaster(
+        DLinear(4, 2), MSE(), None, None, torch.arange(5.0), 1.0, "linear", LeastSquaresLinear(4, 2)
+    )
     module.trainer = L.Trainer(logger=TensorBoardLogger(tmp_path), enable_progress_bar=False)
     module._log_figure(torch.rand(4, 5), torch.rand(2, 5), torch.rand(2, 5))
     assert len(drawn) == rank_zero
@@ -231,3 +239,24 @@ def test_every_offered_compile_mode_compiles_model_and_loss_in_place(tiny, mode:
     # nn.Module.compile keeps the module and wraps its call, so checkpoints keep plain state_dict keys.
     assert module.model._compiled_call_impl is not None and module.loss._compiled_call_impl is not None
     assert module.state_dict().keys() == build_module(tiny(), datamodule).state_dict().keys()
+
+
+def test_the_linear_reference_is_fitted_to_the_train_windows_only(tiny) -> None:
+    datamodule = instantiate(tiny().data)
+    datamodule.setup()
+    module = build_module(tiny(), datamodule)
+    train, everything = datamodule.windows["train"], datamodule.windows["all"]
+    offsets = torch.arange(datamodule.context_len + datamodule.horizon)
+
+    def fitted(windows) -> LeastSquaresLinear:  # gathered here by hand, every window in one batch
+        frames = datamodule.values[windows.starts[:, None] + offsets]
+        batch = (frames[:, : datamodule.context_len], frames[:, datamodule.context_len :])
+        return LeastSquaresLinear(datamodule.context_len, datamodule.horizon).fit([batch])
+
+    torch.testing.assert_close(module.linear.weight, fitted(train).weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(module.linear.bias, fitted(train).bias, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(module.linear.weight, fitted(everything).weight, rtol=1e-3, atol=1e-4)
+    # It forecasts in the panel beside the model: the val panel's linear column is its forecast's.
+    x, y, series, time = next(iter(datamodule.loader("val")))
+    _, _, target, references = module.score("val", x, y, series, time)
+    torch.testing.assert_close(references["linear"], module.linear(x) * datamodule.scaler.factor)

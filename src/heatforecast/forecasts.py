@@ -25,18 +25,19 @@ FORECAST_SUFFIXES = (".npz", ".parquet")  # evaluate.py out=
 @torch.no_grad()
 def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
     """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
-    forecast, target, persistence, drift (W, H, A) and series, time (W,)."""
-    keys = ("forecast", "target", "persistence", "drift", "series", "time")
-    parts: dict[str, list[Tensor]] = {k: [] for k in keys}
+    forecast, target and each reference's forecast (persistence, linear, drift), (W, H, A), and
+    series, time (W,)."""
+    parts: dict[str, list[Tensor]] = {}
     for x, y, series, time in loader:
-        _, forecast, target, persistence, drift = module.score("test", x, y, series, time)
-        for key, value in zip(parts, (forecast, target, persistence, drift, series, time)):
-            parts[key].append(value.cpu())
+        _, forecast, target, references = module.score("test", x, y, series, time)
+        batch = {"forecast": forecast, "target": target, **references, "series": series, "time": time}
+        for key, value in batch.items():
+            parts.setdefault(key, []).append(value.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
-    """The test panels of each series on its own windows, model beside persistence and drift: which
+    """The test panels of each series on its own windows, model beside the references: which
     recordings the model helps on and which it does not."""
     test = module.metrics["test"]
     # A panel without the test panel's per-window state, which only the skill intervals read.
@@ -45,7 +46,7 @@ def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str])
     for index in forecasts["series"].unique().tolist():
         mine = forecasts["series"] == index
         metric.reset()
-        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", "persistence", "drift")))
+        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", *FORECASTERS[1:])))
         panels = metric.compute()
         out[ids[index]] = {"windows": int(mine.sum())} | {
             who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS
@@ -54,14 +55,14 @@ def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str])
 
 
 def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
-    """per_series.csv (a row per series: windows, then the model's, persistence's and drift's metrics),
+    """per_series.csv (a row per series: windows, then the model's and each reference's metrics),
     and, when there are several, the series with the lowest skill_emd on stdout."""
     table = pd.DataFrame.from_dict(
         {
             sid: {"windows": p["windows"]}
             | p["model"]
             | {f"persistence_{k}": v for k, v in p["persistence"].items() if not k.startswith("skill_")}
-            | {f"drift_{k}": v for k, v in p["drift"].items()}
+            | {f"{who}_{k}": v for who in FORECASTERS[2:] for k, v in p[who].items()}
             for sid, p in panels.items()
         },
         orient="index",
@@ -69,7 +70,9 @@ def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
     table.to_csv(output_dir / "per_series.csv")
     if len(table) == 1:
         return  # the panel above is that series'
-    shown = table.sort_values("skill_emd")[["windows", "emd", "persistence_emd", "drift_emd", "skill_emd"]]
+    shown = table.sort_values("skill_emd")[
+        ["windows", "emd", *(f"{w}_emd" for w in FORECASTERS[1:]), "skill_emd"]
+    ]
     worst = f"{min(len(shown), 10)} of {len(shown)} with the lowest skill_emd"
     print(f"per series ({worst}; all in per_series.csv):")
     print(shown.head(10).to_string(float_format=lambda v: f"{v:.4g}"))

@@ -1,5 +1,6 @@
-"""Forecast metrics, in data units, for a model and for two reference forecasts on the same windows:
-persistence (the last frame) and drift (the last frame moved on at its recent speed, models.Drift).
+"""Forecast metrics, in data units, for a model and for three reference forecasts on the same windows:
+persistence (the last frame), linear (a linear map over time fitted to the train split by least
+squares, models.LeastSquaresLinear) and drift (the last frame moved on at its recent speed, models.Drift).
 
 Per vector (p forecast, t target, both (..., A) in the data's own units; angles in degrees):
 
@@ -34,7 +35,7 @@ VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
 SKILL_ROWS = [VECTOR_METRICS.index(name) for name in SKILL_METRICS]  # their rows in vector_metrics
 METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
-FORECASTERS = ("model", "persistence", "drift")  # the panels, in the order update() takes them
+FORECASTERS = ("model", "persistence", "linear", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
 RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64, as much of counts)
@@ -68,8 +69,8 @@ def vector_metrics(
 
 
 class ForecastMetrics(Metric):
-    """Accumulates the metric panels of a forecast and of the references, persistence and drift, over
-    (B, H, A) batches.
+    """Accumulates the metric panels of a forecast and of the references (persistence, linear, drift),
+    over (B, H, A) batches.
 
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
@@ -108,6 +109,7 @@ class ForecastMetrics(Metric):
         pred: Tensor,
         target: Tensor,
         persistence: Tensor,
+        linear: Tensor,
         drift: Tensor,
         series: Tensor | None = None,
         time: Tensor | None = None,
@@ -119,7 +121,7 @@ class ForecastMetrics(Metric):
         target = target.float()
         mass = losses.total_energy(target, self.scale)
         per_window, per_step = [], []
-        for i, forecast in enumerate(f.float() for f in (pred, persistence, drift)):
+        for i, forecast in enumerate(f.float() for f in (pred, persistence, linear, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
             if self.keep_windows:
@@ -207,7 +209,7 @@ def skill_interval(
 
 
 def skill_intervals(windows: dict[str, Tensor], span: int) -> dict[str, Any]:
-    """Every per-window metric's skill against persistence and against drift (1 - model / reference,
+    """Every per-window metric's skill against each reference (1 - model / reference,
     positive where the model is better), with a 95 % interval from :func:`skill_interval`, from
     ``windows`` as :meth:`ForecastMetrics.compute` keeps them. The bootstrap draws whole series when
     there are at least MIN_SERIES; otherwise consecutive blocks of ``span`` steps of each series

@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 
 from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import FORECASTERS, ForecastMetrics
-from heatforecast.models import Drift
+from heatforecast.models import Drift, LeastSquaresLinear
 from heatforecast.plots import forecast_figure
 
 
@@ -37,6 +37,7 @@ class Forecaster(L.LightningModule):
         angles: (A,) bin angles in degrees.
         scale_factor: the data scaler's factor (data = scaled * factor).
         scale: ``linear`` or ``db``.
+        linear: the linear reference, fitted to the train split (scaled units); stored in checkpoints.
         circular: the angle axis wraps around (0..360 data): metrics take their circular forms.
         nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
@@ -57,6 +58,7 @@ class Forecaster(L.LightningModule):
         angles: Tensor,
         scale_factor: float,
         scale: str,
+        linear: LeastSquaresLinear,
         circular: bool = False,
         loss_name: str = "",
         nonfinite: str = "raise",
@@ -87,7 +89,9 @@ class Forecaster(L.LightningModule):
         self.metrics = nn.ModuleDict(
             {s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test") for s in ("val", "test")}
         )
-        # The references every split is scored beside: persistence, and drift with its defaults.
+        # The references every split is scored beside: persistence, the fitted linear map, and drift
+        # with its defaults.
+        self.linear = linear
         self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
@@ -185,21 +189,24 @@ class Forecaster(L.LightningModule):
 
     def score(
         self, split: str, x: Tensor, y: Tensor, series: Tensor, time: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Forecast a batch of windows (of ``series``, first target steps ``time``), add it to the
-        split's metric panels; returns the forecast in scaled units and forecast, target, persistence,
-        drift in data units."""
+        split's metric panels; returns the forecast in scaled units, and in data units the forecast,
+        the target and the references' forecasts ({"persistence": ..., "linear": ..., "drift": ...})."""
         pred = self(x)
         to_data = self.scale_factor
         forecast, target = pred * to_data, y * to_data
-        persistence = (x[:, -1:] * to_data).expand_as(y)
-        drift = self.drift(x) * to_data
-        self.metrics[split].update(forecast, target, persistence, drift, series, time)
-        return pred, forecast, target, persistence, drift
+        references = {
+            "persistence": (x[:, -1:] * to_data).expand_as(y),
+            "linear": self.linear(x) * to_data,
+            "drift": self.drift(x) * to_data,
+        }
+        self.metrics[split].update(forecast, target, *(references[w] for w in FORECASTERS[1:]), series, time)
+        return pred, forecast, target, references
 
     def _eval_step(self, split: str, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y, series, time = batch
-        pred, forecast, target, *_ = self.score(split, x, y, series, time)
+        pred, forecast, target, _ = self.score(split, x, y, series, time)
         # compile=reduce-overhead: outside training each call of a compiled part starts a new CUDA-graph
         # iteration, which frees the outputs of the last one, so the loss gets a copy of the forecast.
         # One value per window, as weights are dropped with nan_strategy="disable" (torchmetrics #3434).
@@ -248,7 +255,7 @@ class Forecaster(L.LightningModule):
         # torchmetrics already reduced the sums across ranks, so every rank holds the same values;
         # sync_dist averages identical numbers (once per epoch) and keeps Lightning's DDP checks quiet.
         self.log_dict({f"{split}/{k}": v for k, v in panels["model"].items()}, sync_dist=True)
-        for who in FORECASTERS[1:]:  # val/persistence/emd, val/drift/emd, ...
+        for who in FORECASTERS[1:]:  # val/persistence/emd, val/linear/emd, val/drift/emd
             self.log_dict({f"{split}/{who}/{k}": v for k, v in panels[who].items()}, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:

@@ -98,7 +98,7 @@ def horizon_figure(
 def peak_track_figure(
     target: Tensor, forecast: Tensor, references: dict[str, Tensor], angles: Tensor, title: str
 ) -> plt.Figure:
-    """Angle of the strongest bin over time: truth, the reference forecasts (persistence, drift) and
+    """Angle of the strongest bin over time: truth, the reference forecasts (persistence, ...) and
     the forecast (one horizon step)."""
     angles = angles.cpu()
     fig, ax = plt.subplots(figsize=(9, 3.5), constrained_layout=True)

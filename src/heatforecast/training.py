@@ -38,6 +38,7 @@ from heatforecast.forecasts import (
     write_per_series,
 )
 from heatforecast.metrics import FORECASTERS, METRICS, MIN_UNITS, VECTOR_METRICS, skill_intervals
+from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import horizon_figure, plt
 
@@ -228,7 +229,7 @@ def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
 
 
 def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
-    """The LightningModule for a set-up datamodule."""
+    """The LightningModule for a set-up datamodule, with the linear reference fitted to its train split."""
     model, loss = build_model(cfg, datamodule.n_bins), instantiate(cfg.loss)
     for name, part in loss.named_modules():
         # A CDF loss that wraps while the metrics do not (or the reverse) would select checkpoints on a
@@ -257,6 +258,9 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         angles=datamodule.angles,
         scale_factor=datamodule.scaler.factor,
         scale=datamodule.scale,
+        linear=LeastSquaresLinear(datamodule.context_len, datamodule.horizon).fit(
+            datamodule.in_order("train")
+        ),
         circular=datamodule.circular,
         loss_name=loss_name,
         nonfinite=cfg.nonfinite,
@@ -309,8 +313,9 @@ def _custom_scalars(logger: Any) -> None:
         return
     layout = {
         "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]]},
-        "val: model vs persistence and drift": {
-            m: ["Multiline", [f"^val/{m}$", f"^val/persistence/{m}$", f"^val/drift/{m}$"]] for m in METRICS
+        "val: model vs the references": {
+            m: ["Multiline", [f"^val/{m}$", *(f"^val/{who}/{m}$" for who in FORECASTERS[1:])]]
+            for m in METRICS
         },
     }
     writer.add_custom_scalars(layout)
@@ -465,17 +470,20 @@ def versions() -> dict[str, str]:
 
 
 def panel_table(result: dict[str, Any]) -> str:
-    """A plain-text test panel: the model beside persistence and drift, the skills and, when the result
-    has them, their intervals."""
+    """A plain-text test panel: the model beside the references, the skills and, when the result has
+    them, their intervals."""
     panels = [result[who]["test"] for who in FORECASTERS]
     lines = [f"{'test metric':<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
     for name in METRICS:
         if not name.startswith("skill_"):
             lines.append(f"{name:<14}" + "".join(f"{panel[name]:>13.4g}" for panel in panels))
-    model, drift = result["model"]["test"], result["drift"]["test"]
+    skills = [
+        f"{who}: {result[who]['test']['skill_emd']:+.3f}, {result[who]['test']['skill_mse']:+.3f}"
+        for who in FORECASTERS[2:]
+    ]
+    model = result["model"]["test"]
     lines.append(
-        f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}   "
-        f"(drift: {drift['skill_emd']:+.3f}, {drift['skill_mse']:+.3f})"
+        f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}   ({'; '.join(skills)})"
     )
     if intervals := result.get("intervals"):
         lines.append(interval_table(intervals))
@@ -543,7 +551,8 @@ def _ranges(steps: list[int]) -> str:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a heatforecast checkpoint without running code: torch.load(weights_only=True) only
-    unpickles tensors and plain containers, and the config inside is plain data."""
+    unpickles tensors and plain containers, and the config inside is plain data. A checkpoint saved
+    before runs kept the linear reference gets it fitted to its training data's train split."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
@@ -561,13 +570,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from err
     if not isinstance(ckpt, dict) or "config" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path}: not a heatforecast checkpoint (no stored run config)")
+    if "linear.weight" not in ckpt.get("state_dict", {}):
+        _fit_linear_reference(ckpt, path)
     return ckpt
+
+
+def _fit_linear_reference(ckpt: dict[str, Any], path: Path) -> None:
+    """Add the linear reference to a checkpoint saved before runs kept it: fitted, as the run would have
+    fitted it, to the train split of the data it was trained on (its stored data config and scaler)."""
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    try:
+        trained_on: HeatmapData = instantiate(stored.data)
+        trained_on.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])
+        trained_on.setup()
+    except (DataError, InstantiationException) as err:
+        raise CheckpointError(
+            f"{path}: saved before runs kept the linear reference, which is fitted to the train split of "
+            f"the data it was trained on, and that data cannot be read now: {err}"
+        ) from err
+    linear = LeastSquaresLinear(trained_on.context_len, trained_on.horizon).fit(trained_on.in_order("train"))
+    ckpt["state_dict"] |= {"linear.weight": linear.weight, "linear.bias": linear.bias}
+    print(
+        f"{path}: saved before runs kept the linear reference; fitted it to {trained_on.source}'s train split"
+    )
 
 
 def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
     """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU."""
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    angles = ckpt["state_dict"]["angles"]
+    angles, linear = ckpt["state_dict"]["angles"], ckpt["state_dict"]["linear.weight"]
     module = Forecaster(
         model=build_model(stored, angles.numel()),
         loss=instantiate(stored.loss),
@@ -576,6 +607,7 @@ def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
         angles=angles,
         scale_factor=ckpt["hyper_parameters"]["scale_factor"],
         scale=stored.data.scale,
+        linear=LeastSquaresLinear(linear.shape[1], linear.shape[0]),  # load_state_dict fills it
         circular=stored.data.get("circular", DATA_ADDED_LATER["circular"]),
         config=ckpt["hyper_parameters"]["config"],
     )

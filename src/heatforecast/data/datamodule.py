@@ -410,6 +410,15 @@ class HeatmapData(L.LightningDataModule):
             self.augment if train else None,
         )
 
+    def in_order(self, split: str, batch_size: int = 512) -> Iterator[tuple[Tensor, Tensor]]:
+        """Every window of ``split`` as (x, y) batches on the CPU: in order, unaugmented, and all of
+        them whatever this process's DDP rank (to fit a reference forecast to the train split)."""
+        self.check_splits((split,))
+        windows = self.windows[split]
+        sampler = WindowSampler(len(windows), False, self.seed)
+        loader = WindowLoader(self.values, windows, self.context_len, self.horizon, batch_size, sampler)
+        return ((x, y) for x, y, *_ in loader)
+
     def _values_on(self, device: torch.device) -> Tensor:
         """The scaled data on ``device``, copied there once and shared by every split's loader."""
         if device == self.values.device:
