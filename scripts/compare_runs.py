@@ -48,10 +48,11 @@ def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[str, float]:
-    """How a run trained, from its curves: its best val/METRIC and the epoch of it (0-based, as in the
-    checkpoint names), how far the fit's last val/METRIC is above that best (%), and how much the epoch
-    train loss changed from the first epoch to the last (%). A train loss still falling while val sits
-    well above its best is overfitting; metrics.json scores the best checkpoint, not the last."""
+    """How a run trained, from its curves: its best val/METRIC (the lowest; the highest for a skill_*)
+    and the epoch of it (0-based, as in the checkpoint names), how far the fit's last val/METRIC is from
+    that best (%), and how much the epoch train loss changed from the first epoch to the last (%). A
+    train loss still falling while val sits well away from its best is overfitting; metrics.json scores
+    the best checkpoint, not the last."""
     out = dict.fromkeys(("best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"), math.nan)
     train = scalars.get("train/loss_epoch", [])
     val = scalars.get(f"val/{metric}", [])
@@ -59,10 +60,16 @@ def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[
         val = [(step, v) for step, v in val if step <= train[-1][0]] or val
         out["train_loss_pct"] = 100 * (train[-1][1] / train[0][1] - 1)
     if val:
-        step, out["best_val"] = min(val, key=lambda point: point[1])
+        best = max if higher_is_better(metric) else min
+        step, out["best_val"] = best(val, key=lambda point: point[1])
         out["best_epoch"] = dict(scalars.get("epoch", [])).get(step, math.nan)
         out["val_after_best_pct"] = 100 * (val[-1][1] / out["best_val"] - 1)
     return out
+
+
+def higher_is_better(metric: str) -> bool:
+    """The skills (1 - model / persistence) grow as the model improves; every other metric is an error."""
+    return metric.startswith("skill_")
 
 
 def read_run(run: Path, metric: str) -> dict:
@@ -140,11 +147,14 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
             out[c] = [f"{m:.4g} ± {s:.2g}" if s == s else f"{m:.4g}" for m, s in stats[c].to_numpy()]
         out["n"] = done.groupby("run").size()
         out["status"] = "ok"
-        out = out.reset_index().sort_values("run", key=lambda s: stats.loc[s, (sort, "mean")].to_numpy())
+        sign = -1 if higher_is_better(sort) else 1  # the best first
+        out = out.reset_index().sort_values(
+            "run", key=lambda s: sign * stats.loc[s, (sort, "mean")].to_numpy()
+        )
         failed = frame[frame.status != "ok"]
         frame = pd.concat([out, failed[["run", "status"]]], ignore_index=True)
     else:
-        frame = frame.sort_values(sort, na_position="last")
+        frame = frame.sort_values(sort, ascending=not higher_is_better(sort), na_position="last")
     for ref in REFERENCES:
         if (source := scored_by(ok, ref)) is None:
             continue
@@ -214,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--metric", default="emd", help="the val metric whose best value is shown")
-    parser.add_argument("--sort", default="emd", help="column to sort by (test metrics)")
+    parser.add_argument("--sort", default="emd", help="column to sort by, best first (test metrics)")
     parser.add_argument("--by", default=None, help="aggregate over this override key, e.g. seed")
     parser.add_argument("--csv", type=Path, default=Path("comparison.csv"))
     parser.add_argument("--png", type=Path, default=Path("comparison.png"))

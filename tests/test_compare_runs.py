@@ -89,6 +89,18 @@ def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
     assert table.loc["loss=emd", "ahead of persistence to step"] == "8 ± 1.4"
     assert table.loc["loss=mse", "ahead of persistence to step"] == "0 ± 0"
     assert table.loc["loss=emd", "n"] == 2 and list(table.index[:2]) == ["loss=emd", "loss=mse"]
+    # A skill grows as the model improves: sorted by one, the best group comes first all the same.
+    for row in rows:
+        row["skill_emd"] = -row["emd"]
+    by_skill = compare_runs.table(rows, by="seed", sort="skill_emd")
+    assert list(by_skill.run[:2]) == ["loss=emd", "loss=mse"]
+    single = compare_runs.table(rows, by=None, sort="skill_emd")
+    assert list(single.run[:4]) == [
+        "loss=emd,seed=1",
+        "loss=emd,seed=2",
+        "loss=mse,seed=1",
+        "loss=mse,seed=2",
+    ]
 
 
 def test_diagnosis_reads_overfitting_from_the_curves() -> None:
@@ -107,3 +119,8 @@ def test_diagnosis_reads_overfitting_from_the_curves() -> None:
     untrained = compare_runs.diagnosis({"val/emd": [(0, 3.0)]}, "emd")  # model=persistence: no fit
     assert untrained["best_val"] == 3.0 and untrained["val_after_best_pct"] == 0.0
     assert untrained["train_loss_pct"] != untrained["train_loss_pct"]  # NaN: no train curve
+
+    # For a skill the best validation is the highest.
+    skill = {"val/skill_emd": [(10, 0.1), (20, 0.3), (30, 0.2)], "epoch": [(10, 0.0), (20, 1.0), (30, 2.0)]}
+    got = compare_runs.diagnosis(skill, "skill_emd")
+    assert got["best_val"] == 0.3 and got["best_epoch"] == 1.0

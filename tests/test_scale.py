@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from heatforecast.metrics import FORECASTERS
 
-from .conftest import ROOT, fake_slurm_env, scalars
+from .conftest import CONF, ROOT, fake_slurm_env, scalars
 
 # Same windows and updates either way: 2 ranks x 8 windows, averaged, is one step of 16 windows.
 # Logging every step puts train/loss in TensorBoard for the comparison.
@@ -148,6 +149,17 @@ def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
     text = results.read_text()
     assert "best_params" in text and "loss.weights.mse" in text and "model.base" in text
     assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
+
+
+@pytest.mark.parametrize(("metric", "direction"), [("val/emd", "minimize"), ("val/skill_mse", "maximize")])
+def test_optuna_maximises_a_skill_and_minimises_an_error(metric: str, direction: str) -> None:
+    import heatforecast.training  # noqa: F401  (registers the metric_mode resolver, as train.py does)
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train", [f"optimized_metric={metric}", "hparams_search=optuna"], return_hydra_config=True
+        )
+    assert cfg.hydra.sweeper.direction == direction
 
 
 @pytest.mark.slow

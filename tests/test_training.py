@@ -260,3 +260,18 @@ def test_the_linear_reference_is_fitted_to_the_train_windows_only(tiny) -> None:
     x, y, series, time = next(iter(datamodule.loader("val")))
     _, _, target, references = module.score("val", x, y, series, time)
     torch.testing.assert_close(references["linear"], module.linear(x) * datamodule.scaler.factor)
+
+
+@pytest.mark.parametrize(("metric", "best"), [("val/emd", min), ("val/skill_emd", max)])
+def test_checkpoints_and_early_stopping_keep_the_best_of_a_skill_by_its_highest_value(
+    tiny, tmp_path: Path, metric: str, best
+) -> None:
+    cfg = tiny(f"optimized_metric={metric}", "trainer.max_epochs=4", "optim.optimizer.lr=3e-2")
+    modes = {"min": min, "max": max}
+    assert (
+        modes[cfg.callbacks.model_checkpoint.mode] is best
+        and modes[cfg.callbacks.early_stopping.mode] is best
+    )
+    value = run(cfg)
+    fit = scalars(tmp_path)[metric][:-1]  # the last point is the closing validation of the kept checkpoint
+    assert len(set(fit)) > 1 and value == pytest.approx(best(fit), rel=1e-6)

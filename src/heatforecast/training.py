@@ -67,6 +67,16 @@ def run_name(overrides: str) -> str:
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
+def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
+    """Which way ``metric`` (``val/NAME``) improves: ``higher`` for the skills (1 - model / persistence),
+    ``lower`` for every other metric (errors). conf/ sets the checkpoint's and early stopping's ``mode``
+    and Optuna's ``direction`` with it, so ``optimized_metric=val/skill_emd`` needs nothing else."""
+    return higher if metric.partition("/")[2].startswith("skill_") else lower
+
+
+OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
+
+
 # torch.compile's modes (None: its default) that a fit was run with on a GPU (docs/performance.md);
 # max-autotune (CUDA graphs plus kernel autotuning) never was, so it is not offered.
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune-no-cudagraphs")
