@@ -95,6 +95,24 @@ def test_val_forecast_figure_is_drawn_at_every_nth_validation(
     assert drawn == [(e + 1) * per_epoch for e in epochs]
 
 
+def test_a_resumed_fit_draws_the_val_forecast_figure_where_the_original_would(tiny, tmp_path: Path) -> None:
+    every_epoch = ["+callbacks.model_checkpoint.save_top_k=-1", "callbacks.early_stopping=null"]
+    cfg = tiny("loss=mse", "trainer.max_epochs=4", "val_figure_every=2", *every_epoch)
+    run(cfg)
+    resumed = tmp_path / "resumed"
+    cfg.paths.output_dir = cfg.paths.log_dir = str(resumed)
+    cfg.ckpt_path = str(tmp_path / "checkpoints" / "epoch000.ckpt")  # after the first validation
+    run(cfg)
+
+    def drawn(run_dir: Path) -> list[int]:
+        events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+        events.Reload()
+        return [e.step for e in events.Images("val/forecast")]
+
+    original = drawn(tmp_path)
+    assert len(original) == 2 and drawn(resumed) == original[1:]  # at epoch 2 only, as in the original
+
+
 def test_a_model_without_training_gets_one_val_forecast_figure(tiny, tmp_path: Path) -> None:
     run(tiny(model="drift"))  # no fit: the closing validation draws the only figure
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})

@@ -95,7 +95,7 @@ class Forecaster(L.LightningModule):
         self.drift = Drift(horizon, bin_width=float(angles[1] - angles[0]), circular=circular)
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
-        self.val_figure_every, self._validations = val_figure_every, 0  # the fit's, in this process
+        self.val_figure_every, self._validations = val_figure_every, 0  # the fit's; kept in checkpoints
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -292,13 +292,16 @@ class Forecaster(L.LightningModule):
         # never loaded. Load it here, before the first batch is drawn; a no-op unless resuming.
         self.trainer.fit_loop._load_combined_loader_states()
 
-    # The RNG (dropout) travels with the checkpoint, so a resumed run draws what the original would have.
+    # The RNG (dropout) travels with the checkpoint, so a resumed run draws what the original would have;
+    # so does the count of validations, so it draws the val/forecast figure where the original would.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["validations"] = self._validations
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._validations = checkpoint.get("validations", 0)
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():
