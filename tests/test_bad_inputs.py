@@ -340,6 +340,11 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
         ("data.splits=[0.8,0.3,0.1]", "data.splits must be 3 positive fractions"),
         ("data.scale=log", "data.scale must be 'linear' or 'db'"),
         ("optimized_metric=val/accuracy", "optimized_metric='val/accuracy'"),
+        (
+            "optimized_metric=test/emd",
+            "mass_rel_err, skill_emd, skill_mse; training picks checkpoints and stops on it, which the test "
+            "split must not steer",
+        ),
         ("model.n_heads=3", "must be divisible by model.n_heads"),
         ("nonfinite=ignore", "nonfinite must be 'raise', 'skip' or 'off'"),
         (

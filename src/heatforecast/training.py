@@ -268,15 +268,18 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         angles=datamodule.angles,
         scale_factor=datamodule.scaler.factor,
         scale=datamodule.scale,
-        linear=LeastSquaresLinear(datamodule.context_len, datamodule.horizon).fit(
-            datamodule.in_order("train")
-        ),
+        linear=linear_reference(datamodule),
         circular=datamodule.circular,
         loss_name=loss_name,
         nonfinite=cfg.nonfinite,
         val_figure_every=cfg.val_figure_every,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+
+
+def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:
+    """The linear reference fitted to a set-up datamodule's train windows (all of them, in order)."""
+    return LeastSquaresLinear(datamodule.context_len, datamodule.horizon).fit(datamodule.in_order("train"))
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> L.Trainer:
@@ -308,11 +311,15 @@ def _resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(path)
 
 
-def _check_metric(name: str) -> None:
+def _check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
     split, _, metric = name.partition("/")
-    if split not in ("val", "test") or metric not in METRICS:
+    if split not in splits or metric not in METRICS:
+        expected = " or ".join(f"{s}/NAME" for s in splits)
+        why = ""
+        if split == "test" and "test" not in splits:  # a real split, which training must not see
+            why = "; training picks checkpoints and stops on it, which the test split must not steer"
         raise ConfigError(
-            f"optimized_metric={name!r}; expected val/NAME or test/NAME with NAME one of {', '.join(METRICS)}"
+            f"optimized_metric={name!r}; expected {expected} with NAME one of {', '.join(METRICS)}{why}"
         )
 
 
@@ -357,7 +364,7 @@ def run(cfg: DictConfig) -> float:
 
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
-    _check_metric(cfg.optimized_metric)
+    _check_metric(cfg.optimized_metric, ("val",))
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
@@ -598,7 +605,7 @@ def _fit_linear_reference(ckpt: dict[str, Any], path: Path) -> None:
             f"{path}: saved before runs kept the linear reference, which is fitted to the train split of "
             f"the data it was trained on, and that data cannot be read now: {err}"
         ) from err
-    linear = LeastSquaresLinear(trained_on.context_len, trained_on.horizon).fit(trained_on.in_order("train"))
+    linear = linear_reference(trained_on)
     ckpt["state_dict"] |= {"linear.weight": linear.weight, "linear.bias": linear.bias}
     print(
         f"{path}: saved before runs kept the linear reference; fitted it to {trained_on.source}'s train split"
