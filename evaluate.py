@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import USER_ERRORS, evaluate
+from heatforecast.training import USER_ERRORS, error_message, evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -13,7 +13,7 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     except USER_ERRORS as err:  # a clear message, not a traceback
-        sys.exit(f"error: {err}")
+        sys.exit(f"error: {error_message(err)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import USER_ERRORS, run
+from heatforecast.training import USER_ERRORS, error_message, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -13,7 +13,7 @@ def main(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except USER_ERRORS as err:  # a clear message, not a traceback
-        sys.exit(f"error: {err}")
+        sys.exit(f"error: {error_message(err)}")
 
 
 if __name__ == "__main__":

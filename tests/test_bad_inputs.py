@@ -19,7 +19,14 @@ from hydra.errors import ConfigCompositionException, InstantiationException, Mis
 from omegaconf import OmegaConf
 
 from heatforecast.data import DataError, FileData, SyntheticData, read_heatmaps
-from heatforecast.training import CheckpointError, ConfigError, check_keys, load_checkpoint, run
+from heatforecast.training import (
+    CheckpointError,
+    ConfigError,
+    check_keys,
+    error_message,
+    load_checkpoint,
+    run,
+)
 
 from .conftest import CONF, ROOT, tiny_config
 
@@ -222,6 +229,21 @@ def test_keys_a_target_does_not_take_stop_the_run_before_anything_is_built(
         run(cfg)
     assert f"add ~{key} to the command" in str(info.value)
     assert not list(tmp_path.iterdir())  # refused before the logger or the data were made
+
+
+@pytest.mark.parametrize("key", ["model._target_", "loss._target_", "optim.optimizer._target_"])
+def test_a_target_that_cannot_be_imported_is_refused_naming_its_key(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{key}=heatforecast.Nope: cannot be imported")):
+        run(tiny_config(tmp_path, f"{key}=heatforecast.Nope"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_configured_class_s_own_message_comes_first_on_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InstantiationException) as info:  # Hydra's: "Error in call to target ...", repr
+        run(tiny_config(tmp_path, "data.stride=0"))
+    assert error_message(info.value) == (  # what train.py and evaluate.py print after "error: "
+        "data.stride must be >= 1; got 0 (raised by heatforecast.data.datamodule.SyntheticData)"
+    )
 
 
 @pytest.mark.parametrize(

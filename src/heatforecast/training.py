@@ -51,8 +51,18 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used: unsafe, unreadable, or made for other data."""
 
 
-# Errors a user causes (bad data, config or checkpoint): the entry points print the message alone.
+# Errors a user causes (bad data, config or checkpoint): the entry points print error_message() alone.
 USER_ERRORS = (DataError, ConfigError, CheckpointError, NonFiniteLossError, InstantiationException)
+
+
+def error_message(err: Exception) -> str:
+    """The line an entry point prints for one of USER_ERRORS. Hydra wraps what a configured class
+    raised as "Error in call to target 'CLASS':" and the exception's repr on a second line; the class's
+    own message already names the setting, so it comes first, on one line, with the class after it."""
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        target = str(err).split("'")[1] if str(err).count("'") >= 2 else "a configured class"
+        return f"{err.__cause__} (raised by {target})"
+    return str(err)
 
 
 def run_name(overrides: str) -> str:
@@ -153,9 +163,17 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
         return
     if isinstance(target := node.get("_target_"), str):
         try:
-            accepted = _arguments(get_object(target))
-        except (ImportError, AttributeError, ValueError, TypeError):
-            accepted = None  # instantiate() says what is wrong with the target itself
+            target_object = get_object(target)
+        except (ImportError, AttributeError, ValueError) as err:
+            key = f"{path}._target_" if path else "_target_"
+            raise ConfigError(
+                f"{key}={target}: cannot be imported; expected the dotted path of a class or function "
+                "(package.module.Name)"
+            ) from err
+        try:
+            accepted = _arguments(target_object)
+        except (TypeError, ValueError):  # no signature to read (a builtin): left to instantiate()
+            accepted = None
         for name, value in node.items() if accepted is not None else ():
             key = f"{path}.{name}" if path else name
             if name in HYDRA_KEYS:
