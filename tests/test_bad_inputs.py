@@ -24,6 +24,7 @@ from heatforecast.training import (
     ConfigError,
     check_keys,
     error_message,
+    evaluate,
     load_checkpoint,
     run,
 )
@@ -437,3 +438,16 @@ def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: 
     torch.save(ckpt, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match="old.ckpt: saved before runs kept the linear .* gone.csv"):
         load_checkpoint(tmp_path / "old.ckpt")
+
+
+def test_a_missing_checkpoint_path_or_a_run_folder_for_one_is_refused(trained: Path) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("evaluate")
+    with pytest.raises(ConfigError, match="ckpt_path is not set; expected a checkpoint written by train.py"):
+        evaluate(cfg)
+    # The run's folder instead of a file in it: refused, naming the file it may have meant.
+    meant = trained / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        CheckpointError, match=re.escape(f"a folder; expected a .ckpt file, e.g. ckpt_path={meant}")
+    ):
+        load_checkpoint(trained)

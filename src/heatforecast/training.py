@@ -589,6 +589,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     unpickles tensors and plain containers, and the config inside is plain data. A checkpoint saved
     before runs kept the linear reference gets it fitted to its training data's train split."""
     path = Path(path)
+    if path.is_dir():
+        inside = [p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()]
+        hint = f", e.g. ckpt_path={inside[0]}" if inside else ""
+        raise CheckpointError(
+            f"ckpt_path={path}: a folder; expected a .ckpt file{hint} (written by train.py)"
+        )
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
     try:
@@ -678,6 +684,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
     if cfg.out and Path(cfg.out).suffix not in FORECAST_SUFFIXES:
         raise ConfigError(f"out={cfg.out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
+    if not cfg.ckpt_path:
+        raise ConfigError(
+            "ckpt_path is not set; expected a checkpoint written by train.py: python evaluate.py "
+            "ckpt_path=logs/runs/<time>/<run>/checkpoints/last.ckpt"
+        )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
     new_data = HydraConfig.initialized() and any(
