@@ -24,6 +24,8 @@ import pandas as pd
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from heatforecast.metrics import METRICS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -223,8 +225,10 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--metric", default="emd", help="the val metric whose best value is shown")
-    parser.add_argument("--sort", default="emd", help="column to sort by, best first (test metrics)")
+    parser.add_argument(
+        "--metric", default="emd", choices=METRICS, help="the val metric whose best value is shown"
+    )
+    parser.add_argument("--sort", default="emd", choices=COLUMNS, help="test metric to sort by, best first")
     parser.add_argument("--by", default=None, help="aggregate over this override key, e.g. seed")
     parser.add_argument("--csv", type=Path, default=Path("comparison.csv"))
     parser.add_argument("--png", type=Path, default=Path("comparison.png"))
@@ -238,6 +242,11 @@ def main() -> None:
             f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, args.folders))}"
         )
     rows = [read_run(r, args.metric) for r in runs]
+    keys = sorted({o.split("=", 1)[0] for r in rows for o in r["overrides"]})
+    if args.by and args.by not in keys:
+        parser.error(
+            f"--by {args.by}: no run has an override {args.by}=...; their override keys: {', '.join(keys)}"
+        )
     names = {
         "best_val": f"best val/{args.metric}",
         "val_after_best_pct": f"last val/{args.metric} vs best %",

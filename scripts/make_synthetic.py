@@ -26,8 +26,11 @@ def main() -> None:
             parser.add_argument(flag, type=type(param.default), default=param.default)
     args = vars(parser.parse_args())
     out = args.pop("out")
-    heatmaps = make_synthetic(**args)
-    write_heatmaps(out, heatmaps, angle_grid(heatmaps.shape[-1], args["angle_start"], args["bin_width"]))
+    try:
+        heatmaps = make_synthetic(**args)
+        write_heatmaps(out, heatmaps, angle_grid(heatmaps.shape[-1], args["angle_start"], args["bin_width"]))
+    except ValueError as err:  # a bad setting or file type (DataError is one): one line, not a traceback
+        parser.error(str(err))
     zeros = float(np.mean(heatmaps == 0))
     print(f"wrote {out}: {heatmaps.shape} (series, steps, bins), {zeros:.0%} exact zeros")
 

@@ -358,6 +358,24 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
 
 
 @pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"generator": {"n_bins": 1}}, "data.generator.n_bins must be >= 2; got 1"),
+        ({"generator": {"n_series": 0}}, "data.generator.n_series must be >= 1; got 0"),
+        (
+            {"generator": {"death_rate": 2.0}},
+            "data.generator.death_rate is a probability per source and step",
+        ),
+        ({"generator": {"noise_floor": 0.0}}, "data.generator.noise_floor must be > 0; got 0.0"),
+        ({"bin_width": -1.0}, "data.bin_width must be > 0; got -1.0"),
+    ],
+)
+def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, message: str) -> None:
+    with pytest.raises(DataError, match=re.escape(message)):
+        SyntheticData(**settings).setup()
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("data.splits=[0.8,0.3,0.1]", "data.splits must be 3 positive fractions"),

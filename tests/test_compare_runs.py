@@ -124,3 +124,27 @@ def test_diagnosis_reads_overfitting_from_the_curves() -> None:
     skill = {"val/skill_emd": [(10, 0.1), (20, 0.3), (30, 0.2)], "epoch": [(10, 0.0), (20, 1.0), (30, 2.0)]}
     got = compare_runs.diagnosis(skill, "skill_emd")
     assert got["best_val"] == 0.3 and got["best_epoch"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sort", "emdd"], "argument --sort: invalid choice: 'emdd'"),
+        (["--metric", "accuracy"], "argument --metric: invalid choice: 'accuracy'"),
+        (["--by", "sead"], "--by sead: no run has an override sead=...; their override keys: loss, seed"),
+    ],
+)
+def test_a_sort_metric_or_group_key_that_names_nothing_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    args: list[str],
+    message: str,
+) -> None:
+    run = tmp_path / "0_loss=emd,seed=1"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- loss=emd\n- seed=1\n")  # a run that crashed early
+    monkeypatch.setattr(sys, "argv", ["compare_runs.py", str(tmp_path), *args])
+    with pytest.raises(SystemExit) as info:
+        load_compare_runs().main()
+    assert info.value.code == 2 and message in capsys.readouterr().err

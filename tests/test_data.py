@@ -63,6 +63,13 @@ def test_make_synthetic_script_writes_the_generator_output(tmp_path: Path) -> No
         out = tmp_path / f"{circular}.npy"
         subprocess.run([sys.executable, str(script), str(out), *args, *flag], check=True, capture_output=True)
         np.testing.assert_array_equal(np.load(out), make_synthetic(**small, circular=circular))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "x.txt")], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (  # argparse's usage error
+        f"make_synthetic.py: error: {tmp_path / 'x.txt'}: unknown file type '.txt'; expected one of "
+        "('.csv', '.parquet', '.npy', '.npz')"
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz"])

@@ -467,13 +467,18 @@ class SyntheticData(HeatmapData):
         return "synthetic data"
 
     def load(self) -> Heatmaps:
-        array = make_synthetic(
-            bin_width=self.bin_width,
-            angle_start=self.angle_start,
-            scale=self.scale,
-            circular=self.circular,
-            **self.generator,
-        )
+        try:
+            array = make_synthetic(
+                bin_width=self.bin_width,
+                angle_start=self.angle_start,
+                scale=self.scale,
+                circular=self.circular,
+                **self.generator,
+            )
+        except ValueError as err:  # names the generator's setting ("n_bins must be >= 2; got 0")
+            own = {"bin_width", "angle_start", "scale", "circular"}
+            where = "data" if str(err).split(" ")[0] in own else "data.generator"
+            raise DataError(f"{where}.{err}") from err
         angles = angle_grid(array.shape[-1], self.angle_start, self.bin_width)
         return Heatmaps(list(array), [str(i) for i in range(len(array))], angles)
 

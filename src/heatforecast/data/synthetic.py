@@ -40,6 +40,17 @@ def make_synthetic(
     """
     if scale not in ("linear", "db"):
         raise ValueError(f"scale must be 'linear' or 'db'; got {scale!r}")
+    least = {"n_series": 1, "n_steps": 1, "n_bins": 2, "max_sources": 1}  # 2 bins: a bin width to measure
+    given = {"n_series": n_series, "n_steps": n_steps, "n_bins": n_bins, "max_sources": max_sources}
+    for name, value in given.items():
+        if value < least[name]:
+            raise ValueError(f"{name} must be >= {least[name]}; got {value}")
+    for name, value in {"bin_width": bin_width, "noise_floor": noise_floor}.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0; got {value}")
+    for name, value in {"birth_rate": birth_rate, "death_rate": death_rate}.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} is a probability per source and step; expected 0..1, got {value}")
     rng = np.random.default_rng(seed)
     shape = (n_series, max_sources)
     lo, hi = angle_start, angle_start + bin_width * (n_bins - 1)
