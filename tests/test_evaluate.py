@@ -95,6 +95,7 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert table.loc[1, "persistence_emd"] == pytest.approx(per_series["1"]["persistence"]["emd"])
     assert table.loc[1, "drift_emd"] == pytest.approx(per_series["1"]["drift"]["emd"])
     assert "lowest skill_emd" in done.stdout
+    assert f"scored: the all split of {tmp_path / 'new.npy'}, 58 windows" in done.stdout
     # 2 series: the bootstrap draws blocks of L + H = 12 steps; first targets 8..36 fall in 4 per series.
     intervals = got["intervals"]
     assert (intervals["unit"], intervals["block_steps"], intervals["units"]) == ("block", 12, 8)
@@ -109,8 +110,15 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert done.returncode != 0
     assert "trained on 37 angle bins" in done.stderr and "has 45" in done.stderr
     assert not (tmp_path / "b" / "metrics.json").exists()
+    # Without data.context_len and data.horizon the new data takes the checkpoint's; given, they must agree.
     done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
-    assert done.returncode != 0 and "trained with data.context_len=8" in done.stderr
+    assert done.returncode == 0, done.stderr
+    inherited = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert inherited["model"]["test"] == got["model"]["test"]  # the same windows as run "a" above
+    done = evaluate(tmp_path / "c2", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
+                    "data.context_len=16")  # fmt: skip
+    assert done.returncode != 0
+    assert "trained with data.context_len=8; this evaluation has data.context_len=16" in done.stderr
     done = evaluate(tmp_path / "d", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
                     "data.context_len=8", "data.horizon=4", "data.circular=true")  # fmt: skip
     assert done.returncode != 0 and "trained with data.circular=False" in done.stderr, done.stderr

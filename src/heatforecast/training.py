@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, HeatmapData, Scaler
@@ -691,14 +691,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    new_data = HydraConfig.initialized() and any(
-        o.lstrip("+~").startswith("data") for o in HydraConfig.get().overrides.task
+    given = (
+        [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+        if HydraConfig.initialized()
+        else []
     )
+    new_data = any(key == "data" or key.startswith("data.") for key in given)
     if new_data:
         check_keys(cfg.data, "data")
     data_cfg = cfg.data if new_data else stored.data
     for key in ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular"):
-        trained, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (stored.data, data_cfg))
+        trained = stored.data.get(key, DATA_ADDED_LATER.get(key))
+        if new_data and f"data.{key}" not in given:  # the windows and grid the model was trained on
+            with open_dict(data_cfg):
+                data_cfg[key] = trained
+        now = data_cfg.get(key, DATA_ADDED_LATER.get(key))
         if now != trained:
             raise CheckpointError(
                 f"{cfg.ckpt_path}: trained with data.{key}={trained}; this evaluation has "
@@ -719,6 +726,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
     split = cfg.split or ("all" if new_data else "test")
     forecasts = predict(module, datamodule.loader(split))
+    # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
+    print(f"scored: the {split} split of {datamodule.source}, {len(forecasts['series']):,} windows")
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
