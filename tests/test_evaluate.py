@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
-from heatforecast.training import load_checkpoint
+from heatforecast.training import WINDOW_KEYS, CheckpointError, evaluation_data, load_checkpoint
 
 from .conftest import CONF, ROOT
 
@@ -110,12 +112,8 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert done.returncode != 0
     assert "trained on 37 angle bins" in done.stderr and "has 45" in done.stderr
     assert not (tmp_path / "b" / "metrics.json").exists()
-    # Without data.context_len and data.horizon the new data takes the checkpoint's; given, they must agree.
-    done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}")
-    assert done.returncode == 0, done.stderr
-    inherited = json.loads((tmp_path / "c" / "metrics.json").read_text())
-    assert inherited["model"]["test"] == got["model"]["test"]  # the same windows as run "a" above
-    done = evaluate(tmp_path / "c2", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
+    # The checkpoint's data.context_len is 8: set to anything else, it is refused.
+    done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
                     "data.context_len=16")  # fmt: skip
     assert done.returncode != 0
     assert "trained with data.context_len=8; this evaluation has data.context_len=16" in done.stderr
@@ -247,3 +245,36 @@ def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_
     for key, value in kept.items():  # fitted again to the train split of the data it was trained on
         torch.testing.assert_close(refitted[key], value)
     assert "old.ckpt: saved before runs kept the linear reference; fitted it to" in capsys.readouterr().out
+
+
+def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("evaluate", ["ckpt_path=x.ckpt", *overrides])
+    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]  # as evaluate() reads Hydra's
+    return evaluation_data(cfg, trained, given, "x.ckpt")
+
+
+def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_series(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        trained = compose("train", ["experiment=smoke", "data.circular=true", "data.generator.n_bins=36",
+                                    "data.bin_width=10"]).data  # fmt: skip
+    assert data_for(trained) == (trained, False)
+    # A loader setting changes the checkpoint's own data config: still its test split.
+    data, other = data_for(trained, "data.eval_batch_size=7")
+    assert not other and data.eval_batch_size == 7 and data.generator == trained.generator
+    # Another generator seed: other series, from the checkpoint's generator otherwise.
+    data, other = data_for(trained, "data.generator.seed=3")
+    assert other and data.generator.seed == 3 and data.generator.n_bins == 36
+    # Another data option: its config, with the windows and grid the model was trained on.
+    data, other = data_for(trained, "data=file", "data.path=new.csv")
+    assert other and data._target_ == "heatforecast.data.FileData" and data.path == "new.csv"
+    assert [data[k] for k in WINDOW_KEYS] == [trained[k] for k in WINDOW_KEYS]
+    with pytest.raises(
+        CheckpointError, match="trained with data.horizon=4; this evaluation has data.horizon=6"
+    ):
+        data_for(trained, "data=file", "data.path=new.csv", "data.horizon=6")
+    # Other splits of the training data may reach into the steps it was trained on: said, not refused.
+    data, other = data_for(trained, "data.splits=[0.5,0.25,0.25]")
+    assert not other and "the scored split may hold steps the model was trained on" in capsys.readouterr().out

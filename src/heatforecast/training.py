@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -662,6 +663,47 @@ def load_forecaster(path: str | Path) -> Forecaster:
     return restore_forecaster(load_checkpoint(path))
 
 
+WINDOW_KEYS = ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular")  # fixed by training
+
+
+def evaluation_data(
+    cfg: DictConfig, trained: DictConfig, given: list[str], ckpt: str
+) -> tuple[DictConfig, bool]:
+    """The data config to score a checkpoint on, and whether it holds other series than the training
+    data (then scored on all windows by default, else on the test split).
+
+    ``trained`` is the checkpoint's data config, ``given`` the keys the command set (``data``,
+    ``data.path``, ...). A data option on the command line (``data=file``) gives its config, with
+    WINDOW_KEYS the checkpoint's unless the command set them; otherwise it is the checkpoint's data
+    config with the command's ``data.KEY=VALUE`` applied. Other series: another option, file or
+    generator setting. A WINDOW_KEYS value that differs from training stops with CheckpointError."""
+    chosen = "data" in given
+    new_data = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
+    if chosen:
+        data_cfg = copy.deepcopy(cfg.data)
+        for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
+            with open_dict(data_cfg):
+                data_cfg[key] = trained.get(key, DATA_ADDED_LATER.get(key))
+    else:
+        data_cfg = copy.deepcopy(trained)
+        for key in (k for k in given if k.startswith("data.")):
+            OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
+    check_keys(data_cfg, "data")
+    for key in WINDOW_KEYS:
+        was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
+        if now != was:
+            raise CheckpointError(
+                f"{ckpt}: trained with data.{key}={was}; this evaluation has data.{key}={now} "
+                "(expected the same)"
+            )
+    if not new_data and list(data_cfg.splits) != list(trained.splits):
+        print(
+            f"note: data.splits={list(data_cfg.splits)}, trained with {list(trained.splits)}: the scored "
+            "split may hold steps the model was trained on"
+        )
+    return data_cfg, new_data
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
     windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
@@ -696,21 +738,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if HydraConfig.initialized()
         else []
     )
-    new_data = any(key == "data" or key.startswith("data.") for key in given)
-    if new_data:
-        check_keys(cfg.data, "data")
-    data_cfg = cfg.data if new_data else stored.data
-    for key in ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular"):
-        trained = stored.data.get(key, DATA_ADDED_LATER.get(key))
-        if new_data and f"data.{key}" not in given:  # the windows and grid the model was trained on
-            with open_dict(data_cfg):
-                data_cfg[key] = trained
-        now = data_cfg.get(key, DATA_ADDED_LATER.get(key))
-        if now != trained:
-            raise CheckpointError(
-                f"{cfg.ckpt_path}: trained with data.{key}={trained}; this evaluation has "
-                f"data.{key}={now} (expected the same)"
-            )
+    data_cfg, new_data = evaluation_data(cfg, stored.data, given, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
     datamodule.setup("predict" if future else None)
