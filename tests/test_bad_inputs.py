@@ -182,18 +182,23 @@ def test_missing_data_file_stops_before_training(tmp_path: Path) -> None:
     assert_nothing_written(tmp_path)
 
 
+# In-process from here on: the entry point's "error:" line is test_missing_data_file_stops_before_training's.
 def test_malformed_file_stops_the_run_naming_row_and_column(tmp_path: Path) -> None:
     frame = good_frame(60)
     frame.loc[12, "2"] = np.nan
     path = write_frame(tmp_path, frame)
-    done = train(tmp_path, "data=file", "~data.generator", f"data.path={path}", "data.context_len=4")
-    assert_refused(done, "bad.csv: row 12, column '2'", "expected a finite number")
+    run_dir = tmp_path / "run"
+    cfg = tiny_config(run_dir, "data=file", "~data.generator", f"data.path={path}", "data.context_len=4")
+    with pytest.raises(DataError, match=r"bad.csv: row 12, column '2'.*expected a finite number"):
+        run(cfg)
     assert_nothing_written(tmp_path)
 
 
 def test_horizon_longer_than_the_series_stops_before_training(tmp_path: Path) -> None:
-    done = train(tmp_path, "data.horizon=200")
-    assert_refused(done, "series '0' has 90 steps; expected at least context_len + horizon = 208")
+    with pytest.raises(
+        DataError, match=re.escape("series '0' has 90 steps; expected at least context_len + horizon = 208")
+    ):
+        run(tiny_config(tmp_path / "run", "data.horizon=200"))
     assert_nothing_written(tmp_path)
 
 
