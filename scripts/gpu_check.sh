@@ -35,16 +35,18 @@ rm -rf "$run_dir"
 "$python" - "$run_dir/metrics.json" <<'PY'
 import json, math, sys
 
+from heatforecast.metrics import FORECASTERS
+
 metrics = json.load(open(sys.argv[1]))
 fit = metrics["fit"]
-values = [v for who in ("model", "persistence") for v in metrics[who]["test"].values()]
+values = [v for who in FORECASTERS for v in metrics[who]["test"].values()]
 if not all(math.isfinite(v) for v in values):
     sys.exit("gpu_check: non-finite metrics in " + sys.argv[1])
 if not fit["peak_memory_mb"]:
     sys.exit(f"gpu_check: the fit ran on {fit['device']}, not on a GPU")
+emd = ", ".join(f"{who} {metrics[who]['test']['emd']:.3f}" for who in FORECASTERS)
 print(f"gpu_check: fit {fit['samples_per_s']:,.0f} samples/s with validation, peak GPU memory "
-      f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd {metrics['model']['test']['emd']:.3f}, "
-      f"persistence {metrics['persistence']['test']['emd']:.3f}")
+      f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd: {emd}")
 PY
 echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs, with DDP)"
 if "$python" -c "import pytest" 2>/dev/null; then
