@@ -15,7 +15,7 @@ from torch import nn
 
 from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
-from heatforecast.training import run
+from heatforecast.training import ConfigError, run
 
 from .conftest import ROOT, fake_slurm_env, tiny_config
 
@@ -103,6 +103,33 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> Non
     done = train(tmp_path / "empty", "ckpt_path=last")
     assert done.returncode != 0
     assert "no checkpoint at" in done.stderr and "last.ckpt" in done.stderr
+
+
+def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_path: Path) -> None:
+    run(tiny("loss=emd"))
+    last = str(tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(
+        ConfigError, match=r"differ from the run it resumes: data.seed: 0 -> 3; seed: 0 -> 3;"
+    ):
+        run(tiny("loss=emd", "seed=3", f"ckpt_path={last}"))
+    with pytest.raises(
+        ConfigError, match=r"loss._target_: 'heatforecast.losses.EMD' -> 'heatforecast.losses.MSE'"
+    ):
+        run(tiny("loss=mse", f"ckpt_path={last}"))
+    # Where it writes, what it draws and how it watches itself may change: into another folder, here.
+    elsewhere = tiny("loss=emd", f"ckpt_path={last}", "val_figure_every=0", "callbacks.early_stopping=null")
+    elsewhere.paths.output_dir = elsewhere.paths.log_dir = str(tmp_path / "elsewhere")
+    assert run(elsewhere) == json.loads((tmp_path / "metrics.json").read_text())["value"]
+
+
+def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_resumes(tiny, tmp_path: Path) -> None:
+    run(tiny("loss=emd", "trainer.max_epochs=2"))
+    ckpt = torch.load(tmp_path / "checkpoints" / "epoch000.ckpt", weights_only=True)
+    for key in ("linear.weight", "linear.bias"):
+        del ckpt["state_dict"][key]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    value = run(tiny("loss=emd", "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'old.ckpt'}"))
+    assert value == json.loads((tmp_path / "metrics.json").read_text())["value"]  # it trained and scored
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny, tmp_path: Path) -> None:

@@ -302,6 +302,9 @@ class Forecaster(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._validations = checkpoint.get("validations", 0)
+        # Saved before runs kept the linear reference: the one this run fitted to the same train split.
+        for name, value in self.linear.state_dict(prefix="linear.").items():
+            checkpoint["state_dict"].setdefault(name, value)
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():

@@ -330,6 +330,50 @@ def _resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(path)
 
 
+# Settings a resumed run may give otherwise than the run it continues: where it writes and what it
+# shows, the callbacks that watch it, its checks, where the data lives, evaluation batches, and the
+# device and precision it runs on (not the number of processes: each holds its share's data position).
+RESUME_MAY_CHANGE = (
+    "paths", "ckpt_path", "callbacks", "logger", "val_figure_every", "nonfinite", "compile",
+    "data.on_device", "data.eval_batch_size",
+    "trainer.accelerator", "trainer.precision", "trainer.deterministic", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "trainer.log_every_n_steps",
+)  # fmt: skip
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": leaf}."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    return {
+        k: v
+        for key, value in node.items()
+        for k, v in _flat(value, f"{prefix}.{key}" if prefix else key).items()
+    }
+
+
+def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """Stop if a resumed run's settings differ from those its checkpoint was trained with (outside
+    RESUME_MAY_CHANGE and the keys set from paths): it would continue the weights, optimizer, one-cycle
+    schedule and data position of another run, and fail mid-fit or silently mix the two. Keys one of
+    the two configs lacks (added to conf/ since) are not compared."""
+    trained = _flat(read_checkpoint(ckpt_path)["hyper_parameters"]["config"])
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    located = {
+        k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items() if "${paths." in str(v)
+    }
+    exempt = located | {k for k in now if any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)}
+    changed = sorted(k for k in trained.keys() & now.keys() - exempt if trained[k] != now[k])
+    if changed:
+        shown = "; ".join(f"{k}: {trained[k]!r} -> {now[k]!r}" for k in changed[:5])
+        more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: this command's settings differ from the run it resumes: {shown}"
+            f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
+            "weights, optimizer, schedule and data position"
+        )
+
+
 def _check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
     split, _, metric = name.partition("/")
     if split not in splits or metric not in METRICS:
@@ -387,6 +431,8 @@ def run(cfg: DictConfig) -> float:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _resolve_ckpt(cfg, output_dir)
+    if ckpt_path is not None:
+        _check_resume(cfg, ckpt_path)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
     _check_processes(cfg, trainer)  # before the data is read
@@ -586,9 +632,17 @@ def _ranges(steps: list[int]) -> str:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a heatforecast checkpoint without running code: torch.load(weights_only=True) only
-    unpickles tensors and plain containers, and the config inside is plain data. A checkpoint saved
-    before runs kept the linear reference gets it fitted to its training data's train split."""
+    """A heatforecast checkpoint (:func:`read_checkpoint`); one saved before runs kept the linear
+    reference gets it fitted to its training data's train split."""
+    ckpt = read_checkpoint(path)
+    if "linear.weight" not in ckpt["state_dict"]:
+        _fit_linear_reference(ckpt, Path(path))
+    return ckpt
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a heatforecast checkpoint without running code: torch.load(weights_only=True) only
+    unpickles tensors and plain containers, and the config inside is plain data."""
     path = Path(path)
     if path.is_dir():
         inside = [p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()]
@@ -610,10 +664,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: cannot be read as a checkpoint (truncated or corrupt?): {err}"
         ) from err
-    if not isinstance(ckpt, dict) or "config" not in ckpt.get("hyper_parameters", {}):
+    if (
+        not isinstance(ckpt, dict)
+        or "config" not in ckpt.get("hyper_parameters", {})
+        or "state_dict" not in ckpt
+    ):
         raise CheckpointError(f"{path}: not a heatforecast checkpoint (no stored run config)")
-    if "linear.weight" not in ckpt.get("state_dict", {}):
-        _fit_linear_reference(ckpt, path)
     return ckpt
 
 
