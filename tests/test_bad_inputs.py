@@ -318,6 +318,17 @@ def test_skipping_bad_batches_under_ddp_is_refused_before_training(tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork"])
+def test_ddp_through_multiprocessing_is_refused_before_training(tmp_path: Path, strategy: str) -> None:
+    # It trains, then dies in summarize(): the panels stay in the spawned processes.
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true")
+    with pytest.raises(
+        ConfigError, match=f"trainer.strategy={strategy}: processes started by multiprocessing"
+    ):
+        run(tiny_config(tmp_path, *ddp, f"trainer.strategy={strategy}"))
+    assert not list(tmp_path.iterdir())
+
+
 def test_ddp_processes_in_a_local_multirun_are_refused(tmp_path: Path) -> None:
     # Lightning would start rank 1 by running this command line again, i.e. the whole sweep again, in a
     # sweep folder of its own.

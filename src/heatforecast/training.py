@@ -24,7 +24,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
@@ -403,6 +403,12 @@ def _custom_scalars(logger: Any) -> None:
 
 def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Refuse what several DDP processes cannot do, before any of them starts."""
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher) and trainer.num_devices > 1:
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.get('strategy')}: processes started by multiprocessing keep "
+            "the metric panels, and this process, which writes metrics.json, gets none of them; expected "
+            "trainer.strategy=ddp"
+        )
     if cfg.nonfinite == "skip" and trainer.world_size > 1:
         raise ConfigError(
             f"nonfinite=skip with {trainer.world_size} DDP processes; expected nonfinite=raise or off: "
