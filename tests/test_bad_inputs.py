@@ -412,6 +412,10 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "val_figure_every=often",
             "val_figure_every must be a whole number >= 0 (0: no val/forecast figure); got 'often'",
         ),
+        (
+            "trainer.limit_val_batches=0",
+            "trainer.limit_val_batches=0 turns validation off, but the checkpoint",
+        ),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
     ],

@@ -235,6 +235,12 @@ def check_config(cfg: DictConfig) -> None:
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
     check_keys(plain)
+    if cfg.trainer.get("limit_val_batches") == 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "
+            f"checkpoint kept, early stopping and sweepers read optimized_metric={cfg.optimized_metric}; "
+            "expected a positive number or fraction of val batches"
+        )
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
         raise ConfigError(
