@@ -354,7 +354,17 @@ def test_a_callback_entry_without_a_class_is_refused(tmp_path: Path) -> None:
 
 def test_keys_the_config_tree_sets_are_all_taken() -> None:
     # Every option of every group composes into a config whose keys its targets take.
-    for group in ("data", "model", "loss", "optim", "trainer", "logger", "callbacks", "experiment"):
+    for group in (
+        "data",
+        "model",
+        "loss",
+        "optim",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "hparams_search",
+    ):
         for option in sorted(p.stem for p in (CONF / group).glob("[!_]*.yaml")):
             with initialize_config_dir(str(CONF), version_base="1.3"):
                 cfg = compose("train", overrides=[f"{group}={option}"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from heatforecast.metrics import FORECASTERS
 
@@ -149,6 +150,21 @@ def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
     text = results.read_text()
     assert "best_params" in text and "loss.weights.mse" in text and "model.base" in text
     assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("search", "model"), [("optuna", "TransformerForecaster"), ("optuna_linear", "DLinear")]
+)
+def test_every_searched_setting_is_one_the_searched_model_has(search: str, model: str) -> None:
+    # A key the model lacks stops every trial in Hydra ("Could not override 'model.d_model'").
+    import heatforecast.training  # noqa: F401  (registers the metric_mode resolver, as train.py does)
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", [f"hparams_search={search}"], return_hydra_config=True)
+    assert cfg.model._target_ == f"heatforecast.models.{model}"
+    assert len(cfg.hydra.sweeper.params) >= 4
+    for key in cfg.hydra.sweeper.params:
+        assert OmegaConf.select(cfg, key, default="absent") != "absent", key
 
 
 @pytest.mark.parametrize(("metric", "direction"), [("val/emd", "minimize"), ("val/skill_mse", "maximize")])
