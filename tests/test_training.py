@@ -293,3 +293,13 @@ def test_checkpoints_and_early_stopping_keep_the_best_of_a_skill_by_its_highest_
     value = run(cfg)
     fit = scalars(tmp_path)[metric][:-1]  # the last point is the closing validation of the kept checkpoint
     assert len(set(fit)) > 1 and value == pytest.approx(best(fit), rel=1e-6)
+
+
+def test_a_one_step_horizon_trains_and_scores(tiny, tmp_path: Path) -> None:
+    # torchmetrics hands a one-element per-horizon panel back as a 0-d tensor; metrics.json keeps lists.
+    value = run(tiny("data.horizon=1"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for who in FORECASTERS:
+        assert len(metrics[who]["test_per_horizon"]["emd"]) == 1
+        assert metrics[who]["test_per_horizon"]["emd"][0] == pytest.approx(metrics[who]["test"]["emd"])
+    assert value == metrics["model"]["val"]["emd"]

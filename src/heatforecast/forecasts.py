@@ -103,7 +103,8 @@ def forecast_future(
     fig.savefig(output_dir / "future.png", dpi=100)
     plt.close(fig)
     print(
-        f"forecasts of the {datamodule.horizon} steps after each of {len(forecasts['series'])} series: {out}"
+        f"forecasts of the {datamodule.horizon} step{'s' * (datamodule.horizon > 1)} after each of "
+        f"{len(forecasts['series'])} series: {out}"
     )
     return {"forecasts": str(out), "series": len(forecasts["series"]), "data": datamodule.source}
 

@@ -507,7 +507,8 @@ def summarize(
         out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in splits}
         for s in splits:
             per_h = panels[s][f"{who}_per_horizon"]
-            out[who][f"{s}_per_horizon"] = {k: [float(x) for x in v] for k, v in per_h.items()}
+            # reshape: torchmetrics hands back a one-step horizon (data.horizon=1) as a 0-d tensor
+            out[who][f"{s}_per_horizon"] = {k: v.reshape(-1).tolist() for k, v in per_h.items()}
     split, _, metric = optimized.partition("/")
     out["value"] = out["model"][split][metric]
     out["intervals"] = skill_intervals(panels["test"]["windows"], datamodule.context_len + datamodule.horizon)
