@@ -79,7 +79,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def check_settings(key: str, given: dict, target: Callable, own: set[str]) -> None:
+def check_settings(key: str, given: dict, target: Callable, own: set[str] | frozenset[str]) -> None:
     """Stop, naming ``data.<key>.<name>``, if ``given`` (a dict setting of the data config) holds a
     name that ``target`` does not take, or one of ``own``, which the data module passes itself."""
     takes = sorted(set(inspect.signature(target).parameters) - own)
@@ -455,12 +455,13 @@ class HeatmapData(L.LightningDataModule):
 class SyntheticData(HeatmapData):
     """The embedded synthetic data set (:func:`heatforecast.data.synthetic.make_synthetic`)."""
 
+    # The angle grid and scale are the data module's own settings; the rest are the generator's.
+    OWN = frozenset({"bin_width", "angle_start", "scale", "circular"})
+
     def __init__(self, generator: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.generator = dict(generator or {})  # make_synthetic's arguments (n_bins, seed, ...)
-        # The angle grid and scale are the data module's own settings; the rest are the generator's.
-        own = {"bin_width", "angle_start", "scale", "circular"}
-        check_settings("generator", self.generator, make_synthetic, own)
+        check_settings("generator", self.generator, make_synthetic, self.OWN)
 
     @property
     def source(self) -> str:
@@ -476,8 +477,7 @@ class SyntheticData(HeatmapData):
                 **self.generator,
             )
         except ValueError as err:  # names the generator's setting ("n_bins must be >= 2; got 0")
-            own = {"bin_width", "angle_start", "scale", "circular"}
-            where = "data" if str(err).split(" ")[0] in own else "data.generator"
+            where = "data" if str(err).split(" ")[0] in self.OWN else "data.generator"
             raise DataError(f"{where}.{err}") from err
         angles = angle_grid(array.shape[-1], self.angle_start, self.bin_width)
         return Heatmaps(list(array), [str(i) for i in range(len(array))], angles)
