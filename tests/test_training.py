@@ -78,7 +78,7 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
         (["val_figure_every=2"], [0, 2]),  # not again for the closing validation of the best checkpoint
         (["val_figure_every=0"], []),
         # validating every 2nd epoch (after epochs 1 and 3): the 1st validation draws, the 2nd does not
-        (["val_figure_every=2", "+trainer.check_val_every_n_epoch=2", "trainer.max_epochs=4"], [1]),
+        (["val_figure_every=2", "trainer.check_val_every_n_epoch=2", "trainer.max_epochs=4"], [1]),
     ],
 )
 def test_val_forecast_figure_is_drawn_at_every_nth_validation(
@@ -303,3 +303,25 @@ def test_a_one_step_horizon_trains_and_scores(tiny, tmp_path: Path) -> None:
         assert len(metrics[who]["test_per_horizon"]["emd"]) == 1
         assert metrics[who]["test_per_horizon"]["emd"][0] == pytest.approx(metrics[who]["test"]["emd"])
     assert value == metrics["model"]["val"]["emd"]
+
+
+@pytest.mark.parametrize(("max_steps", "validations"), [(2, [2]), (4, [3, 4])])
+def test_a_fit_ending_on_max_steps_validates_where_it_ends(
+    tiny, tmp_path: Path, max_steps: int, validations: list[int]
+) -> None:
+    # The smoke epoch has 3 steps. Without the module's stop request, 2 steps crashed in early stopping
+    # (no val/emd yet) and 4 steps left the 4th step unvalidated.
+    run(tiny(f"trainer.max_steps={max_steps}", "trainer.max_epochs=3"))
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    # Lightning logs a validation at the 0-based index of the step before it; the last is the closing one.
+    assert [e.step + 1 for e in events.Scalars("val/emd")][:-1] == validations
+    best = json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]
+    assert torch.load(best, weights_only=False)["global_step"] in validations
+
+
+def test_a_run_without_a_logger_writes_its_metrics_and_no_events(tiny, tmp_path: Path) -> None:
+    value = run(tiny("~logger"))  # the learning-rate monitor, which needs a logger, is left out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["value"] == value and Path(metrics["best_checkpoint"]).is_file()
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))

@@ -167,6 +167,11 @@ class Forecaster(L.LightningModule):
         )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # A fit that reaches trainer.max_steps inside an epoch ends without that epoch's validation, which
+        # the checkpoints and early stopping read (a fit shorter than an epoch would crash in early
+        # stopping). Asking it to stop instead makes Lightning validate the steps it trained.
+        if 0 <= self.trainer.max_steps <= self.global_step:
+            self.trainer.should_stop = True
         # The host reads the device every log_every_n_steps steps only, as Lightning's own logging does.
         if self.global_step % self.trainer.log_every_n_steps:
             return

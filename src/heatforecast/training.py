@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -308,9 +309,15 @@ def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> L.Trainer:
-    """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``."""
+    """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``.
+
+    Without a logger (``~logger``) the learning-rate monitor, which only writes to it, is left out.
+    """
+    logger = instantiate(cfg.logger) if cfg.get("logger") is not None else False  # None: Lightning's own
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    return instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[*callbacks, *extra_callbacks])
+    if not logger:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, *extra_callbacks])
 
 
 def _choice(group: str) -> str | None:
@@ -472,8 +479,9 @@ def run(cfg: DictConfig) -> float:
         for who, cells in result["intervals"]["per_horizon"].items():  # when there are intervals
             if (steps := cells["emd"]["ahead_steps"]) is not None:
                 final[f"hp/test_steps_ahead_of_{who}"] = steps
-        logger.log_hyperparams(_hparams(cfg), metrics=final)
-        logger.finalize("success")
+        if logger is not None:
+            logger.log_hyperparams(_hparams(cfg), metrics=final)
+            logger.finalize("success")
     return result["value"]
 
 
