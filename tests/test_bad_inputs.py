@@ -439,6 +439,16 @@ def test_bad_values_in_config_are_refused_before_training(
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
 
 
+def test_a_new_run_in_a_folder_that_holds_a_run_is_refused(trained: Path) -> None:
+    # Lightning would write last-v1.ckpt beside the old last.ckpt, which ckpt_path=last then resumes.
+    before = sorted(p.name for p in trained.rglob("*"))
+    with pytest.raises(
+        ConfigError, match=r"the run folder .* already holds a run \(.*last.ckpt.*metrics.json\)"
+    ):
+        run(tiny_config(trained, "loss=emd", "data.generator.n_series=3"))
+    assert sorted(p.name for p in trained.rglob("*")) == before
+
+
 def test_output_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
     # /proc refuses new folders even to root, unlike a chmod-ed folder.
     cmd = [sys.executable, "train.py", "experiment=smoke", "hydra.run.dir=/proc/heatforecast/run"]

@@ -133,14 +133,15 @@ def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_resumes(tiny, 
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny, tmp_path: Path) -> None:
-    first = run(tiny("loss=emd_mse"))
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    second = run(tiny("loss=emd_mse"))
-    again = json.loads((tmp_path / "metrics.json").read_text())
+    def run_in(folder: str, *overrides: str) -> tuple[float, dict]:
+        value = run(tiny("loss=emd_mse", f"paths.output_dir={tmp_path / folder}", *overrides))
+        return value, json.loads((tmp_path / folder / "metrics.json").read_text())
+
+    (first, metrics), (second, again) = run_in("first"), run_in("second")
     assert first == second
     assert metrics["model"] == again["model"]
     assert metrics["seed"] == 0 and "torch" in metrics["versions"]
-    assert run(tiny("loss=emd_mse", "seed=1")) != first
+    assert run_in("seed1", "seed=1")[0] != first
 
 
 class NaNLoss(nn.Module):

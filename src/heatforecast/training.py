@@ -333,6 +333,14 @@ def _resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         if os.environ.get("SUBMITIT_EXECUTOR") and last.is_file():
             print(f"resuming: this submitit job was requeued; continuing from {last}", flush=True)
             return str(last)
+        earlier = [*sorted((output_dir / "checkpoints").glob("*.ckpt")), *output_dir.glob("metrics.json")]
+        if earlier:
+            raise ConfigError(
+                f"the run folder {output_dir} already holds a run ({', '.join(p.name for p in earlier)}); a "
+                "new run there would mix its checkpoints, TensorBoard events and metrics.json with that "
+                "one's, and ckpt_path=last would continue the older run; expected ckpt_path=last to continue "
+                "it, or another hydra.run.dir (hydra.sweep.dir with -m), or to remove the folder first"
+            )
         return None
     path = last if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     if not path.is_file():
