@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import USER_ERRORS, error_message, evaluate
+from heatforecast.training import USER_ERRORS, error_message, evaluate, unquoted_value
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -17,4 +17,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if message := unquoted_value(sys.argv[1:]):  # before Hydra, whose parser cannot say what is wrong
+        sys.exit(f"error: {message}")
     main()

@@ -27,6 +27,7 @@ from heatforecast.training import (
     evaluate,
     load_checkpoint,
     run,
+    unquoted_value,
 )
 
 from .conftest import CONF, ROOT, tiny_config
@@ -437,6 +438,17 @@ def test_bad_values_in_config_are_refused_before_training(
         run(tiny_config(tmp_path, override))
     assert not (tmp_path / "metrics.json").exists()
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
+
+
+def test_an_unquoted_path_with_an_equals_sign_is_refused_with_the_quoted_form() -> None:
+    # Run folders are named by their overrides; Hydra's own message was "mismatched input '='".
+    path = "logs/multiruns/x/1_experiment=smoke,loss=emd/checkpoints/last.ckpt"
+    done = subprocess.run(
+        [sys.executable, "evaluate.py", f"ckpt_path={path}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert_refused(done, f"expected the value quoted, as in \"ckpt_path='{path}'\"")
+    assert done.stderr.count("\n") == 1
+    assert unquoted_value(["-m", "loss=mse,emd", f"ckpt_path='{path}'", "hydra.run.dir=a/b"]) is None
 
 
 def test_a_new_run_in_a_folder_that_holds_a_run_is_refused(trained: Path) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException, OverrideParseException
 from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -65,6 +66,24 @@ def error_message(err: Exception) -> str:
         target = str(err).split("'")[1] if str(err).count("'") >= 2 else "a configured class"
         return f"{err.__cause__} (raised by {target})"
     return str(err)
+
+
+def unquoted_value(args: list[str]) -> str | None:
+    """A message for the first command-line override that Hydra cannot parse because its value holds
+    ``=`` (a run folder's path does: ``1_loss=emd``), or None. Hydra's own says only "mismatched input"."""
+    parser = OverridesParser.create()
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if "=" not in value:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            return (
+                f"{arg}: Hydra reads '=' and ',' in a value as its own syntax; expected the value quoted, "
+                f"as in \"{key}='{value}'\""
+            )
+    return None
 
 
 def run_name(overrides: str) -> str:
