@@ -510,7 +510,7 @@ def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: 
         load_checkpoint(tmp_path / "old.ckpt")
 
 
-def test_a_missing_checkpoint_path_or_a_run_folder_for_one_is_refused(trained: Path) -> None:
+def test_a_missing_checkpoint_path_or_a_run_folder_for_one_is_refused(trained: Path, tmp_path: Path) -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("evaluate")
     with pytest.raises(ConfigError, match="ckpt_path is not set; expected a checkpoint written by train.py"):
@@ -521,3 +521,9 @@ def test_a_missing_checkpoint_path_or_a_run_folder_for_one_is_refused(trained: P
         CheckpointError, match=re.escape(f"a folder; expected a .ckpt file, e.g. ckpt_path={meant}")
     ):
         load_checkpoint(trained)
+    # A sweep's run folder: the hint is typed as Hydra can read it.
+    meant = tmp_path / "1_loss=emd" / "checkpoints" / "last.ckpt"
+    meant.parent.mkdir(parents=True)
+    meant.touch()
+    with pytest.raises(CheckpointError, match=re.escape(f"e.g. \"ckpt_path='{meant}'\" (written")):
+        load_checkpoint(meant.parents[1])

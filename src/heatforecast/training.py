@@ -81,9 +81,15 @@ def unquoted_value(args: list[str]) -> str | None:
         except OverrideParseException:
             return (
                 f"{arg}: Hydra reads '=' and ',' in a value as its own syntax; expected the value quoted, "
-                f"as in \"{key}='{value}'\""
+                f"as in {as_override(key, value)}"
             )
     return None
+
+
+def as_override(key: str, value: object) -> str:
+    """``key=value`` as it must be typed on a command line: quoted where Hydra would parse the value."""
+    text = str(value)
+    return f"\"{key}='{text}'\"" if any(c in text for c in "=,") else f"{key}={text}"
 
 
 def run_name(overrides: str) -> str:
@@ -694,7 +700,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         inside = [p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()]
-        hint = f", e.g. ckpt_path={inside[0]}" if inside else ""
+        hint = f", e.g. {as_override('ckpt_path', inside[0])}" if inside else ""
         raise CheckpointError(
             f"ckpt_path={path}: a folder; expected a .ckpt file{hint} (written by train.py)"
         )
