@@ -97,7 +97,7 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     assert table.loc[1, "persistence_emd"] == pytest.approx(per_series["1"]["persistence"]["emd"])
     assert table.loc[1, "drift_emd"] == pytest.approx(per_series["1"]["drift"]["emd"])
     assert "lowest skill_emd" in done.stdout
-    assert f"scored: the all split of {tmp_path / 'new.npy'}, 58 windows" in done.stdout
+    assert f"scored: every window of {tmp_path / 'new.npy'}, 58 windows" in done.stdout
     # 2 series: the bootstrap draws blocks of L + H = 12 steps; first targets 8..36 fall in 4 per series.
     intervals = got["intervals"]
     assert (intervals["unit"], intervals["block_steps"], intervals["units"]) == ("block", 12, 8)
@@ -245,6 +245,19 @@ def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_
     for key, value in kept.items():  # fitted again to the train split of the data it was trained on
         torch.testing.assert_close(refitted[key], value)
     assert "old.ckpt: saved before runs kept the linear reference; fitted it to" in capsys.readouterr().out
+
+
+def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Path) -> None:
+    # The model, loss and training settings are the checkpoint's: loss=kl used to score with emd silently.
+    done = evaluate(
+        tmp_path / "a", f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", "split=val", "loss=kl"
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        "error: loss=kl: evaluate.py takes the model, loss and training settings from the checkpoint, so "
+        "this would be ignored; expected settings of ckpt_path, split, predict, out, optimized_metric, "
+        "data, paths only"
+    )
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:

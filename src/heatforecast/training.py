@@ -814,6 +814,11 @@ def evaluation_data(
     return data_cfg, new_data
 
 
+# What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
+# ...) is the checkpoint's.
+EVALUATE_READS = ("ckpt_path", "split", "predict", "out", "optimized_metric", "data", "paths")
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
     windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
@@ -843,11 +848,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    given = (
-        [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-        if HydraConfig.initialized()
-        else []
-    )
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if ignored := [o for o, key in zip(overrides, given) if key.split(".")[0] not in EVALUATE_READS]:
+        raise ConfigError(
+            f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
+            f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
+        )
     data_cfg, new_data = evaluation_data(cfg, stored.data, given, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
@@ -865,7 +872,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = cfg.split or ("all" if new_data else "test")
     forecasts = predict(module, datamodule.loader(split))
     # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
-    print(f"scored: the {split} split of {datamodule.source}, {len(forecasts['series']):,} windows")
+    what = "every window" if split == "all" else f"the {split} split"
+    print(f"scored: {what} of {datamodule.source}, {len(forecasts['series']):,} windows")
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
