@@ -830,6 +830,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "future (forecast the steps after each series' end)"
         )
     check_added_settings(cfg)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if ignored := [o for o, key in zip(overrides, given) if key.split(".")[0] not in EVALUATE_READS]:
+        raise ConfigError(
+            f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
+            f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
+        )
     _check_metric(cfg.optimized_metric)
     if cfg.split not in (None, "test", "val", "train", "all"):
         raise ConfigError(
@@ -848,13 +855,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    if ignored := [o for o, key in zip(overrides, given) if key.split(".")[0] not in EVALUATE_READS]:
-        raise ConfigError(
-            f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
-            f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
-        )
     data_cfg, new_data = evaluation_data(cfg, stored.data, given, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
