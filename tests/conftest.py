@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +39,22 @@ def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> 
                 *overrides,
             ],
         )
+
+
+@contextmanager
+def hydra_job(config: str, *overrides: str) -> Iterator[DictConfig]:
+    """The config an entry point's main() gets for ``overrides``, with Hydra's job state (the command's
+    overrides, the chosen options, the run mode) set as inside it: its checks run in-process, without
+    the few seconds a new Python process spends importing torch and Lightning."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config, list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        yield cfg
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def fake_slurm_env() -> dict[str, str]:

@@ -18,9 +18,10 @@ from omegaconf import DictConfig
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
-from heatforecast.training import WINDOW_KEYS, CheckpointError, evaluation_data, load_checkpoint
+from heatforecast.training import WINDOW_KEYS, CheckpointError, ConfigError, evaluation_data, load_checkpoint
+from heatforecast.training import evaluate as run_evaluate
 
-from .conftest import CONF, ROOT
+from .conftest import CONF, ROOT, hydra_job
 
 
 def evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -203,14 +204,14 @@ def test_future_forecast_needs_a_context_per_series(trained: Path, tmp_path: Pat
 
 
 def test_evaluate_checks_the_keys_of_new_data_and_added_settings(trained: Path, tmp_path: Path) -> None:
-    ckpt = trained / "checkpoints" / "last.ckpt"
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
     data = ["data=file", f"data.path={tmp_path / 'x.npy'}", "+data.split_at_gap=true"]
-    done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", *data)
-    assert done.returncode != 0
-    assert "data.split_at_gap: heatforecast.data.FileData takes no such setting" in done.stderr
-    done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "+splt=val")
-    assert done.returncode != 0
-    assert "+splt=val: adds a top-level setting 'splt' that nothing reads" in done.stderr
+    with hydra_job("evaluate", ckpt, *data) as cfg:
+        with pytest.raises(ConfigError, match="data.split_at_gap: heatforecast.data.FileData takes no such"):
+            run_evaluate(cfg)
+    with hydra_job("evaluate", ckpt, "+splt=val") as cfg:
+        with pytest.raises(ConfigError, match=r"\+splt=val: adds a top-level setting 'splt' that nothing"):
+            run_evaluate(cfg)
 
 
 @pytest.mark.parametrize(
@@ -249,15 +250,16 @@ def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_
 
 def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Path) -> None:
     # The model, loss and training settings are the checkpoint's: loss=kl used to score with emd silently.
-    done = evaluate(
-        tmp_path / "a", f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", "split=val", "loss=kl"
-    )
-    assert done.returncode != 0
-    assert done.stderr.strip() == (
-        "error: loss=kl: evaluate.py takes the model, loss and training settings from the checkpoint, so "
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    with hydra_job("evaluate", ckpt, "split=val", "loss=kl", f"paths.output_dir={tmp_path}") as cfg:
+        with pytest.raises(ConfigError) as info:
+            run_evaluate(cfg)
+    assert str(info.value) == (
+        "loss=kl: evaluate.py takes the model, loss and training settings from the checkpoint, so "
         "this would be ignored; expected settings of ckpt_path, split, predict, out, optimized_metric, "
         "data, paths only"
     )
+    assert not list(tmp_path.iterdir())
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
