@@ -430,6 +430,10 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "trainer.limit_val_batches=0",
             "trainer.limit_val_batches=0 turns validation off, but the checkpoint",
         ),
+        (
+            "trainer.max_epochs=-1",  # used to die in OneCycleLR: "Expected positive integer total_steps"
+            "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length",
+        ),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
     ],

@@ -254,8 +254,9 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: added settings, the seed, every part's keys
-    and their plain-typed values, a GPU trainer without a GPU, and every callback entry being a
-    callback (a misspelt ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
+    and their plain-typed values, a schedule without a run length, a GPU trainer without a GPU, and
+    every callback entry being a callback (a misspelt ``+callbacks.early_stoping.patience=2`` makes a
+    new entry with no class)."""
     plain = OmegaConf.to_container(cfg, resolve=False)  # once, for all the checks below
     check_added_settings(plain)
     if expected := _type_error(cfg.seed, int):
@@ -266,6 +267,16 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "
             f"checkpoint kept, early stopping and sweepers read optimized_metric={cfg.optimized_metric}; "
             "expected a positive number or fraction of val batches"
+        )
+    if (
+        cfg.optim.get("scheduler")
+        and cfg.trainer.get("max_epochs") == -1
+        and cfg.trainer.get("max_steps", -1) == -1
+    ):
+        raise ConfigError(
+            "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length, which the one-cycle "
+            "schedule (optim.scheduler) spreads its warm-up and decay over; expected trainer.max_steps=N "
+            "too, or optim.scheduler=null (a constant learning rate, early stopping ends the run)"
         )
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
