@@ -3,17 +3,19 @@
 Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
 and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
 sorted by `--sort`, with rows for the references scored on the same windows (persistence, the
-least-squares linear map, drift), and how each run trained (its best val metric, that epoch, the last
-val against the best, the train loss change); without `--by`, also each run's 95 % intervals of
-skill_emd against each reference, and up to which horizon step its EMD lead over each holds (every
-step's interval above 0). Runs without metrics.json are listed as `crashed or running`, not fatal.
-Writes the table as CSV, the val curves as PNG, and the test metrics against the horizon step (every
-run beside the references) as `<png>_by_horizon.png`.
+least-squares linear map, drift; a set for each set of windows when the runs used other data), and
+how each run trained (its best val metric, that epoch, the last val against the best, the train loss
+change); without `--by`, also each run's 95 % intervals of skill_emd against each reference, and up to
+which horizon step its EMD lead over each holds (every step's interval above 0). Runs without
+metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val curves as
+PNG, and the test metrics against the horizon step (every run beside the references) as
+`<png>_by_horizon.png`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from pathlib import Path
@@ -112,6 +114,23 @@ def scored_by(rows: list[dict], ref: str) -> dict | None:
     return next((r for r in rows if ref in r), None)
 
 
+def same_windows(rows: list[dict], by: str | None) -> list[tuple[str, list[dict]]]:
+    """The finished runs grouped by the windows they were scored on (told apart by their persistence
+    panel, which depends on nothing else), each with a label for its reference rows: "same windows"
+    when there is one group, else "windows of RUN" (and how many other runs share them)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(json.dumps(r["persistence"], sort_keys=True), []).append(r)
+    if len(groups) == 1:
+        return [("same windows", rows)]
+    labels = []
+    for members in groups.values():
+        names = list(dict.fromkeys(group_name(r, by) for r in members))
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        labels.append((f"windows of {names[0]}{more}", members))
+    return labels
+
+
 def lead(row: dict, ref: str, as_text: bool) -> str | float:
     """The run's lead over ``ref`` in horizon steps: "7 of 10" (or "(too few windows)"), or the number
     of steps for averaging (NaN without intervals); NaN for runs made before the per-step intervals."""
@@ -157,15 +176,15 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
         frame = pd.concat([out, failed[["run", "status"]]], ignore_index=True)
     else:
         frame = frame.sort_values(sort, ascending=not higher_is_better(sort), na_position="last")
-    for ref in REFERENCES:
-        if (source := scored_by(ok, ref)) is None:
-            continue
-        row = pd.DataFrame(source[ref], index=[0]).assign(run=f"{ref} (same windows)", status="ok")
-        if by:
-            row = row.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
-        frame = pd.concat([frame, row], ignore_index=True)
-    if len({json.dumps(r["persistence"], sort_keys=True) for r in ok}) > 1:
-        print("note: runs used different data (persistence differs); the rows show the first run's")
+    # Runs scored on other windows (other data, splits or windows) get reference rows of their own.
+    for label, members in same_windows(ok, by):
+        for ref in REFERENCES:
+            if (source := scored_by(members, ref)) is None:
+                continue
+            row = pd.DataFrame(source[ref], index=[0]).assign(run=f"{ref} ({label})", status="ok")
+            if by:
+                row = row.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+            frame = pd.concat([frame, row], ignore_index=True)
     return frame
 
 
@@ -196,7 +215,7 @@ def plot(rows: list[dict], tags: list[str], by: str | None, out: Path) -> None:
 
 def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Path) -> None:
     """Test metrics against the horizon step (mean over each group's runs), persistence dashed, linear
-    dash-dotted, drift dotted."""
+    dash-dotted, drift dotted (in a lighter grey for each further set of windows)."""
     ok = [r for r in rows if r["status"] == "ok"]
     groups: dict[str, list[dict]] = {}
     for r in ok:
@@ -208,10 +227,13 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
             ax.plot(
                 range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
             )
-        for ref, style in zip(REFERENCES, ("k--", "k-.", "k:"), strict=True):
-            if (source := scored_by(ok, ref)) is not None:
-                values = source[f"{ref}_per_horizon"][name]
-                ax.plot(range(1, len(values) + 1), values, style, lw=2, label=ref)
+        windows = same_windows(ok, by)
+        for (label, members), grey in zip(windows, itertools.cycle(("k", "0.45", "0.7"))):
+            for ref, style in zip(REFERENCES, ("--", "-.", ":"), strict=True):
+                if (source := scored_by(members, ref)) is not None:
+                    values = source[f"{ref}_per_horizon"][name]
+                    tag = ref if len(windows) == 1 else f"{ref}, {label}"[:60]
+                    ax.plot(range(1, len(values) + 1), values, style, color=grey, lw=2, label=tag)
         ax.set_title(f"test {name}")
         ax.set_xlabel("horizon step")
     fig.legend(

@@ -103,6 +103,29 @@ def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
     ]
 
 
+def test_runs_on_other_windows_get_reference_rows_of_their_own() -> None:
+    # compare_runs.py logs/runs mixes runs on other data: each set of windows shows its own references
+    # (it used to show the first run's, labelled "same windows", beside every run).
+    compare_runs = load_compare_runs()
+    rows = []
+    for overrides, persistence in ((["loss=emd"], 2.0), (["loss=mse"], 2.0), (["data=file"], 5.0)):
+        reference = dict.fromkeys(compare_runs.COLUMNS, persistence)
+        rows.append(
+            {"run": ",".join(overrides), "overrides": overrides, "status": "ok"}
+            | dict.fromkeys(compare_runs.TRAINING, 0.0)
+            | dict.fromkeys(compare_runs.COLUMNS, 1.0)
+            | {"persistence": reference, "drift": dict.fromkeys(compare_runs.COLUMNS, persistence + 1)}
+        )
+    table = compare_runs.table(rows, by=None, sort="emd").set_index("run")
+    assert table.loc["persistence (windows of loss=emd and 1 more)", "emd"] == 2.0
+    assert table.loc["drift (windows of loss=emd and 1 more)", "emd"] == 3.0
+    assert table.loc["persistence (windows of data=file)", "emd"] == 5.0
+    assert table.loc["drift (windows of data=file)", "emd"] == 6.0
+    assert len(table) == 3 + 4
+    same = compare_runs.table(rows[:2], by=None, sort="emd").set_index("run")
+    assert list(same.index[2:]) == ["persistence (same windows)", "drift (same windows)"]
+
+
 def test_diagnosis_reads_overfitting_from_the_curves() -> None:
     compare_runs = load_compare_runs()
     # Train loss halves over three epochs; val/emd is best at epoch 1 and ends 10 % above it. The point
