@@ -25,6 +25,7 @@ from heatforecast.module import Forecaster
 from heatforecast.training import build_module, run
 
 from .conftest import CONF, ROOT, TINY, TINY_MODEL, scalars
+from .helpers import RecordedMSE
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
@@ -140,6 +141,29 @@ def test_training_loss_is_logged_per_step_and_as_the_epoch_mean(tiny, tmp_path: 
     steps = logged["train/loss"]
     assert len(steps) == 3  # experiment=smoke: 3 full train batches of 16 windows
     assert logged["train/loss_epoch"] == [pytest.approx(np.mean(steps), rel=1e-5)]
+
+
+def test_with_accumulated_batches_train_loss_is_the_stepping_batch_s_loss_once_per_step(
+    tiny, tmp_path: Path
+) -> None:
+    # Lightning's step output is the loss over accumulate_grad_batches; the run logged that, at step 0
+    # (before any step) and twice at each step (at both batches that ended on it).
+    RecordedMSE.values.clear()
+    accumulate = ["trainer.accumulate_grad_batches=2", "trainer.log_every_n_steps=1"]
+    run(
+        tiny(
+            "loss=mse",
+            "loss._target_=tests.helpers.RecordedMSE",
+            "trainer.limit_train_batches=4",
+            *accumulate,
+        )
+    )
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    batches = RecordedMSE.values  # batches 1 and 3 end steps 1 and 2
+    assert [step for step, _ in logged] == [1, 2]
+    assert [value for _, value in logged] == pytest.approx([batches[1], batches[3]], rel=1e-6)
 
 
 def test_persistence_metrics_match_a_hand_computation(tiny, tmp_path: Path) -> None:

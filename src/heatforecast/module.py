@@ -106,6 +106,10 @@ class Forecaster(L.LightningModule):
         # buffer: DDP would overwrite every rank's sum with rank 0's at each forward.
         self._loss_sum: Tensor | None = None
         self._loss_windows = 0
+        # The last batch's loss (None when it was skipped) and the optimizer step whose loss was written
+        # last: with trainer.accumulate_grad_batches several batches end at one step.
+        self._batch_loss: Tensor | None = None
+        self._logged_step = 0
         # val/loss, test/loss: window-weighted means, summed across DDP ranks in float (Lightning's own
         # sync_dist mean divides an integer window count by the ranks, off when the total is odd).
         # nan_strategy="disable": a NaN loss shows as NaN, not silently dropped.
@@ -124,6 +128,7 @@ class Forecaster(L.LightningModule):
             self._watch_nonfinite(loss, batch_idx, series, time)
         elif self.nonfinite == "skip" and not torch.isfinite(loss):  # a host sync: skipping is decided here
             self.print("skipped: " + self._nonfinite_message(self.global_step, batch_idx, series, time))
+            self._batch_loss = None
             return None
         # Not self.log: Lightning's per-call bookkeeping costs ~0.5 ms of host time, a sizeable share of
         # a small model's GPU step. The loss is summed on the device and written every log_every_n_steps steps
@@ -132,6 +137,7 @@ class Forecaster(L.LightningModule):
             self._loss_sum = torch.zeros((), device=loss.device)
         self._loss_sum.add_(loss.detach(), alpha=len(x))
         self._loss_windows += len(x)
+        self._batch_loss = loss.detach()
         return loss
 
     def _nonfinite_message(self, step: int, batch_idx: int, series: Tensor, time: Tensor) -> str:
@@ -172,16 +178,18 @@ class Forecaster(L.LightningModule):
         # stopping). Asking it to stop instead makes Lightning validate the steps it trained.
         if 0 <= self.trainer.max_steps <= self.global_step:
             self.trainer.should_stop = True
-        # The host reads the device every log_every_n_steps steps only, as Lightning's own logging does.
-        if self.global_step % self.trainer.log_every_n_steps:
+        # The host reads the device every log_every_n_steps optimizer steps only, as Lightning's own
+        # logging does, at the batch that made the step.
+        if self.global_step % self.trainer.log_every_n_steps or self.global_step == self._logged_step:
             return
+        self._logged_step = self.global_step
         if self.nonfinite == "raise":
             self.check_nonfinite()
-        # Lightning hands over a detached copy of the step's loss ({} when the step was skipped). Under
-        # DDP it is this rank's share of the step, so the ranks average it (equal shares): every rank
-        # reaches this line at the same step, and nonfinite=skip, which could leave one out, is refused.
-        if self.logger is not None and outputs and "loss" in outputs:
-            loss = self.trainer.strategy.reduce(outputs["loss"], reduce_op="mean")
+        # The batch's own loss: Lightning's `outputs` divide it by accumulate_grad_batches. Under DDP it
+        # is this rank's share of the step, so the ranks average it (equal shares): every rank reaches
+        # this line at the same step, and nonfinite=skip, which could leave one out, is refused.
+        if self.logger is not None and self._batch_loss is not None:
+            loss = self.trainer.strategy.reduce(self._batch_loss, reduce_op="mean")
             self.logger.log_metrics({"train/loss": loss.item()}, step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
