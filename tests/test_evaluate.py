@@ -18,10 +18,17 @@ from omegaconf import DictConfig
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
-from heatforecast.training import WINDOW_KEYS, CheckpointError, ConfigError, evaluation_data, load_checkpoint
+from heatforecast.training import (
+    WINDOW_KEYS,
+    CheckpointError,
+    ConfigError,
+    evaluation_data,
+    load_checkpoint,
+    run,
+)
 from heatforecast.training import evaluate as run_evaluate
 
-from .conftest import CONF, ROOT, hydra_job
+from .conftest import CONF, ROOT, hydra_job, tiny_config
 
 
 def evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -260,6 +267,24 @@ def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Pat
         "data, paths only"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checkpoint kept data.path as typed, relative to where training ran: evaluate.py run from
+    # another folder stopped with "data/sample.csv: no such file".
+    monkeypatch.chdir(ROOT)
+    data = ["data=file", "~data.generator", "data.path=data/sample.csv"]
+    run(tiny_config(tmp_path / "run", *data))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    stored = load_checkpoint(last)["hyper_parameters"]["config"]["data"]["path"]
+    assert stored == str(ROOT / "data" / "sample.csv")
+    run(tiny_config(tmp_path / "run", *data, "ckpt_path=last"))  # the same relative path resumes
+    monkeypatch.chdir(tmp_path)
+    with hydra_job("evaluate", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}") as cfg:
+        result = run_evaluate(cfg)
+    assert result["data"] == stored and result["split"] == "test"
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:

@@ -416,6 +416,9 @@ def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     the two configs lacks (added to conf/ since) are not compared."""
     trained = _flat(read_checkpoint(ckpt_path)["hyper_parameters"]["config"])
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    for flat in (trained, now):  # a relative data.path names the same data as its absolute form
+        if isinstance(flat.get("data.path"), str):
+            flat["data.path"] = os.path.abspath(os.path.expanduser(flat["data.path"]))
     located = {
         k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items() if "${paths." in str(v)
     }
@@ -496,6 +499,9 @@ def run(cfg: DictConfig) -> float:
     ckpt_path = _resolve_ckpt(cfg, output_dir)
     if ckpt_path is not None:
         _check_resume(cfg, ckpt_path)
+    if cfg.data.get("path"):
+        # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
+        cfg.data.path = os.path.abspath(os.path.expanduser(cfg.data.path))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
     _check_processes(cfg, trainer)  # before the data is read
