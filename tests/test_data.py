@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -55,18 +55,21 @@ def test_circular_synthetic_sources_cross_360_and_need_a_full_circle() -> None:
         dm.setup()
 
 
-def test_make_synthetic_script_writes_the_generator_output(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
+def test_make_synthetic_script_writes_the_generator_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py")
     small = dict(n_series=2, n_steps=40, n_bins=36, bin_width=10.0, seed=5)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in small.items()]
     for circular, flag in ((True, ["--circular"]), (False, [])):
         out = tmp_path / f"{circular}.npy"
-        subprocess.run([sys.executable, str(script), str(out), *args, *flag], check=True, capture_output=True)
+        monkeypatch.setattr(sys, "argv", [script, str(out), *args, *flag])
+        runpy.run_path(script, run_name="__main__")  # as `python scripts/make_synthetic.py ...` runs it
         np.testing.assert_array_equal(np.load(out), make_synthetic(**small, circular=circular))
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "x.txt")], capture_output=True, text=True
-    )
-    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (  # argparse's usage error
+    monkeypatch.setattr(sys, "argv", [script, str(tmp_path / "x.txt")])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(script, run_name="__main__")
+    assert info.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == (  # argparse's
         f"make_synthetic.py: error: {tmp_path / 'x.txt'}: unknown file type '.txt'; expected one of "
         "('.csv', '.parquet', '.npy', '.npz')"
     )

@@ -70,9 +70,11 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
 def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
     for suffix in ("npz", "parquet"):
-        out = tmp_path / f"forecasts.{suffix}"
-        done = evaluate(tmp_path / suffix, f"ckpt_path={ckpt}", "predict=true", f"out={out}")
-        assert done.returncode == 0, done.stderr
+        out = f"out={tmp_path / f'forecasts.{suffix}'}"
+        with hydra_job(
+            "evaluate", f"ckpt_path={ckpt}", "predict=true", out, f"paths.output_dir={tmp_path / suffix}"
+        ) as cfg:
+            run_evaluate(cfg)
     npz = np.load(tmp_path / "forecasts.npz")
     windows, horizon, n_bins = npz["forecast"].shape
     assert horizon == 4 and n_bins == 37 and len(npz["series"]) == windows
@@ -114,20 +116,21 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
         emd = intervals["persistence"][name]
         assert emd["skill"] == pytest.approx(got["model"]["test"][f"skill_{name}"], rel=1e-5)
         assert emd["low"] <= emd["skill"] <= emd["high"]
+    # Refused in-process (evaluate.py's own "error:" line is tested above and in test_bad_inputs.py).
     write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=40, n_bins=45), np.arange(45.0))
-    done = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'wide.npy'}",
-                    "data.context_len=8", "data.horizon=4")  # fmt: skip
-    assert done.returncode != 0
-    assert "trained on 37 angle bins" in done.stderr and "has 45" in done.stderr
-    assert not (tmp_path / "b" / "metrics.json").exists()
-    # The checkpoint's data.context_len is 8: set to anything else, it is refused.
-    done = evaluate(tmp_path / "c", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
-                    "data.context_len=16")  # fmt: skip
-    assert done.returncode != 0
-    assert "trained with data.context_len=8; this evaluation has data.context_len=16" in done.stderr
-    done = evaluate(tmp_path / "d", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
-                    "data.context_len=8", "data.horizon=4", "data.circular=true")  # fmt: skip
-    assert done.returncode != 0 and "trained with data.circular=False" in done.stderr, done.stderr
+    for path, settings, message in (
+        ("wide.npy", ["data.context_len=8", "data.horizon=4"], "trained on 37 angle bins; .*wide.npy has 45"),
+        # The checkpoint's data.context_len is 8: set to anything else, it is refused.
+        ("new.npy", ["data.context_len=16"], "trained with data.context_len=8; this evaluation has .*=16"),
+        ("new.npy", ["data.circular=true"], "trained with data.circular=False"),
+    ):
+        out = f"paths.output_dir={tmp_path / 'b'}"
+        with hydra_job(
+            "evaluate", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / path}", out, *settings
+        ) as cfg:
+            with pytest.raises(CheckpointError, match=message):
+                run_evaluate(cfg)
+    assert not (tmp_path / "b").exists()
 
 
 def test_future_forecasts_start_after_each_series_last_frame(trained: Path, tmp_path: Path) -> None:
