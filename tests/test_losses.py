@@ -64,6 +64,19 @@ def test_config_instantiates_and_runs_on_a_batch(name: str) -> None:
     assert torch.allclose(per_vector.mean(), value, rtol=1e-5)
 
 
+def test_combo_terms_are_the_loss_configs_and_can_be_swapped_added_and_dropped() -> None:
+    # conf/loss/combo.yaml takes its terms from loss/*.yaml: the overrides its header gives.
+    overrides = ["loss=combo", "loss@loss.terms.emd=cramer", "+loss@loss.terms.kl=kl", "+loss.weights.kl=0.5",
+                 "~loss@loss.terms.mse", "~loss.weights.mse", "data.scale=db"]  # fmt: skip
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        combo = instantiate(compose("train", overrides).loss)
+    assert {k: type(v) for k, v in combo.terms.items()} == {"emd": losses.Cramer, "kl": losses.KL}
+    torch.manual_seed(0)
+    pred, target = torch.randn(4, 3, 181), torch.randn(4, 3, 181)
+    cramer, kl = loss_from_config("cramer", "db"), loss_from_config("kl", "db")
+    torch.testing.assert_close(combo(pred, target), cramer(pred, target) + 0.5 * kl(pred, target))
+
+
 def test_emd_matches_scipy_and_pot_batched() -> None:
     gen = torch.Generator().manual_seed(1)
     pred = torch.rand(4, 10, 181, generator=gen, dtype=torch.float64) ** 4
