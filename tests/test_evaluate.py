@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
@@ -291,10 +291,9 @@ def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # as inside evaluate.py: initialised
         cfg = compose("evaluate", ["ckpt_path=x.ckpt", *overrides])
-    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]  # as evaluate() reads Hydra's
-    return evaluation_data(cfg, trained, given, "x.ckpt")
+        return evaluation_data(cfg, trained, list(overrides), "x.ckpt")
 
 
 def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_series(
@@ -314,6 +313,12 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_serie
     data, other = data_for(trained, "data=file", "data.path=new.csv")
     assert other and data._target_ == "heatforecast.data.FileData" and data.path == "new.csv"
     assert [data[k] for k in WINDOW_KEYS] == [trained[k] for k in WINDOW_KEYS]
+    # data.path alone (DESIGN.md's `evaluate.py ckpt_path=PATH data.path=FILE`) is data=file's config,
+    # with the command's other data settings; Hydra refused it ("Key 'path' is not in struct").
+    alone, other = data_for(trained, "data.path=new.csv", "+data.max_gap=null")
+    assert other and alone == OmegaConf.merge(data, {"max_gap": None})
+    synthetic, other = data_for(trained, "data=synthetic")  # evaluate.yaml's unset data.path left out
+    assert other and synthetic._target_ == trained._target_ and "path" not in synthetic
     with pytest.raises(
         CheckpointError, match="trained with data.horizon=4; this evaluation has data.horizon=6"
     ):

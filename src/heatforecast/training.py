@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import types
 import typing
 import zipfile
@@ -19,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException, OverrideParseException
@@ -794,22 +796,33 @@ WINDOW_KEYS = ("context_len", "horizon", "scale", "bin_width", "angle_start", "c
 
 
 def evaluation_data(
-    cfg: DictConfig, trained: DictConfig, given: list[str], ckpt: str
+    cfg: DictConfig, trained: DictConfig, overrides: list[str], ckpt: str
 ) -> tuple[DictConfig, bool]:
     """The data config to score a checkpoint on, and whether it holds other series than the training
     data (then scored on all windows by default, else on the test split).
 
-    ``trained`` is the checkpoint's data config, ``given`` the keys the command set (``data``,
-    ``data.path``, ...). A data option on the command line (``data=file``) gives its config, with
-    WINDOW_KEYS the checkpoint's unless the command set them; otherwise it is the checkpoint's data
+    ``trained`` is the checkpoint's data config, ``overrides`` the command's (``data=file``,
+    ``data.path=...``, ...). A data option on the command line (``data=file``) gives its config, with
+    WINDOW_KEYS the checkpoint's unless the command set them; so does ``data.path`` alone where the
+    checkpoint's data is not read from files (as ``data=file``). Otherwise it is the checkpoint's data
     config with the command's ``data.KEY=VALUE`` applied. Other series: another option, file or
     generator setting. A WINDOW_KEYS value that differs from training stops with CheckpointError."""
+    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     chosen = "data" in given
     new_data = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
+    if not chosen and "data.path" in given and "path" not in trained:
+        # Inside the entry point Hydra is initialised, so the file option composes as `data=file` would.
+        # A file setting was typed with + (`+data.max_gap=null`: the default data has no such key),
+        # which the file option already has: ++ sets it either way.
+        typed = [re.sub(r"^\+(?=data\.)", "++", o) for o, k in zip(overrides, given) if k.startswith("data.")]
+        cfg = compose("evaluate", ["data=file", *typed])
+        chosen = True
     if chosen:
         data_cfg = copy.deepcopy(cfg.data)
-        for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
-            with open_dict(data_cfg):
+        with open_dict(data_cfg):
+            if data_cfg.get("path", "") is None:  # evaluate.yaml's data.path, unset: not this option's
+                del data_cfg["path"]
+            for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
                 data_cfg[key] = trained.get(key, DATA_ADDED_LATER.get(key))
     else:
         data_cfg = copy.deepcopy(trained)
@@ -872,7 +885,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    data_cfg, new_data = evaluation_data(cfg, stored.data, given, str(cfg.ckpt_path))
+    data_cfg, new_data = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
     datamodule.setup("predict" if future else None)
