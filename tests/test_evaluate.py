@@ -91,8 +91,8 @@ def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Pat
     ckpt = trained / "checkpoints" / "last.ckpt"
     same = make_synthetic(n_series=2, n_steps=40, n_bins=37, seed=9)
     write_heatmaps(tmp_path / "new.npy", same, np.arange(37.0))
-    done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", "data=file", f"data.path={tmp_path / 'new.npy'}",
-                    "data.context_len=8", "data.horizon=4")  # fmt: skip
+    # DESIGN.md's command: data.path alone, the windows taken from the checkpoint.
+    done = evaluate(tmp_path / "a", f"ckpt_path={ckpt}", f"data.path={tmp_path / 'new.npy'}")
     assert done.returncode == 0, done.stderr
     got = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert got["split"] == "all" and np.isfinite(got["model"]["test"]["emd"])
