@@ -28,6 +28,7 @@ from heatforecast.training import (
     load_checkpoint,
     run,
     unquoted_value,
+    with_data_option,
 )
 
 from .conftest import CONF, ROOT, TINY, hydra_job, tiny_config
@@ -177,8 +178,9 @@ def assert_nothing_written(tmp_path: Path) -> None:
 
 
 def test_missing_data_file_stops_before_training(tmp_path: Path) -> None:
-    done = train(tmp_path, "data=file", "~data.generator", f"data.path={tmp_path / 'nope.csv'}")
-    assert_refused(done, "error: ", "nope.csv: no such file")
+    done = train(tmp_path, "~data.generator", f"data.path={tmp_path / 'nope.csv'}")  # data=file implied
+    assert_refused(done, "note: data.path without a data option: reading it as data=file", "error: ")
+    assert "nope.csv: no such file" in done.stderr
     assert "Traceback" not in done.stderr
     assert_nothing_written(tmp_path)
 
@@ -445,6 +447,15 @@ def test_bad_values_in_config_are_refused_before_training(
         run(tiny_config(tmp_path, override))
     assert not (tmp_path / "metrics.json").exists()
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
+
+
+def test_data_path_without_a_data_option_is_read_as_data_file() -> None:
+    # The default data is generated: Hydra's refusal ("Key 'path' is not in struct") named no way out.
+    assert with_data_option(["-m", "data.path=a.csv", "loss=mse,emd"]) == [
+        "-m", "data.path=a.csv", "loss=mse,emd", "data=file"
+    ]  # fmt: skip
+    assert with_data_option(["data=file", "data.path=a.csv"]) == ["data=file", "data.path=a.csv"]
+    assert with_data_option(["loss=emd"]) == ["loss=emd"]
 
 
 def test_an_unquoted_path_with_an_equals_sign_is_refused_with_the_quoted_form() -> None:

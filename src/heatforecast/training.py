@@ -10,6 +10,7 @@ import os
 import pickle
 import platform
 import re
+import sys
 import types
 import typing
 import zipfile
@@ -86,6 +87,16 @@ def unquoted_value(args: list[str]) -> str | None:
                 f"as in {as_override(key, value)}"
             )
     return None
+
+
+def with_data_option(args: list[str]) -> list[str]:
+    """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
+    the default data is generated and reads no file, and Hydra's own refusal names only the key."""
+    keys = [a.split("=", 1)[0].lstrip("+") for a in args if not a.startswith("-")]
+    if "data.path" in keys and "data" not in keys:
+        print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
+        return [*args, "data=file"]
+    return args
 
 
 def as_override(key: str, value: object) -> str:
