@@ -124,6 +124,20 @@ def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
     (tmp_path / "d.txt").write_text("1")
     with pytest.raises(DataError, match="unknown file type"):
         read_heatmaps(tmp_path / "d.txt")
+    for name, shape in (("e.npy", (0, 5)), ("f.npy", (0, 3, 5)), ("g.npy", (2, 0, 5))):  # no frames
+        np.save(tmp_path / name, np.zeros(shape))
+        with pytest.raises(DataError, match=re.escape(f"{name}: array of shape {shape} holds no frames")):
+            read_heatmaps(tmp_path / name)
+
+
+def test_a_table_without_rows_or_with_true_false_bins_is_refused(tmp_path: Path) -> None:
+    # The header-only CSV died in pandas ("single positional indexer is out-of-bounds").
+    (tmp_path / "empty.csv").write_text("0,1,2\n")
+    with pytest.raises(DataError, match=r"empty.csv: no rows; expected one row per time step"):
+        read_heatmaps(tmp_path / "empty.csv")
+    (tmp_path / "flags.csv").write_text("0,1,2\n0.5,True,1\n0.5,False,1\n")
+    with pytest.raises(DataError, match=r"column '1', row 0: value True is not a number"):
+        read_heatmaps(tmp_path / "flags.csv")
 
 
 def test_mixed_bin_counts_against_expected_count(tmp_path: Path) -> None:

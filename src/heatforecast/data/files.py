@@ -156,16 +156,21 @@ def _read_table(
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot be read as a table: {err}") from err
+    if frame.empty:
+        raise DataError(f"{path}: no rows; expected one row per time step")
     bins = [c for c in frame.columns if str(c) not in RESERVED]
     if len(bins) < 2:
         raise DataError(f"{path}: {len(bins)} angle-bin columns; expected at least 2")
     for col in bins:
-        if not pd.api.types.is_numeric_dtype(frame[col]):
+        # true/false columns are numeric to pandas, but no energy
+        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
             bad = pd.to_numeric(frame[col], errors="coerce").isna() & frame[col].notna()
             row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+            value = frame[col].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value  # True, not np.True_
             raise DataError(
-                f"{path}: column {col!r}, row {row}: value {frame[col].iloc[row]!r} is not a "
-                "number; expected numeric energy in every bin column"
+                f"{path}: column {col!r}, row {row}: value {value!r} is not a number; expected numeric "
+                "energy in every bin column"
             )
     angles = _column_angles(path, [str(c) for c in bins], bin_width, angle_start)
     if "series" in frame.columns:
@@ -306,6 +311,7 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path}: cannot be read as a NumPy array: {err}") from err
+    shape = array.shape  # as stored, for the messages
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or not np.issubdtype(array.dtype, np.number):
@@ -315,6 +321,10 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
         )
     if array.shape[-1] < 2:
         raise DataError(f"{path}: {array.shape[-1]} angle bins; expected at least 2")
+    if 0 in array.shape[:2]:
+        raise DataError(
+            f"{path}: array of shape {shape} holds no frames; expected (T, A) or (S, T, A) with S, T > 0"
+        )
     angles = angle_grid(array.shape[-1], angle_start, bin_width)
     columns = [f"{a:g}" for a in angles]
     for i, values in enumerate(array):
