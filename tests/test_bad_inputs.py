@@ -130,11 +130,14 @@ def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
             read_heatmaps(tmp_path / name)
 
 
-def test_a_table_without_rows_or_with_true_false_bins_is_refused(tmp_path: Path) -> None:
+def test_a_table_without_rows_with_a_repeated_column_or_true_false_bins_is_refused(tmp_path: Path) -> None:
     # The header-only CSV died in pandas ("single positional indexer is out-of-bounds").
     (tmp_path / "empty.csv").write_text("0,1,2\n")
     with pytest.raises(DataError, match=r"empty.csv: no rows; expected one row per time step"):
         read_heatmaps(tmp_path / "empty.csv")
+    (tmp_path / "twice.csv").write_text("0,1,1,2\n0.5,1,1,1\n")  # pandas read the second '1' as '1.1'
+    with pytest.raises(DataError, match=r"twice.csv: column '1' appears 2 times; expected each once"):
+        read_heatmaps(tmp_path / "twice.csv")
     (tmp_path / "flags.csv").write_text("0,1,2\n0.5,True,1\n0.5,False,1\n")
     with pytest.raises(DataError, match=r"column '1', row 0: value True is not a number"):
         read_heatmaps(tmp_path / "flags.csv")

@@ -158,6 +158,13 @@ def _read_table(
         raise DataError(f"{path}: cannot be read as a table: {err}") from err
     if frame.empty:
         raise DataError(f"{path}: no rows; expected one row per time step")
+    if path.suffix.lower() == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+        if len(set(header)) < len(header):
+            twice = next(name for name in header if header.count(name) > 1)
+            raise DataError(
+                f"{path}: column {twice!r} appears {header.count(twice)} times; expected each once"
+            )
     bins = [c for c in frame.columns if str(c) not in RESERVED]
     if len(bins) < 2:
         raise DataError(f"{path}: {len(bins)} angle-bin columns; expected at least 2")
