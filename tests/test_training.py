@@ -349,3 +349,9 @@ def test_a_run_without_a_logger_writes_its_metrics_and_no_events(tiny, tmp_path:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["value"] == value and Path(metrics["best_checkpoint"]).is_file()
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_lightning_s_advertisement_is_not_printed(tiny, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    run(tiny(model="persistence"))
+    assert "Tip" not in caplog.text and "GPU available" in caplog.text  # Lightning's other lines stay

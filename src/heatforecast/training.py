@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import json
+import logging
 import os
 import pickle
 import platform
@@ -13,6 +14,7 @@ import re
 import sys
 import types
 import typing
+import warnings
 import zipfile
 from pathlib import Path
 from time import perf_counter
@@ -115,6 +117,13 @@ def run_name(overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+# Two lines every run printed that say nothing about it: Lightning's advertisement for its cloud
+# logger, and its own use of a torch API that torch deprecated (lightning/pytorch/utilities/_pytree.py).
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
