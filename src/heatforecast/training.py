@@ -91,14 +91,24 @@ def unquoted_value(args: list[str]) -> str | None:
     return None
 
 
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+data.max_gap=null`` -> ``data.max_gap``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def with_data_option(args: list[str]) -> list[str]:
     """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
     the default data is generated and reads no file, and Hydra's own refusal names only the key."""
-    keys = [a.split("=", 1)[0].lstrip("+") for a in args if not a.startswith("-")]
+    keys = [override_key(a) for a in args if not a.startswith("-")]
     if "data.path" in keys and "data" not in keys:
         print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
         return [*args, "data=file"]
     return args
+
+
+def absolute_path(path: str) -> str:
+    """``path`` (a file, folder or glob pattern) from the working directory, ``~`` expanded."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def as_override(key: str, value: object) -> str:
@@ -440,7 +450,7 @@ def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
     for flat in (trained, now):  # a relative data.path names the same data as its absolute form
         if isinstance(flat.get("data.path"), str):
-            flat["data.path"] = os.path.abspath(os.path.expanduser(flat["data.path"]))
+            flat["data.path"] = absolute_path(flat["data.path"])
     located = {
         k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items() if "${paths." in str(v)
     }
@@ -523,7 +533,7 @@ def run(cfg: DictConfig) -> float:
         _check_resume(cfg, ckpt_path)
     if cfg.data.get("path"):
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
-        cfg.data.path = os.path.abspath(os.path.expanduser(cfg.data.path))
+        cfg.data.path = absolute_path(cfg.data.path)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
     _check_processes(cfg, trainer)  # before the data is read
@@ -827,7 +837,7 @@ def evaluation_data(
     checkpoint's data is not read from files (as ``data=file``). Otherwise it is the checkpoint's data
     config with the command's ``data.KEY=VALUE`` applied. Other series: another option, file or
     generator setting. A WINDOW_KEYS value that differs from training stops with CheckpointError."""
-    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    given = [override_key(o) for o in overrides]
     chosen = "data" in given
     new_data = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
     if not chosen and "data.path" in given and "path" not in trained:
@@ -881,7 +891,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     check_added_settings(cfg)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    given = [override_key(o) for o in overrides]
     if ignored := [o for o, key in zip(overrides, given) if key.split(".")[0] not in EVALUATE_READS]:
         raise ConfigError(
             f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
