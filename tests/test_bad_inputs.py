@@ -453,6 +453,13 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "trainer.max_epochs=-1",  # used to die in OneCycleLR: "Expected positive integer total_steps"
             "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length",
         ),
+        ("data.eval_batch_size=0", "data.eval_batch_size must be >= 1; got 0"),  # was: batch_size, silently
+        ("model.d_model=0", "model.d_model must be >= 1; got 0"),  # was: a traceback in torch's init
+        ("model.patch=0", "model.patch must be >= 1; got 0"),  # was: "integer modulo by zero"
+        ("model.dropout=1", "model.dropout must be in [0, 1); got 1"),
+        ("optim.optimizer.lr=-1", "optim: Invalid learning rate: -1"),  # was: a traceback mid-fit
+        ("optim.scheduler.pct_start=2", "optim: Expected float between 0 and 1 pct_start, but got 2"),
+        ("loss.weights.mse=-1", "combo loss: weights {'mse': -1}; expected >= 0"),  # was: trained
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
     ],

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from heatforecast.models import Drift, LeastSquaresLinear, TransformerForecaster
+from heatforecast.models import DLinear, Drift, LeastSquaresLinear, TransformerForecaster
 
 
 def first_token(model: TransformerForecaster, x: Tensor) -> Tensor:
@@ -114,3 +114,9 @@ def test_least_squares_linear_forecasts_in_float32_under_bf16_autocast() -> None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = reference(x)
     assert inside.dtype == torch.float32 and torch.equal(inside, reference(x))
+
+
+@pytest.mark.parametrize("kernel", [-1, 0, 4])
+def test_dlinear_refuses_a_kernel_that_is_not_an_odd_positive_width(kernel: int) -> None:
+    with pytest.raises(ValueError, match=f"model.kernel must be an odd number >= 1; got {kernel}"):
+        DLinear(8, 4, kernel=kernel)

@@ -419,6 +419,10 @@ class Combo(VectorLoss):
                 f"combo loss: terms and weights must name the same losses; got terms "
                 f"{sorted(terms)} and weights {sorted(weights)}"
             )
+        if negative := {name: w for name, w in weights.items() if not float(w) >= 0}:
+            raise ValueError(
+                f"combo loss: weights {negative}; expected >= 0 (a negative weight rewards that term's error)"
+            )
         self.terms = nn.ModuleDict(terms)
         self.weights = {name: float(w) for name, w in weights.items()}
 

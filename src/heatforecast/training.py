@@ -354,7 +354,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
-    return Forecaster(
+    module = Forecaster(
         model=model,
         loss=loss,
         optimizer=instantiate(cfg.optim.optimizer) if trainable else None,
@@ -369,6 +369,14 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         val_figure_every=cfg.val_figure_every,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    if module.optimizer_factory is not None:
+        # The optimizer and schedule check their settings (a negative lr, ...) when built, which
+        # Lightning does only once the fit has started: built here once, they stop the run before it.
+        try:
+            module.build_optimizers(total_steps=100)
+        except ValueError as err:
+            raise ConfigError(f"optim: {err}") from err
+    return module
 
 
 def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:

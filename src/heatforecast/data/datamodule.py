@@ -301,15 +301,20 @@ class HeatmapData(L.LightningDataModule):
         splits = tuple(float(f) for f in splits)
         if len(splits) != 3 or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
             raise ValueError(f"data.splits must be 3 positive fractions summing to 1; got {splits}")
+        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         for key, value in dict(
-            context_len=context_len, horizon=horizon, stride=stride, batch_size=batch_size
+            context_len=context_len,
+            horizon=horizon,
+            stride=stride,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
         ).items():
             if int(value) < 1:
                 raise ValueError(f"data.{key} must be >= 1; got {value}")
         self.context_len, self.horizon, self.stride = context_len, horizon, stride
         self.splits, self.scale, self.seed = splits, scale, seed
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size
         self.drop_last = drop_last
         self.bin_width, self.angle_start, self.circular = bin_width, angle_start, circular
         check_settings("augment", augment or {}, Augment, {"circular"})

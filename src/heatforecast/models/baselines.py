@@ -92,8 +92,8 @@ class DLinear(nn.Module):
 
     def __init__(self, context_len: int, horizon: int, kernel: int = 9) -> None:
         super().__init__()
-        if kernel % 2 == 0:
-            raise ValueError(f"model.kernel must be odd; got {kernel}")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"model.kernel must be an odd number >= 1; got {kernel}")
         self.kernel, self.horizon = kernel, horizon
         self.trend = nn.Linear(context_len, horizon)
         self.remainder = nn.Linear(context_len, horizon)

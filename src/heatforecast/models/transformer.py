@@ -61,6 +61,13 @@ class TransformerForecaster(nn.Module):
         bin_width: float = 1.0,
     ) -> None:
         super().__init__()
+        for key, value in dict(
+            d_model=d_model, n_layers=n_layers, n_heads=n_heads, patch=patch, kernel=kernel
+        ).items():
+            if value < 1:
+                raise ValueError(f"model.{key} must be >= 1; got {value}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1); got {dropout}")
         if d_model % n_heads:
             raise ValueError(f"model.d_model ({d_model}) must be divisible by model.n_heads ({n_heads})")
         if tokens not in ("time", "angle"):
