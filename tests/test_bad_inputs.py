@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from heatforecast.data import DataError, FileData, SyntheticData, read_heatmaps
 from heatforecast.training import (
+    USER_ERRORS,
     CheckpointError,
     ConfigError,
     check_keys,
@@ -174,6 +175,12 @@ def test_short_series_and_empty_split_are_refused(tmp_path: Path) -> None:
         tight.check_splits()
     with pytest.raises(DataError, match=r"the val split has no window"):
         tight.val_dataloader()
+    # Long enough, but no window starts in the test split: the stride is named too.
+    np.save(tmp_path / "long.npy", np.ones((1, 200, 5)))
+    sparse = FileData(path=str(tmp_path / "long.npy"), context_len=8, horizon=5, stride=150)
+    sparse.setup()
+    with pytest.raises(DataError, match=r"long\.npy: the test split has no window: .* stride 150; expected"):
+        sparse.check_splits()
 
 
 def train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -467,7 +474,8 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
 def test_bad_values_in_config_are_refused_before_training(
     tmp_path: Path, override: str, message: str
 ) -> None:
-    with pytest.raises((ConfigError, InstantiationException, ValueError), match=re.escape(message)):
+    # USER_ERRORS: what train.py prints as one "error:" line (a plain ValueError was a traceback there).
+    with pytest.raises(USER_ERRORS, match=re.escape(message)):
         run(tiny_config(tmp_path, override))
     assert not (tmp_path / "metrics.json").exists()
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))

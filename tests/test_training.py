@@ -355,3 +355,9 @@ def test_lightning_s_advertisement_is_not_printed(tiny, caplog: pytest.LogCaptur
     caplog.set_level("INFO")
     run(tiny(model="persistence"))
     assert "Tip" not in caplog.text and "GPU available" in caplog.text  # Lightning's other lines stay
+
+
+def test_log_every_n_steps_zero_writes_no_per_step_loss(tiny, tmp_path: Path) -> None:
+    run(tiny("trainer.log_every_n_steps=0"))  # Lightning's "never"; the module divided by it
+    logged = scalars(tmp_path)
+    assert "train/loss" not in logged and "train/loss_epoch" in logged

@@ -179,8 +179,9 @@ class Forecaster(L.LightningModule):
         if 0 <= self.trainer.max_steps <= self.global_step:
             self.trainer.should_stop = True
         # The host reads the device every log_every_n_steps optimizer steps only, as Lightning's own
-        # logging does, at the batch that made the step.
-        if self.global_step % self.trainer.log_every_n_steps or self.global_step == self._logged_step:
+        # logging does, at the batch that made the step (0: never, as for Lightning).
+        every = self.trainer.log_every_n_steps
+        if not every or self.global_step % every or self.global_step == self._logged_step:
             return
         self._logged_step = self.global_step
         if self.nonfinite == "raise":

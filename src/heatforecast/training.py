@@ -354,21 +354,25 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
     loss_name = _choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
-    module = Forecaster(
-        model=model,
-        loss=loss,
-        optimizer=instantiate(cfg.optim.optimizer) if trainable else None,
-        scheduler=instantiate(cfg.optim.scheduler) if trainable and cfg.optim.scheduler else None,
-        angles=datamodule.angles,
-        scale_factor=datamodule.scaler.factor,
-        scale=datamodule.scale,
-        linear=linear_reference(datamodule),
-        circular=datamodule.circular,
-        loss_name=loss_name,
-        nonfinite=cfg.nonfinite,
-        val_figure_every=cfg.val_figure_every,
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
+    linear = linear_reference(datamodule)
+    try:  # the module checks nonfinite and val_figure_every
+        module = Forecaster(
+            model=model,
+            loss=loss,
+            optimizer=instantiate(cfg.optim.optimizer) if trainable else None,
+            scheduler=instantiate(cfg.optim.scheduler) if trainable and cfg.optim.scheduler else None,
+            angles=datamodule.angles,
+            scale_factor=datamodule.scaler.factor,
+            scale=datamodule.scale,
+            linear=linear,
+            circular=datamodule.circular,
+            loss_name=loss_name,
+            nonfinite=cfg.nonfinite,
+            val_figure_every=cfg.val_figure_every,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     if module.optimizer_factory is not None:
         # The optimizer and schedule check their settings (a negative lr, ...) when built, which
         # Lightning does only once the fit has started: built here once, they stop the run before it.

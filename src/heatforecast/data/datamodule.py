@@ -370,8 +370,9 @@ class HeatmapData(L.LightningDataModule):
             if len(self.windows[name]) == 0:
                 raise DataError(
                     f"{self.source}: the {name} split has no window: series lengths {self.lengths}, "
-                    f"splits {self.splits}, context_len {self.context_len}, horizon {self.horizon}; "
-                    "expected every split to hold at least context_len + horizon steps"
+                    f"splits {self.splits}, context_len {self.context_len}, horizon {self.horizon}, stride "
+                    f"{self.stride}; expected every split to hold at least context_len + horizon steps, with "
+                    "a window starting every stride steps"
                 )
 
     @property
