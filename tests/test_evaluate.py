@@ -85,6 +85,16 @@ def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: P
     np.testing.assert_array_equal(table["step"].to_numpy()[::horizon], npz["step"])
     np.testing.assert_array_equal(table["step"].to_numpy(), table["time"].to_numpy())  # no time column
     np.testing.assert_array_equal(npz["time"], npz["step"])
+    # The scored windows' target and references come along, aligned: each window's persistence is the
+    # frame before its first target, the previous window's first target (stride 1, same series).
+    panels = json.loads((tmp_path / "npz" / "metrics.json").read_text())
+    for who in ("forecast", *FORECASTERS[1:]):
+        mse = np.mean((npz[who].astype(np.float64) - npz["target"]) ** 2)
+        assert mse == pytest.approx(panels["model" if who == "forecast" else who]["test"]["mse"], rel=1e-5)
+    same = (npz["series"][1:] == npz["series"][:-1]) & (npz["step"][1:] == npz["step"][:-1] + 1)
+    assert same.sum() > 10
+    for h in range(horizon):
+        np.testing.assert_array_equal(npz["persistence"][1:][same, h], npz["target"][:-1][same, 0])
 
 
 def test_new_file_is_scored_on_all_windows_and_bin_count_is_checked(trained: Path, tmp_path: Path) -> None:

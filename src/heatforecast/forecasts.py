@@ -138,9 +138,11 @@ def write_figures(
 
 def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: HeatmapData) -> None:
     """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time and step (of the first
-    target frame), angles. .parquet: one row per window and horizon step: series, time, horizon, step,
-    then the bins. ``step`` counts frames from each series' first (0); ``time`` is the file's time of
-    that frame (extended by the median step beyond the data), or the step when the file has none."""
+    target frame), angles, and for scored windows the target and the references' forecasts
+    (persistence, linear, drift; (W, H, A) each). .parquet: one row per window and horizon step:
+    series, time, horizon, step, then the model's bins. ``step`` counts frames from each series'
+    first (0); ``time`` is the file's time of that frame (extended by the median step beyond the
+    data), or the step when the file has none."""
     heatmaps = datamodule.heatmaps
     series = forecasts["series"].numpy()
     ids = np.array(heatmaps.ids)[series]
@@ -150,7 +152,8 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
     if out.suffix == ".npz":
         time = heatmaps.time_of(series, step)
         angles = datamodule.angles.numpy()
-        np.savez_compressed(out, forecast=forecast, series=ids, time=time, step=step, angles=angles)
+        scored = {k: forecasts[k].numpy() for k in ("target", *FORECASTERS[1:]) if k in forecasts}
+        np.savez_compressed(out, forecast=forecast, **scored, series=ids, time=time, step=step, angles=angles)
     elif out.suffix == ".parquet":
         n_windows, horizon, n_bins = forecast.shape
         frame = pd.DataFrame(
