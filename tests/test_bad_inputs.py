@@ -467,6 +467,7 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("optim.optimizer.lr=-1", "optim: Invalid learning rate: -1"),  # was: a traceback mid-fit
         ("optim.scheduler.pct_start=2", "optim: Expected float between 0 and 1 pct_start, but got 2"),
         ("loss.weights.mse=-1", "combo loss: weights {'mse': -1}; expected >= 0"),  # was: trained
+        ("data=_windows", "data=... names no class to build (no _target_); expected an option of conf/data/"),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
     ],

@@ -293,6 +293,12 @@ def check_config(cfg: DictConfig) -> None:
     check_added_settings(plain)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
+    for group in ("data", "model", "loss"):
+        if not isinstance(plain.get(group), dict) or "_target_" not in plain[group]:
+            raise ConfigError(
+                f"{group}={_choice(group) or '...'} names no class to build (no _target_); expected an "
+                f"option of conf/{group}/ that does (files starting with _ are shared settings)"
+            )
     check_keys(plain)
     if cfg.trainer.get("limit_val_batches") == 0:
         raise ConfigError(
