@@ -23,6 +23,7 @@ from heatforecast.training import (
     USER_ERRORS,
     CheckpointError,
     ConfigError,
+    check_config,
     check_keys,
     error_message,
     evaluate,
@@ -500,6 +501,17 @@ def test_an_unquoted_path_with_an_equals_sign_is_refused_with_the_quoted_form() 
     assert_refused(done, f"expected the value quoted, as in \"ckpt_path='{path}'\"")
     assert done.stderr.count("\n") == 1
     assert unquoted_value(["-m", "loss=mse,emd", f"ckpt_path='{path}'", "hydra.run.dir=a/b"]) is None
+
+
+def test_a_launcher_without_multirun_is_refused(tmp_path: Path) -> None:
+    # Hydra uses a launcher in a multirun only: hydra/launcher=slurm alone trained on this machine.
+    with hydra_job("train", "hydra/launcher=submitit_local", "experiment=smoke") as cfg:
+        with pytest.raises(ConfigError, match=r"hydra/launcher=submitit_local without -m: .* would run here"):
+            check_config(cfg)
+    with hydra_job(
+        "train", "hydra/launcher=submitit_local", "experiment=smoke", "hydra.mode=MULTIRUN"
+    ) as cfg:
+        check_config(cfg)  # raises ConfigError for any setting it refuses
 
 
 def test_a_new_run_in_a_folder_that_holds_a_run_is_refused(trained: Path) -> None:

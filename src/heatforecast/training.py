@@ -285,10 +285,16 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """A training config's checks that need nothing built: added settings, the seed, every part's keys
-    and their plain-typed values, a schedule without a run length, a GPU trainer without a GPU, and
-    every callback entry being a callback (a misspelt ``+callbacks.early_stoping.patience=2`` makes a
-    new entry with no class)."""
+    """A training config's checks that need nothing built: a launcher without -m, added settings, the
+    seed, every part's keys and their plain-typed values, a schedule without a run length, a GPU
+    trainer without a GPU, and every callback entry being a callback (a misspelt
+    ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
+    launcher = _choice("hydra/launcher")
+    if launcher not in (None, "basic") and HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise ConfigError(
+            f"hydra/launcher={launcher} without -m: Hydra hands jobs to a launcher in a multirun only, so "
+            f"this would run here; expected python train.py -m hydra/launcher={launcher} ... (one job too)"
+        )
     plain = OmegaConf.to_container(cfg, resolve=False)  # once, for all the checks below
     check_added_settings(plain)
     if expected := _type_error(cfg.seed, int):
