@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from heatforecast.metrics import METRICS
+from heatforecast.metrics import METRICS, higher_is_better
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -69,11 +69,6 @@ def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[
         out["best_epoch"] = dict(scalars.get("epoch", [])).get(step, math.nan)
         out["val_after_best_pct"] = 100 * (val[-1][1] / out["best_val"] - 1)
     return out
-
-
-def higher_is_better(metric: str) -> bool:
-    """The skills (1 - model / persistence) grow as the model improves; every other metric is an error."""
-    return metric.startswith("skill_")
 
 
 def read_run(run: Path, metric: str) -> dict:
@@ -220,6 +215,7 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
     groups: dict[str, list[dict]] = {}
     for r in ok:
         groups.setdefault(group_name(r, by), []).append(r)
+    windows = same_windows(ok, by)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     for ax, name in zip(axes[0], metrics):
         for i, (group, members) in enumerate(sorted(groups.items())):
@@ -227,7 +223,6 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
             ax.plot(
                 range(1, len(values) + 1), values, marker=".", color=plt.cm.tab20(i % 20), label=group[:60]
             )
-        windows = same_windows(ok, by)
         for (label, members), grey in zip(windows, itertools.cycle(("k", "0.45", "0.7"))):
             for ref, style in zip(REFERENCES, ("--", "-.", ":"), strict=True):
                 if (source := scored_by(members, ref)) is not None:

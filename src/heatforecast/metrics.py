@@ -35,6 +35,14 @@ VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
 SKILL_ROWS = [VECTOR_METRICS.index(name) for name in SKILL_METRICS]  # their rows in vector_metrics
 METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether metric ``name`` improves upwards: the skills (1 - model / reference) do; every other
+    metric is an error."""
+    return name.startswith("skill_")
+
+
 FORECASTERS = ("model", "persistence", "linear", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing

@@ -45,7 +45,14 @@ from heatforecast.forecasts import (
     write_forecasts,
     write_per_series,
 )
-from heatforecast.metrics import FORECASTERS, METRICS, MIN_UNITS, VECTOR_METRICS, skill_intervals
+from heatforecast.metrics import (
+    FORECASTERS,
+    METRICS,
+    MIN_UNITS,
+    VECTOR_METRICS,
+    higher_is_better,
+    skill_intervals,
+)
 from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.plots import horizon_figure, plt
@@ -140,7 +147,7 @@ def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
     """Which way ``metric`` (``val/NAME``) improves: ``higher`` for the skills (1 - model / persistence),
     ``lower`` for every other metric (errors). conf/ sets the checkpoint's and early stopping's ``mode``
     and Optuna's ``direction`` with it, so ``optimized_metric=val/skill_emd`` needs nothing else."""
-    return higher if metric.partition("/")[2].startswith("skill_") else lower
+    return higher if higher_is_better(metric.partition("/")[2]) else lower
 
 
 OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
@@ -915,8 +922,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     check_added_settings(cfg)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    given = [override_key(o) for o in overrides]
-    if ignored := [o for o, key in zip(overrides, given) if key.split(".")[0] not in EVALUATE_READS]:
+    if ignored := [o for o in overrides if override_key(o).split(".")[0] not in EVALUATE_READS]:
         raise ConfigError(
             f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
             f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
