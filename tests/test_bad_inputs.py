@@ -23,15 +23,14 @@ from heatforecast.training import (
     USER_ERRORS,
     CheckpointError,
     ConfigError,
-    check_config,
-    check_keys,
     error_message,
     evaluate,
-    load_checkpoint,
     run,
     unquoted_value,
     with_data_option,
 )
+from heatforecast.training.checkpoints import load_checkpoint
+from heatforecast.training.config import check_config, check_keys
 
 from .conftest import CONF, ROOT, TINY, hydra_job, tiny_config
 

@@ -18,15 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.metrics import FORECASTERS
-from heatforecast.training import (
-    WINDOW_KEYS,
-    CheckpointError,
-    ConfigError,
-    evaluation_data,
-    load_checkpoint,
-    run,
-)
+from heatforecast.training import CheckpointError, ConfigError, run
 from heatforecast.training import evaluate as run_evaluate
+from heatforecast.training.checkpoints import load_checkpoint
+from heatforecast.training.evaluation import WINDOW_KEYS, evaluation_data
 
 from .conftest import CONF, ROOT, hydra_job, tiny_config
 
@@ -183,7 +178,8 @@ def forecast_by_hand(ckpt_path: Path, contexts: np.ndarray) -> np.ndarray:
     import torch
     from omegaconf import OmegaConf
 
-    from heatforecast.training import build_model, load_checkpoint
+    from heatforecast.training import build_model
+    from heatforecast.training.checkpoints import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["config"]), contexts.shape[-1])

@@ -19,7 +19,7 @@ from heatforecast.metrics import (
     skill_intervals,
     vector_metrics,
 )
-from heatforecast.training import interval_table
+from heatforecast.training.report import interval_table
 
 
 def test_circular_metrics_measure_the_shorter_way_round() -> None:

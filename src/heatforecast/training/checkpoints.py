@@ -1,0 +1,184 @@
+"""train.py's checkpoints: read without running code, rebuilt into a forecaster, resumed from."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from heatforecast.data import DataError, HeatmapData, Scaler
+from heatforecast.models import LeastSquaresLinear
+from heatforecast.module import Forecaster
+from heatforecast.training.build import build_model, linear_reference
+from heatforecast.training.config import CheckpointError, ConfigError, absolute_path, as_override
+
+# Data keys that checkpoints made before they existed lack, with what those runs meant.
+DATA_ADDED_LATER = {"circular": False}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a heatforecast checkpoint without running code: torch.load(weights_only=True) only
+    unpickles tensors and plain containers, and the config inside is plain data."""
+    path = Path(path)
+    if path.is_dir():
+        inside = [p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()]
+        hint = f", e.g. {as_override('ckpt_path', inside[0])}" if inside else ""
+        raise CheckpointError(
+            f"ckpt_path={path}: a folder; expected a .ckpt file{hint} (written by train.py)"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that could run code when loaded ({reason}); "
+            "heatforecast only loads tensors and plain data (torch.load(weights_only=True))"
+        ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint (truncated or corrupt?): {err}"
+        ) from err
+    if (
+        not isinstance(ckpt, dict)
+        or "config" not in ckpt.get("hyper_parameters", {})
+        or "state_dict" not in ckpt
+    ):
+        raise CheckpointError(f"{path}: not a heatforecast checkpoint (no stored run config)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A heatforecast checkpoint (:func:`read_checkpoint`); one saved before runs kept the linear
+    reference gets it fitted to its training data's train split."""
+    ckpt = read_checkpoint(path)
+    if "linear.weight" not in ckpt["state_dict"]:
+        _fit_linear_reference(ckpt, Path(path))
+    return ckpt
+
+
+def _fit_linear_reference(ckpt: dict[str, Any], path: Path) -> None:
+    """Add the linear reference to a checkpoint saved before runs kept it: fitted, as the run would have
+    fitted it, to the train split of the data it was trained on (its stored data config and scaler)."""
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    try:
+        trained_on: HeatmapData = instantiate(stored.data)
+        trained_on.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])
+        trained_on.setup()
+    except (DataError, InstantiationException) as err:
+        raise CheckpointError(
+            f"{path}: saved before runs kept the linear reference, which is fitted to the train split of "
+            f"the data it was trained on, and that data cannot be read now: {err}"
+        ) from err
+    linear = linear_reference(trained_on)
+    ckpt["state_dict"] |= {"linear.weight": linear.weight, "linear.bias": linear.bias}
+    print(
+        f"{path}: saved before runs kept the linear reference; fitted it to {trained_on.source}'s train split"
+    )
+
+
+def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
+    """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU."""
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    angles, linear = ckpt["state_dict"]["angles"], ckpt["state_dict"]["linear.weight"]
+    module = Forecaster(
+        model=build_model(stored, angles.numel()),
+        loss=instantiate(stored.loss),
+        optimizer=None,
+        scheduler=None,
+        angles=angles,
+        scale_factor=ckpt["hyper_parameters"]["scale_factor"],
+        scale=stored.data.scale,
+        linear=LeastSquaresLinear(linear.shape[1], linear.shape[0]),  # load_state_dict fills it
+        circular=stored.data.get("circular", DATA_ADDED_LATER["circular"]),
+        config=ckpt["hyper_parameters"]["config"],
+    )
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()
+
+
+def load_forecaster(path: str | Path) -> Forecaster:
+    """A trained forecaster from a train.py checkpoint, for use in Python:
+    ``load_forecaster(path).forecast(last_frames)`` gives the next H frames, in data units."""
+    return restore_forecaster(load_checkpoint(path))
+
+
+def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if cfg.ckpt_path in (None, ""):
+        # A submitit job (hydra/launcher=slurm or submitit_local) that was preempted or reached its time
+        # limit is requeued and runs again in its own run folder: a last.ckpt there is its earlier attempt's.
+        if os.environ.get("SUBMITIT_EXECUTOR") and last.is_file():
+            print(f"resuming: this submitit job was requeued; continuing from {last}", flush=True)
+            return str(last)
+        earlier = [*sorted((output_dir / "checkpoints").glob("*.ckpt")), *output_dir.glob("metrics.json")]
+        if earlier:
+            raise ConfigError(
+                f"the run folder {output_dir} already holds a run ({', '.join(p.name for p in earlier)}); a "
+                "new run there would mix its checkpoints, TensorBoard events and metrics.json with that "
+                "one's, and ckpt_path=last would continue the older run; expected ckpt_path=last to continue "
+                "it, or another hydra.run.dir (hydra.sweep.dir with -m), or to remove the folder first"
+            )
+        return None
+    path = last if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: no checkpoint at {path}; to resume, pass the run's folder as "
+            "hydra.run.dir=<run dir> with ckpt_path=last, or a .ckpt file"
+        )
+    return str(path)
+
+
+# Settings a resumed run may give otherwise than the run it continues: where it writes and what it
+# shows, the callbacks that watch it, its checks, where the data lives, evaluation batches, and the
+# device and precision it runs on (not the number of processes: each holds its share's data position).
+RESUME_MAY_CHANGE = (
+    "paths", "ckpt_path", "callbacks", "logger", "val_figure_every", "nonfinite", "compile",
+    "data.on_device", "data.eval_batch_size",
+    "trainer.accelerator", "trainer.precision", "trainer.deterministic", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "trainer.log_every_n_steps",
+)  # fmt: skip
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": leaf}."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    return {
+        k: v
+        for key, value in node.items()
+        for k, v in _flat(value, f"{prefix}.{key}" if prefix else key).items()
+    }
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """Stop if a resumed run's settings differ from those its checkpoint was trained with (outside
+    RESUME_MAY_CHANGE and the keys set from paths): it would continue the weights, optimizer, one-cycle
+    schedule and data position of another run, and fail mid-fit or silently mix the two. Keys one of
+    the two configs lacks (added to conf/ since) are not compared."""
+    trained = _flat(read_checkpoint(ckpt_path)["hyper_parameters"]["config"])
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    for flat in (trained, now):  # a relative data.path names the same data as its absolute form
+        if isinstance(flat.get("data.path"), str):
+            flat["data.path"] = absolute_path(flat["data.path"])
+    located = {
+        k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items() if "${paths." in str(v)
+    }
+    exempt = located | {k for k in now if any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)}
+    changed = sorted(k for k in trained.keys() & now.keys() - exempt if trained[k] != now[k])
+    if changed:
+        shown = "; ".join(f"{k}: {trained[k]!r} -> {now[k]!r}" for k in changed[:5])
+        more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: this command's settings differ from the run it resumes: {shown}"
+            f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
+            "weights, optimizer, schedule and data position"
+        )

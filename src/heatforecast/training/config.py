@@ -1,0 +1,319 @@
+"""What a user types: the errors a user can cause, command-line helpers, and the checks of a config
+that run before anything is built."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import sys
+import types
+import typing
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException, OverrideParseException
+from hydra.types import RunMode
+from hydra.utils import get_object
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from heatforecast.data import DataError
+from heatforecast.metrics import METRICS, higher_is_better
+from heatforecast.module import NonFiniteLossError
+
+
+class ConfigError(ValueError):
+    """The run's config asks for something that cannot work."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unsafe, unreadable, or made for other data."""
+
+
+# Errors a user causes (bad data, config or checkpoint): the entry points print error_message() alone.
+USER_ERRORS = (DataError, ConfigError, CheckpointError, NonFiniteLossError, InstantiationException)
+
+
+def error_message(err: Exception) -> str:
+    """The line an entry point prints for one of USER_ERRORS. Hydra wraps what a configured class
+    raised as "Error in call to target 'CLASS':" and the exception's repr on a second line; the class's
+    own message already names the setting, so it comes first, on one line, with the class after it."""
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        target = str(err).split("'")[1] if str(err).count("'") >= 2 else "a configured class"
+        return f"{err.__cause__} (raised by {target})"
+    return str(err)
+
+
+def unquoted_value(args: list[str]) -> str | None:
+    """A message for the first command-line override that Hydra cannot parse because its value holds
+    ``=`` (a run folder's path does: ``1_loss=emd``), or None. Hydra's own says only "mismatched input"."""
+    parser = OverridesParser.create()
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if "=" not in value:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            return (
+                f"{arg}: Hydra reads '=' and ',' in a value as its own syntax; expected the value quoted, "
+                f"as in {as_override(key, value)}"
+            )
+    return None
+
+
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+data.max_gap=null`` -> ``data.max_gap``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def with_data_option(args: list[str]) -> list[str]:
+    """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
+    the default data is generated and reads no file, and Hydra's own refusal names only the key."""
+    keys = [override_key(a) for a in args if not a.startswith("-")]
+    if "data.path" in keys and "data" not in keys:
+        print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
+        return [*args, "data=file"]
+    return args
+
+
+def absolute_path(path: str) -> str:
+    """``path`` (a file, folder or glob pattern) from the working directory, ``~`` expanded."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def as_override(key: str, value: object) -> str:
+    """``key=value`` as it must be typed on a command line: quoted where Hydra would parse the value."""
+    text = str(value)
+    return f"\"{key}='{text}'\"" if any(c in text for c in "=,") else f"{key}={text}"
+
+
+def choice(group: str) -> str | None:
+    """The option picked for a config group (``loss=emd`` -> "emd"), when run through Hydra."""
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def run_name(overrides: str) -> str:
+    """A folder name from a run's overrides (``hydra.job.override_dirname``): slashes become
+    underscores, and a name too long for a file system is cut and suffixed with a hash."""
+    name = overrides.replace("/", "_")
+    if len(name) <= 150:
+        return name
+    return f"{name[:140]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
+    """Which way ``metric`` (``val/NAME``) improves: ``higher`` for the skills (1 - model / persistence),
+    ``lower`` for every other metric (errors). conf/ sets the checkpoint's and early stopping's ``mode``
+    and Optuna's ``direction`` with it, so ``optimized_metric=val/skill_emd`` needs nothing else."""
+    return higher if higher_is_better(metric.partition("/")[2]) else lower
+
+
+OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
+
+
+def check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
+    """Stop unless ``name`` (optimized_metric) is ``SPLIT/NAME`` with a split of ``splits`` and a metric
+    of the panel."""
+    split, _, metric = name.partition("/")
+    if split not in splits or metric not in METRICS:
+        expected = " or ".join(f"{s}/NAME" for s in splits)
+        why = ""
+        if split == "test" and "test" not in splits:  # a real split, which training must not see
+            why = "; training picks checkpoints and stops on it, which the test split must not steer"
+        raise ConfigError(
+            f"optimized_metric={name!r}; expected {expected} with NAME one of {', '.join(METRICS)}{why}"
+        )
+
+
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+# Where the **kwargs of another library's classes in conf/ go, so that their keys are checked too.
+PASSED_ON = {TensorBoardLogger: SummaryWriter}
+
+
+def _arguments(target: Any) -> dict[str, Any] | None:
+    """The keyword arguments ``target`` (a class or function) takes, each with its type annotation
+    (None where unknown); None if it takes any. A heatforecast class's ``**kwargs`` go to its parent's
+    ``__init__``, so the parents' count too; another library's ``**kwargs`` may go anywhere, so its
+    targets take any key."""
+    names: dict[str, Any] = {}
+    chain = (
+        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    )
+    for function in chain:
+        params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # an annotation that does not resolve outside its library: left unchecked
+            hints = {}
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names |= {p.name: hints.get(p.name) for p in params if p.kind in kinds and p.name not in names}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+        if target in PASSED_ON:
+            return names | (_arguments(PASSED_ON[target]) or {})
+        if not getattr(function, "__module__", "").startswith("heatforecast."):
+            return None
+    return None
+
+
+def _type_error(value: Any, annotation: Any) -> str | None:
+    """What ``value`` should have been, if ``annotation`` allows only int, float, bool, str or None
+    and the value is none of them ("an integer or null"); None if it fits or the annotation is another."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(annotation) if union else (annotation,)
+    if not set(allowed) <= {int, float, bool, str, type(None)}:
+        return None
+    if isinstance(value, str) and value.startswith("${"):
+        return None  # an interpolation, resolved later
+    fits = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        type(None): value is None,
+    }
+    if any(fits[t] for t in allowed):
+        return None
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "text", type(None): "null"}
+    return " or ".join(words[t] for t in allowed)
+
+
+def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
+    """Stop, naming the key, if a config node with a ``_target_`` holds a key its target does not take
+    (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``) or a value
+    that the key's plain type annotation does not allow (``trainer.max_epochs=ten``), before anything
+    is built: some nodes are only instantiated late in a run (the optimizer), or not at all."""
+    node = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            check_keys(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(target := node.get("_target_"), str):
+        try:
+            target_object = get_object(target)
+        except (ImportError, AttributeError, ValueError) as err:
+            key = f"{path}._target_" if path else "_target_"
+            raise ConfigError(
+                f"{key}={target}: cannot be imported; expected the dotted path of a class or function "
+                "(package.module.Name)"
+            ) from err
+        try:
+            accepted = _arguments(target_object)
+        except (TypeError, ValueError):  # no signature to read (a builtin): left to instantiate()
+            accepted = None
+        for name, value in node.items() if accepted is not None else ():
+            key = f"{path}.{name}" if path else name
+            if name in HYDRA_KEYS:
+                continue
+            if name not in accepted:
+                raise ConfigError(
+                    f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
+                    f"(to drop a key that another config set, add ~{key} to the command)"
+                )
+            if expected := _type_error(value, accepted[name]):
+                raise ConfigError(f"{key}={value!r}: {target} expects {expected} there")
+    for key, value in node.items():
+        if key not in HYDRA_KEYS:
+            check_keys(value, f"{path}.{key}" if path else str(key))
+
+
+# Config nodes whose keys heatforecast reads by name (the top level is ""): a key added there with +
+# is read by nothing unless an interpolation refers to it. Other nodes are checked by their targets.
+READ_BY_NAME = ("", "optim", "paths")
+
+
+def check_added_settings(cfg: DictConfig | dict) -> None:
+    """Stop if the command added with ``+`` a setting that nothing reads: a top-level, ``optim.`` or
+    ``paths.`` key that no interpolation refers to (``+seeed=3``: Hydra suggests the ``+`` when a key
+    does not exist, and the run would then ignore it). Keys added inside a part's config are
+    :func:`check_keys`'s; added config groups (``+experiment=...``) are nodes, not values."""
+    if not HydraConfig.initialized():
+        return
+    plain = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+    interpolations = json.dumps(plain)  # where "${...}" references stand, unresolved
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0]
+        if not key.startswith("+") or key.startswith("++") or any(c in key for c in "/@"):
+            continue
+        key = key[1:]
+        parent, _, name = key.rpartition(".")
+        node = plain.get(parent) if parent else plain
+        if parent not in READ_BY_NAME or not isinstance(node, dict):
+            continue
+        if not parent and isinstance(node.get(name), dict):
+            continue  # a config group
+        if "${" + key + "}" in interpolations or "${" + key + "." in interpolations:
+            continue  # a variable for interpolations elsewhere
+        settings = sorted(k for k, v in node.items() if k != name and (parent or not isinstance(v, dict)))
+        where = f"a setting {name!r} to {parent}" if parent else f"a top-level setting {name!r}"
+        raise ConfigError(
+            f"{override}: adds {where} that nothing reads; expected one of: {', '.join(settings)} "
+            "(set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
+        )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """A training config's checks that need nothing built: a launcher without -m, added settings, the
+    seed, every part's keys and their plain-typed values, a schedule without a run length, a GPU
+    trainer without a GPU, and every callback entry being a callback (a misspelt
+    ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
+    launcher = choice("hydra/launcher")
+    if launcher not in (None, "basic") and HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise ConfigError(
+            f"hydra/launcher={launcher} without -m: Hydra hands jobs to a launcher in a multirun only, so "
+            f"this would run here; expected python train.py -m hydra/launcher={launcher} ... (one job too)"
+        )
+    plain = OmegaConf.to_container(cfg, resolve=False)  # once, for all the checks below
+    check_added_settings(plain)
+    if expected := _type_error(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
+    for group in ("data", "model", "loss"):
+        if not isinstance(plain.get(group), dict) or "_target_" not in plain[group]:
+            raise ConfigError(
+                f"{group}={choice(group) or '...'} names no class to build (no _target_); expected an "
+                f"option of conf/{group}/ that does (files starting with _ are shared settings)"
+            )
+    check_keys(plain)
+    if cfg.trainer.get("limit_val_batches") == 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "
+            f"checkpoint kept, early stopping and sweepers read optimized_metric={cfg.optimized_metric}; "
+            "expected a positive number or fraction of val batches"
+        )
+    if (
+        cfg.optim.get("scheduler")
+        and cfg.trainer.get("max_epochs") == -1
+        and cfg.trainer.get("max_steps", -1) == -1
+    ):
+        raise ConfigError(
+            "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length, which the one-cycle "
+            "schedule (optim.scheduler) spreads its warm-up and decay over; expected trainer.max_steps=N "
+            "too, or optim.scheduler=null (a constant learning rate, early stopping ends the run)"
+        )
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
+        raise ConfigError(
+            f"trainer.accelerator={cfg.trainer.accelerator} (trainer=gpu or ddp), but torch "
+            f"{torch.__version__}{cpu_only} sees no CUDA GPU; on this machine use trainer=cpu"
+        )
+    callbacks = plain["callbacks"]
+    for name, callback in callbacks.items():
+        if callback is not None and not (isinstance(callback, dict) and "_target_" in callback):
+            have = ", ".join(k for k, v in callbacks.items() if v is not None and k != name)
+            raise ConfigError(
+                f"callbacks.{name}: no _target_; expected a callback config (its class in _target_) or "
+                f"null to turn one off; the callbacks: {have}"
+            )

@@ -1,0 +1,162 @@
+"""evaluate.py's job: score a checkpoint on its own or other data, or forecast what comes next."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.tensorboard import SummaryWriter
+
+from heatforecast.data import HeatmapData, Scaler
+from heatforecast.forecasts import (
+    FORECAST_SUFFIXES,
+    forecast_future,
+    per_series,
+    predict,
+    write_figures,
+    write_forecasts,
+    write_per_series,
+)
+from heatforecast.training.checkpoints import DATA_ADDED_LATER, load_checkpoint, restore_forecaster
+from heatforecast.training.config import (
+    CheckpointError,
+    ConfigError,
+    check_added_settings,
+    check_keys,
+    check_metric,
+    override_key,
+)
+from heatforecast.training.report import summarize, write_result
+
+WINDOW_KEYS = ("context_len", "horizon", "scale", "bin_width", "angle_start", "circular")  # fixed by training
+
+
+def evaluation_data(
+    cfg: DictConfig, trained: DictConfig, overrides: list[str], ckpt: str
+) -> tuple[DictConfig, bool]:
+    """The data config to score a checkpoint on, and whether it holds other series than the training
+    data (then scored on all windows by default, else on the test split).
+
+    ``trained`` is the checkpoint's data config, ``overrides`` the command's (``data=file``,
+    ``data.path=...``, ...). A data option on the command line (``data=file``) gives its config, with
+    WINDOW_KEYS the checkpoint's unless the command set them; so does ``data.path`` alone where the
+    checkpoint's data is not read from files (as ``data=file``). Otherwise it is the checkpoint's data
+    config with the command's ``data.KEY=VALUE`` applied. Other series: another option, file or
+    generator setting. A WINDOW_KEYS value that differs from training stops with CheckpointError."""
+    given = [override_key(o) for o in overrides]
+    chosen = "data" in given
+    new_data = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
+    if not chosen and "data.path" in given and "path" not in trained:
+        # Inside the entry point Hydra is initialised, so the file option composes as `data=file` would.
+        # A file setting was typed with + (`+data.max_gap=null`: the default data has no such key),
+        # which the file option already has: ++ sets it either way.
+        typed = [re.sub(r"^\+(?=data\.)", "++", o) for o, k in zip(overrides, given) if k.startswith("data.")]
+        cfg = compose("evaluate", ["data=file", *typed])
+        chosen = True
+    if chosen:
+        data_cfg = copy.deepcopy(cfg.data)
+        with open_dict(data_cfg):
+            if data_cfg.get("path", "") is None:  # evaluate.yaml's data.path, unset: not this option's
+                del data_cfg["path"]
+            for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
+                data_cfg[key] = trained.get(key, DATA_ADDED_LATER.get(key))
+    else:
+        data_cfg = copy.deepcopy(trained)
+        for key in (k for k in given if k.startswith("data.")):
+            OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
+    check_keys(data_cfg, "data")
+    for key in WINDOW_KEYS:
+        was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
+        if now != was:
+            raise CheckpointError(
+                f"{ckpt}: trained with data.{key}={was}; this evaluation has data.{key}={now} "
+                "(expected the same)"
+            )
+    if not new_data and list(data_cfg.splits) != list(trained.splits):
+        print(
+            f"note: data.splits={list(data_cfg.splits)}, trained with {list(trained.splits)}: the scored "
+            "split may hold steps the model was trained on"
+        )
+    return data_cfg, new_data
+
+
+# What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
+# ...) is the checkpoint's.
+EVALUATE_READS = ("ckpt_path", "split", "predict", "out", "optimized_metric", "data", "paths")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score a checkpoint on a split of its own data (default: test) or of another file (default: all
+    windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
+    With ``predict=future``, forecast the steps after each series' last frame instead (nothing to score).
+    """
+    if cfg.predict not in (False, True, "future"):
+        raise ConfigError(
+            f"predict={cfg.predict!r}; expected false, true (write the scored windows' forecasts) or "
+            "future (forecast the steps after each series' end)"
+        )
+    check_added_settings(cfg)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    if ignored := [o for o in overrides if override_key(o).split(".")[0] not in EVALUATE_READS]:
+        raise ConfigError(
+            f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
+            f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
+        )
+    check_metric(cfg.optimized_metric)
+    if cfg.split not in (None, "test", "val", "train", "all"):
+        raise ConfigError(
+            f"split={cfg.split}; expected test, val, train or all (or null: the test split of the "
+            "checkpoint's data, all windows of other data)"
+        )
+    future = cfg.predict == "future"
+    if future and cfg.split is not None:
+        raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
+    if cfg.out and Path(cfg.out).suffix not in FORECAST_SUFFIXES:
+        raise ConfigError(f"out={cfg.out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
+    if not cfg.ckpt_path:
+        raise ConfigError(
+            "ckpt_path is not set; expected a checkpoint written by train.py: python evaluate.py "
+            "ckpt_path=logs/runs/<time>/<run>/checkpoints/last.ckpt"
+        )
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    data_cfg, new_data = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
+    datamodule: HeatmapData = instantiate(data_cfg)
+    datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
+    datamodule.setup("predict" if future else None)
+    trained_bins = ckpt["state_dict"]["angles"].numel()
+    if datamodule.n_bins != trained_bins:
+        raise CheckpointError(
+            f"{cfg.ckpt_path}: trained on {trained_bins} angle bins; {datamodule.source} has "
+            f"{datamodule.n_bins} (expected the same)"
+        )
+    module = restore_forecaster(ckpt)
+    output_dir = Path(cfg.paths.output_dir)
+    if future:
+        return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
+    split = cfg.split or ("all" if new_data else "test")
+    forecasts = predict(module, datamodule.loader(split))
+    # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
+    what = "every window" if split == "all" else f"the {split} split"
+    print(f"scored: {what} of {datamodule.source}, {len(forecasts['series']):,} windows")
+    panels = {"test": module.metrics["test"].compute()}
+    result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
+    result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
+    result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
+    writer = SummaryWriter(str(output_dir))
+    write_result(result, output_dir, SimpleNamespace(experiment=writer))
+    write_per_series(result["per_series"], output_dir)
+    write_figures(forecasts, datamodule, output_dir, writer)
+    writer.close()
+    if cfg.predict:
+        out = Path(cfg.out) if cfg.out else output_dir / "forecasts.npz"
+        write_forecasts(out, forecasts, datamodule)
+        print(f"forecasts: {out}")
+    return result

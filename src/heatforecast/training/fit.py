@@ -1,0 +1,171 @@
+"""train.py's job: fit, validate and test a configured run, then write its metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import warnings
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
+from omegaconf import DictConfig, OmegaConf
+
+from heatforecast.data import HeatmapData
+from heatforecast.metrics import FORECASTERS, METRICS
+from heatforecast.module import Forecaster
+from heatforecast.training.build import build_module, build_trainer
+from heatforecast.training.checkpoints import check_resume, resolve_ckpt
+from heatforecast.training.config import ConfigError, absolute_path, check_config, check_metric, choice
+from heatforecast.training.report import summarize, write_result
+
+# Two lines every run printed that say nothing about it: Lightning's advertisement for its cloud
+# logger, and its own use of a torch API that torch deprecated (lightning/pytorch/utilities/_pytree.py).
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _custom_scalars(logger: Any) -> None:
+    """TensorBoard layout: train vs val loss, and each val metric beside the references', in one chart."""
+    writer = getattr(logger, "experiment", None)
+    if not hasattr(writer, "add_custom_scalars"):
+        return
+    layout = {
+        "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]]},
+        "val: model vs the references": {
+            m: ["Multiline", [f"^val/{m}$", *(f"^val/{who}/{m}$" for who in FORECASTERS[1:])]]
+            for m in METRICS
+        },
+    }
+    writer.add_custom_scalars(layout)
+
+
+def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Refuse what several DDP processes cannot do, before any of them starts."""
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher) and trainer.num_devices > 1:
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.get('strategy')}: processes started by multiprocessing keep "
+            "the metric panels, and this process, which writes metrics.json, gets none of them; expected "
+            "trainer.strategy=ddp"
+        )
+    if cfg.nonfinite == "skip" and trainer.world_size > 1:
+        raise ConfigError(
+            f"nonfinite=skip with {trainer.world_size} DDP processes; expected nonfinite=raise or off: "
+            "Lightning cannot skip a training step in distributed training"
+        )
+    starts_processes = (
+        isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+        and trainer.num_devices > 1
+    )
+    if starts_processes and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.num_devices} processes in a "
+            "multirun (-m) that runs its jobs here: Lightning starts each extra process by running the "
+            "command line again, which would run the whole sweep again; expected one DDP run per command "
+            "(no -m), or hydra/launcher=slurm, where SLURM starts the processes"
+        )
+
+
+def run(cfg: DictConfig) -> float:
+    """Train (unless the model has no parameters), score val and test, write metrics.json.
+
+    Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
+    """
+    check_metric(cfg.optimized_metric, ("val",))
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt(cfg, output_dir)
+    if ckpt_path is not None:
+        check_resume(cfg, ckpt_path)
+    if cfg.data.get("path"):
+        # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
+        cfg.data.path = absolute_path(cfg.data.path)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
+    _check_processes(cfg, trainer)  # before the data is read
+
+    datamodule: HeatmapData = instantiate(cfg.data)
+    datamodule.setup()
+    datamodule.check_splits()  # before any training, not after it
+    module = build_module(cfg, datamodule)
+    logger = trainer.logger
+    if trainer.is_global_zero:
+        _custom_scalars(logger)
+
+    best, fit = None, None
+    if module.optimizer_factory is not None:
+        fit = timed_fit(trainer, module, datamodule, ckpt_path)
+        best = trainer.checkpoint_callback.best_model_path or None
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+
+    result = summarize(module.panels, cfg.optimized_metric, datamodule)
+    result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
+    if trainer.is_global_zero:
+        write_result(result, output_dir, logger)
+        final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
+        for who, cells in result["intervals"]["per_horizon"].items():  # when there are intervals
+            if (steps := cells["emd"]["ahead_steps"]) is not None:
+                final[f"hp/test_steps_ahead_of_{who}"] = steps
+        if logger is not None:
+            logger.log_hyperparams(_hparams(cfg), metrics=final)
+            logger.finalize("success")
+    return result["value"]
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config for the TensorBoard hparams tab, with each group's chosen option."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params.pop("paths", None)
+    params.pop("callbacks", None)
+    for group in ("data", "model", "loss", "trainer"):
+        if (picked := choice(group)) is not None:
+            params[f"{group}_choice"] = picked
+    return params
+
+
+def timed_fit(
+    trainer: L.Trainer, module: Forecaster, datamodule: HeatmapData, ckpt_path: str | None
+) -> dict[str, Any]:
+    """Fit, and return its training throughput (validation epochs and checkpoints included) and the
+    device's peak memory."""
+    device = trainer.strategy.root_device
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
+        torch.cuda.reset_peak_memory_stats(device)
+    start = perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    seconds = perf_counter() - start
+    samples = module.samples_trained * trainer.world_size
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else device.type,
+        "precision": str(trainer.precision),
+        "samples": samples,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / seconds, 1),
+        "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
+    }
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import lightning
+    import numpy
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "hydra": hydra.__version__,
+        "numpy": numpy.__version__,
+    }
