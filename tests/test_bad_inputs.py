@@ -144,6 +144,32 @@ def test_a_table_without_rows_with_a_repeated_column_or_true_false_bins_is_refus
         read_heatmaps(tmp_path / "flags.csv")
 
 
+def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> None:
+    frame = pd.DataFrame(np.ones((30, 5)), columns=["0", "1", "2", "3", "4"])
+    # pandas' default to_csv writes the row index as an unnamed first column: it read as a sixth bin,
+    # the row number as energy, with every angle taken from the grid.
+    frame.to_csv(tmp_path / "index.csv")
+    with pytest.raises(DataError, match=r"index\.csv: column 0 has no name .*index=False"):
+        read_heatmaps(tmp_path / "index.csv")
+    lines = frame.to_csv(index=False).splitlines()
+    (tmp_path / "comma.csv").write_text("".join(f"{line},\n" for line in lines))
+    with pytest.raises(DataError, match=r"column 5 has no name .*comma at the end of each line"):
+        read_heatmaps(tmp_path / "comma.csv")
+    # A misnamed time column among angle names: it read as a bin of energy.
+    frame.assign(Time=np.arange(30.0)).to_parquet(tmp_path / "Time.parquet")
+    with pytest.raises(DataError, match=r"column 'Time' is neither an angle nor one of series, time"):
+        read_heatmaps(tmp_path / "Time.parquet")
+    frame.to_csv(tmp_path / "semicolon.csv", sep=";", index=False)
+    with pytest.raises(DataError, match=r"1 angle-bin columns \(the header holds ';'"):
+        read_heatmaps(tmp_path / "semicolon.csv")
+    frame[frame.columns[::-1]].to_csv(tmp_path / "descending.csv", index=False)
+    with pytest.raises(DataError, match=r"angles 4\.\.0 .*run from high to low angle"):
+        read_heatmaps(tmp_path / "descending.csv")
+    (tmp_path / "headless.csv").write_text("0.5,0.2,0.9\n0.1,0.3,0.4\n")
+    with pytest.raises(DataError, match=r"first row names the columns; is it a row of data"):
+        read_heatmaps(tmp_path / "headless.csv")
+
+
 def test_mixed_bin_counts_against_expected_count(tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", np.ones((60, 180)))
     with pytest.raises(DataError, match="180 angle bins.*expected 181"):

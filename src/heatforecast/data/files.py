@@ -159,7 +159,16 @@ def _read_table(
     if frame.empty:
         raise DataError(f"{path}: no rows; expected one row per time step")
     if path.suffix.lower() == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        if "" in header:  # pandas calls it "Unnamed: k", which would pass for a bin
+            k = header.index("")
+            why = {0: " (pandas' to_csv writes its row index so unless index=False)"}.get(k, "")
+            if k == len(header) - 1:
+                why = " (a comma at the end of each line makes an empty last column)"
+            raise DataError(
+                f"{path}: column {k} has no name in the header row{why}; expected a name for every "
+                "column: series, time or an angle"
+            )
         if len(set(header)) < len(header):
             twice = next(name for name in header if header.count(name) > 1)
             raise DataError(
@@ -167,7 +176,9 @@ def _read_table(
             )
     bins = [c for c in frame.columns if str(c) not in RESERVED]
     if len(bins) < 2:
-        raise DataError(f"{path}: {len(bins)} angle-bin columns; expected at least 2")
+        sep = next((s for s in (";", "\t", "|") if s in str(bins[0] if bins else "")), None)
+        hint = f" (the header holds {sep!r}: expected values separated by commas)" if sep else ""
+        raise DataError(f"{path}: {len(bins)} angle-bin columns{hint}; expected at least 2")
     for col in bins:
         # true/false columns are numeric to pandas, but no energy
         if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
@@ -284,19 +295,32 @@ def _show(value: np.generic) -> str:
 
 
 def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: float) -> np.ndarray:
-    """Angles from numeric column names (checked against the configured grid), else the grid."""
+    """Angles from numeric column names (checked against the configured grid), else the grid. Names
+    are all numeric or none: one other name among angles is a misnamed column (``Time``), not a bin."""
     grid = angle_grid(len(names), angle_start, bin_width)
-    try:
-        angles = np.array([float(n) for n in names])
-    except ValueError:
+    numeric = pd.to_numeric(pd.Series(names), errors="coerce")
+    if numeric.isna().all():
         return grid
+    if numeric.isna().any():
+        odd = names[int(np.flatnonzero(numeric.isna().to_numpy())[0])]
+        angles = numeric.dropna()
+        raise DataError(
+            f"{path}: column {odd!r} is neither an angle nor one of {', '.join(RESERVED)} (names are "
+            f"case-sensitive), while {len(angles)} other columns name angles ({angles.iloc[0]:g}.."
+            f"{angles.iloc[-1]:g}); expected an angle for every bin column"
+        )
+    angles = numeric.to_numpy(dtype=np.float64)
     if not np.allclose(angles, grid, atol=1e-6 * max(1.0, bin_width)):
         steps = np.unique(np.round(np.diff(angles), 9))
+        fix = "set those two to match the file"
+        if (steps < 0).all():
+            fix = "the columns run from high to low angle: reorder them"
+        elif (steps <= 0).any() and path.suffix.lower() == ".csv":  # no grid fits such names
+            fix = "a CSV's first row names the columns; is it a row of data?"
         raise DataError(
             f"{path}: bin columns name angles {angles[0]:g}..{angles[-1]:g} in steps of "
             f"{', '.join(f'{s:g}' for s in steps[:3])}; expected increasing angles starting at "
-            f"data.angle_start={angle_start:g} in steps of data.bin_width={bin_width:g} "
-            "(set those two to match the file)"
+            f"data.angle_start={angle_start:g} in steps of data.bin_width={bin_width:g} ({fix})"
         )
     return angles
 
