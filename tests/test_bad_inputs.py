@@ -159,6 +159,9 @@ def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> N
     frame.assign(Time=np.arange(30.0)).to_parquet(tmp_path / "Time.parquet")
     with pytest.raises(DataError, match=r"column 'Time' is neither an angle nor one of series, time"):
         read_heatmaps(tmp_path / "Time.parquet")
+    frame.set_index(pd.Index(np.arange(30.0), name="stamp")).to_parquet(tmp_path / "stamp.parquet")
+    with pytest.raises(DataError, match=r"column 'stamp' is neither an angle"):  # an index: see test_data
+        read_heatmaps(tmp_path / "stamp.parquet")
     frame.to_csv(tmp_path / "semicolon.csv", sep=";", index=False)
     with pytest.raises(DataError, match=r"1 angle-bin columns \(the header holds ';'"):
         read_heatmaps(tmp_path / "semicolon.csv")

@@ -104,6 +104,28 @@ def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> No
     np.testing.assert_array_equal(data.series[1][:, 0], [4.0, 2.0])
 
 
+def test_a_parquet_frame_indexed_by_series_and_time_keeps_them(tmp_path: Path) -> None:
+    # pandas writes the index into Parquet and read_parquet restores it as the index, not as columns:
+    # the two series were read as one, in file order, without times.
+    frame = pd.DataFrame(
+        {
+            "series": ["b", "a", "b", "a"],
+            "time": [2, 5, 1, 4],
+            "0": [1.0, 2.0, 3.0, 4.0],
+            "1": [0.0, 0.0, 0.0, 0.0],
+        }
+    )
+    frame.set_index(["series", "time"]).to_parquet(tmp_path / "indexed.parquet")
+    data = read_heatmaps(tmp_path / "indexed.parquet")
+    assert data.ids == ["b", "a"]
+    np.testing.assert_array_equal(data.series[0][:, 0], [3.0, 1.0])
+    np.testing.assert_array_equal(data.times[1], [4, 5])
+    frame.query("series == 'b'").drop(columns="series").set_index("time").to_parquet(tmp_path / "t.parquet")
+    by_time = read_heatmaps(tmp_path / "t.parquet")
+    np.testing.assert_array_equal(by_time.times[0], [1, 2])
+    np.testing.assert_array_equal(by_time.series[0][:, 0], [3.0, 1.0])
+
+
 def frames_at(times: list | np.ndarray) -> pd.DataFrame:
     """A two-bin table whose bin "0" holds each row's position in the file."""
     n = len(times)

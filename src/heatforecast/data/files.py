@@ -156,6 +156,10 @@ def _read_table(
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot be read as a table: {err}") from err
+    if named := [name for name in frame.index.names if name is not None]:
+        # pandas stores a frame's index in Parquet and restores it as the index: a frame indexed by
+        # time (or series and time) would otherwise lose those columns and be read in file order.
+        frame = frame.reset_index(level=named)
     if frame.empty:
         raise DataError(f"{path}: no rows; expected one row per time step")
     if path.suffix.lower() == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
@@ -179,6 +183,7 @@ def _read_table(
         sep = next((s for s in (";", "\t", "|") if s in str(bins[0] if bins else "")), None)
         hint = f" (the header holds {sep!r}: expected values separated by commas)" if sep else ""
         raise DataError(f"{path}: {len(bins)} angle-bin columns{hint}; expected at least 2")
+    angles = _column_angles(path, [str(c) for c in bins], bin_width, angle_start)
     for col in bins:
         # true/false columns are numeric to pandas, but no energy
         if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
@@ -190,7 +195,6 @@ def _read_table(
                 f"{path}: column {col!r}, row {row}: value {value!r} is not a number; expected numeric "
                 "energy in every bin column"
             )
-    angles = _column_angles(path, [str(c) for c in bins], bin_width, angle_start)
     if "series" in frame.columns:
         _check_present(path, frame["series"], "series", "a series id")
         ids = frame["series"].astype(str)
