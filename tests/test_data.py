@@ -87,15 +87,15 @@ def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(data.angles, angles)
 
 
-def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> None:
-    frame = pd.DataFrame(
-        {
-            "series": ["b", "a", "b", "a"],
-            "time": [2, 5, 1, 4],
-            "0": [1.0, 2.0, 3.0, 4.0],
-            "1": [0.0, 0.0, 0.0, 0.0],
-        }
+def two_series() -> pd.DataFrame:
+    """Two interleaved series, b and a, of two frames each, out of time order in the file."""
+    return pd.DataFrame(
+        {"series": ["b", "a", "b", "a"], "time": [2, 5, 1, 4], "0": [1.0, 2.0, 3.0, 4.0], "1": [0.0] * 4}
     )
+
+
+def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> None:
+    frame = two_series()
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
     data = read_heatmaps(path)
@@ -107,14 +107,7 @@ def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> No
 def test_a_parquet_frame_indexed_by_series_and_time_keeps_them(tmp_path: Path) -> None:
     # pandas writes the index into Parquet and read_parquet restores it as the index, not as columns:
     # the two series were read as one, in file order, without times.
-    frame = pd.DataFrame(
-        {
-            "series": ["b", "a", "b", "a"],
-            "time": [2, 5, 1, 4],
-            "0": [1.0, 2.0, 3.0, 4.0],
-            "1": [0.0, 0.0, 0.0, 0.0],
-        }
-    )
+    frame = two_series()
     frame.set_index(["series", "time"]).to_parquet(tmp_path / "indexed.parquet")
     data = read_heatmaps(tmp_path / "indexed.parquet")
     assert data.ids == ["b", "a"]
