@@ -131,6 +131,25 @@ def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
             read_heatmaps(tmp_path / name)
 
 
+def test_an_npz_with_angles_is_read_with_them_checked(tmp_path: Path) -> None:
+    heatmaps = np.ones((2, 30, 5))
+    np.savez(tmp_path / "ok.npz", heatmaps=heatmaps, angles=np.arange(5.0) * 2 + 10)
+    assert read_heatmaps(tmp_path / "ok.npz", bin_width=2, angle_start=10).angles.tolist() == [
+        10,
+        12,
+        14,
+        16,
+        18,
+    ]
+    # The file says its bins are half-degree ones: read on the 1-degree default grid, they were ignored.
+    np.savez(tmp_path / "half.npz", heatmaps=heatmaps, angles=np.arange(5.0) / 2)
+    with pytest.raises(DataError, match=r"half\.npz: the file gives the bins angles 0\.\.2 in steps of 0\.5"):
+        read_heatmaps(tmp_path / "half.npz")
+    np.savez(tmp_path / "short.npz", heatmaps=heatmaps, angles=np.arange(4.0))
+    with pytest.raises(DataError, match=r"array 'angles' of shape \(4,\); expected one angle per bin"):
+        read_heatmaps(tmp_path / "short.npz")
+
+
 def test_a_table_without_rows_with_a_repeated_column_or_true_false_bins_is_refused(tmp_path: Path) -> None:
     # The header-only CSV died in pandas ("single positional indexer is out-of-bounds").
     (tmp_path / "empty.csv").write_text("0,1,2\n")
@@ -166,7 +185,7 @@ def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> N
     with pytest.raises(DataError, match=r"1 angle-bin columns \(the header holds ';'"):
         read_heatmaps(tmp_path / "semicolon.csv")
     frame[frame.columns[::-1]].to_csv(tmp_path / "descending.csv", index=False)
-    with pytest.raises(DataError, match=r"angles 4\.\.0 .*run from high to low angle"):
+    with pytest.raises(DataError, match=r"gives the bins angles 4\.\.0 .*high to low angle"):
         read_heatmaps(tmp_path / "descending.csv")
     (tmp_path / "headless.csv").write_text("0.5,0.2,0.9\n0.1,0.3,0.4\n")
     with pytest.raises(DataError, match=r"first row names the columns; is it a row of data"):

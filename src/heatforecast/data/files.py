@@ -318,11 +318,11 @@ def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: 
         steps = np.unique(np.round(np.diff(angles), 9))
         fix = "set those two to match the file"
         if (steps < 0).all():
-            fix = "the columns run from high to low angle: reorder them"
+            fix = "the bins run from high to low angle: reverse their order"
         elif (steps <= 0).any() and path.suffix.lower() == ".csv":  # no grid fits such names
             fix = "a CSV's first row names the columns; is it a row of data?"
         raise DataError(
-            f"{path}: bin columns name angles {angles[0]:g}..{angles[-1]:g} in steps of "
+            f"{path}: the file gives the bins angles {angles[0]:g}..{angles[-1]:g} in steps of "
             f"{', '.join(f'{s:g}' for s in steps[:3])}; expected increasing angles starting at "
             f"data.angle_start={angle_start:g} in steps of data.bin_width={bin_width:g} ({fix})"
         )
@@ -332,14 +332,15 @@ def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: 
 def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
     try:
         if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array, stored_angles = np.load(path, allow_pickle=False), None
         else:
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.keys())
                 if "heatmaps" in keys:
                     array = archive["heatmaps"]
+                    stored_angles = archive["angles"] if "angles" in keys else None
                 elif len(keys) == 1:
-                    array = archive[keys[0]]
+                    array, stored_angles = archive[keys[0]], None
                 else:
                     raise DataError(f"{path}: arrays {keys}; expected a key 'heatmaps' or exactly one array")
     except (ValueError, OSError) as err:
@@ -361,6 +362,13 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
             f"{path}: array of shape {shape} holds no frames; expected (T, A) or (S, T, A) with S, T > 0"
         )
     angles = angle_grid(array.shape[-1], angle_start, bin_width)
+    if stored_angles is not None:  # the file says which angles its bins are: checked like column names
+        if stored_angles.shape != angles.shape:
+            raise DataError(
+                f"{path}: array 'angles' of shape {stored_angles.shape}; expected one angle per bin of "
+                f"'heatmaps', shape {angles.shape}"
+            )
+        angles = _column_angles(path, [repr(float(a)) for a in stored_angles], bin_width, angle_start)
     columns = [f"{a:g}" for a in angles]
     for i, values in enumerate(array):
         _check_finite(path, values, f"series {i}, step", columns)
