@@ -75,10 +75,12 @@ def override_key(override: str) -> str:
 def with_data_option(args: list[str]) -> list[str]:
     """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
     the default data is generated and reads no file, and Hydra's own refusal names only the key."""
-    keys = [override_key(a) for a in args if not a.startswith("-")]
+    keys = [override_key(a) if not a.startswith("-") else "" for a in args]
     if "data.path" in keys and "data" not in keys:
         print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
-        return [*args, "data=file"]
+        # Beside data.path, not at the end: after a flag's value (--cfg job) argparse takes no overrides.
+        at = keys.index("data.path") + 1
+        return [*args[:at], "data=file", *args[at:]]
     return args
 
 
