@@ -250,7 +250,8 @@ def assert_nothing_written(tmp_path: Path) -> None:
 
 
 def test_missing_data_file_stops_before_training(tmp_path: Path) -> None:
-    done = train(tmp_path, "~data.generator", f"data.path={tmp_path / 'nope.csv'}")  # data=file implied
+    # experiment=smoke (in train()) picks data=tiny, which the implied data=file replaces.
+    done = train(tmp_path, f"data.path={tmp_path / 'nope.csv'}")
     assert_refused(done, "note: data.path without a data option: reading it as data=file", "error: ")
     assert "nope.csv: no such file" in done.stderr
     assert "Traceback" not in done.stderr
@@ -263,7 +264,7 @@ def test_malformed_file_stops_the_run_naming_row_and_column(tmp_path: Path) -> N
     frame.loc[12, "2"] = np.nan
     path = write_frame(tmp_path, frame)
     run_dir = tmp_path / "run"
-    cfg = tiny_config(run_dir, "data=file", "~data.generator", f"data.path={path}", "data.context_len=4")
+    cfg = tiny_config(run_dir, "data=file", f"data.path={path}", "data.context_len=4")
     with pytest.raises(DataError, match=r"bad.csv: row 12, column '2'.*expected a finite number"):
         run(cfg)
     assert_nothing_written(tmp_path)
@@ -297,8 +298,11 @@ def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
         (["+callbacks.early_stopping.patiense=2"], "callbacks.early_stopping.patiense: lightning"),
         # TensorBoardLogger hands its **kwargs on to SummaryWriter, which refuses them only when built.
         (["+logger.flush_sec=5"], "logger.flush_sec: lightning.pytorch.loggers.TensorBoardLogger"),
-        # experiment=smoke sizes the synthetic data; data=file takes no generator.
-        (["data=file", "data.path=x.csv"], "data.generator: heatforecast.data.FileData takes no such"),
+        # A synthetic data setting under data=file.
+        (
+            ["data=file", "data.path=x.csv", "+data.generator.n_series=3"],
+            "data.generator: heatforecast.data.Fil",
+        ),
     ],
 )
 def test_keys_a_target_does_not_take_stop_the_run_before_anything_is_built(
@@ -346,7 +350,7 @@ def test_a_setting_added_with_plus_that_nothing_reads_is_refused(
 
 def test_a_setting_added_with_plus_for_an_interpolation_is_taken(tmp_path: Path) -> None:
     # A variable that another value refers to is read, by that interpolation.
-    data = ["data=file", "~data.generator", "data.path=${paths.data_dir}/sample.csv"]
+    data = ["data=file", "data.path=${paths.data_dir}/sample.csv"]
     with hydra_job(
         "train", *TINY, f"paths.output_dir={tmp_path}", f"+paths.data_dir={ROOT / 'data'}", *data
     ) as cfg:
@@ -533,8 +537,15 @@ def test_bad_values_in_config_are_refused_before_training(
 def test_data_path_without_a_data_option_is_read_as_data_file() -> None:
     # The default data is generated: Hydra's refusal ("Key 'path' is not in struct") named no way out.
     assert with_data_option(["-m", "data.path=a.csv", "loss=mse,emd"]) == [
-        "-m", "data.path=a.csv", "loss=mse,emd", "data=file"
+        "-m", "data.path=a.csv", "data=file", "loss=mse,emd"
     ]  # fmt: skip
+    # Not at the end, where argparse would take it after --cfg's value and refuse the command.
+    assert with_data_option(["data.path=a.csv", "--cfg", "job"]) == [
+        "data.path=a.csv",
+        "data=file",
+        "--cfg",
+        "job",
+    ]
     assert with_data_option(["data=file", "data.path=a.csv"]) == ["data=file", "data.path=a.csv"]
     assert with_data_option(["loss=emd"]) == ["loss=emd"]
 

@@ -284,7 +284,7 @@ def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
     # The checkpoint kept data.path as typed, relative to where training ran: evaluate.py run from
     # another folder stopped with "data/sample.csv: no such file".
     monkeypatch.chdir(ROOT)
-    data = ["data=file", "~data.generator", "data.path=data/sample.csv"]
+    data = ["data=file", "data.path=data/sample.csv"]
     run(tiny_config(tmp_path / "run", *data))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     stored = load_checkpoint(last)["hyper_parameters"]["config"]["data"]["path"]

@@ -172,7 +172,6 @@ def test_persistence_metrics_match_a_hand_computation(tiny, tmp_path: Path) -> N
     np.save(tmp_path / "x.npy", series)
     cfg = tiny(
         "data=file",
-        "~data.generator",  # set by experiment=smoke, meaningless for a file
         f"data.path={tmp_path / 'x.npy'}",
         "data.context_len=3",
         "data.horizon=2",
