@@ -385,6 +385,19 @@ def test_values_of_the_annotated_type_pass() -> None:
     check_keys(cfg)  # raises ConfigError for a value that its target's annotation does not allow
 
 
+def test_a_precision_that_converts_the_batches_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    # 64-true died in the first validation step (a float32 reference against double weights), the
+    # half '-true' ones in the losses' backward; bf16-true would also have scored bf16-rounded targets.
+    for precision in ("64-true", "64", "bf16-true", "16-true"):
+        with pytest.raises(
+            ConfigError, match=rf"trainer.precision={precision}; expected 32-true, bf16-mixed"
+        ):
+            run(tiny_config(tmp_path, f"trainer.precision={precision}"))
+    assert not list(tmp_path.iterdir())
+    for precision in ("32-true", "32", "bf16-mixed", "16-mixed"):
+        check_config(tiny_config(tmp_path, f"trainer.precision={precision}"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without a GPU says")
 def test_a_gpu_trainer_without_a_gpu_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trainer.accelerator=gpu .* sees no CUDA GPU; on this machine use"):

@@ -267,10 +267,15 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
         )
 
 
+# Lightning's names (and short forms) of the precisions that keep the batches as read: float32, with
+# or without autocast. The model's output is cast to float32 for the losses and metrics either way.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
+
+
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: a launcher without -m, added settings, the
-    seed, every part's keys and their plain-typed values, a schedule without a run length, a GPU
-    trainer without a GPU, and every callback entry being a callback (a misspelt
+    seed, every part's keys and their plain-typed values, a schedule without a run length, the
+    precision, a GPU trainer without a GPU, and every callback entry being a callback (a misspelt
     ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
     launcher = choice("hydra/launcher")
     if launcher not in (None, "basic") and HydraConfig.get().mode != RunMode.MULTIRUN:
@@ -304,6 +309,12 @@ def check_config(cfg: DictConfig) -> None:
             "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length, which the one-cycle "
             "schedule (optim.scheduler) spreads its warm-up and decay over; expected trainer.max_steps=N "
             "too, or optim.scheduler=null (a constant learning rate, early stopping ends the run)"
+        )
+    if str(cfg.trainer.get("precision", "32-true")) not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision}; expected 32-true, bf16-mixed or 16-mixed: the "
+            "losses and metrics take float32 batches, which another '-true' precision converts (bf16-true "
+            "would score rounded targets, not comparable with other runs)"
         )
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
