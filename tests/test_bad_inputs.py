@@ -212,6 +212,14 @@ def test_forum_frame_is_refused_with_clear_messages() -> None:
         dm.setup()
 
 
+def test_a_train_split_without_energy_is_refused_naming_the_file(tmp_path: Path) -> None:
+    late = np.zeros((2, 100, 6))
+    late[:, 80:, 3] = 1.0  # energy only after the train split: no scale to fit
+    np.save(tmp_path / "late.npy", late)
+    with pytest.raises(DataError, match=r"late\.npy: the train split holds no energy .* first 70% of each"):
+        FileData(path=str(tmp_path / "late.npy"), context_len=8, horizon=4).setup()
+
+
 def test_short_series_and_empty_split_are_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "short.npy", np.ones((2, 12, 5)))
     with pytest.raises(DataError, match=r"short\.npy: series '0' has 12 steps; expected at least"):

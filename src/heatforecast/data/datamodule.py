@@ -358,7 +358,11 @@ class HeatmapData(L.LightningDataModule):
         if self.scaler is None:
             self.check_splits(("train",))
             train_rows = [s[: round(len(s) * self.splits[0])] for s in heatmaps.series]
-            self.scaler = Scaler.fit(np.concatenate(train_rows), self.scale)
+            try:
+                self.scaler = Scaler.fit(np.concatenate(train_rows), self.scale)
+            except DataError as err:
+                first = f"the first {self.splits[0]:.0%} of each series, data.splits"
+                raise DataError(f"{self.source}: {err} ({first}); expected some energy to scale by") from err
         values = torch.from_numpy(np.concatenate(heatmaps.series)).float()
         self.values = self.scaler.transform(values).contiguous()
         self.angles = torch.from_numpy(heatmaps.angles).float()
