@@ -332,3 +332,21 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_serie
     # Other splits of the training data may reach into the steps it was trained on: said, not refused.
     data, other = data_for(trained, "data.splits=[0.5,0.25,0.25]")
     assert not other and "the scored split may hold steps the model was trained on" in capsys.readouterr().out
+
+
+def test_the_training_data_named_again_is_scored_on_its_test_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # Every window of it, as for other series, included the ones the model was trained on.
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        trained = compose("train", ["experiment=smoke", "data.generator.n_bins=36"]).data
+        on_file = compose("train", ["data=file", f"data.path={tmp_path / 'a.csv'}"]).data
+    for same in (["data.generator.seed=0"], ["data=tiny", "data.generator.n_bins=36"]):
+        assert data_for(trained, *same)[1] is False, same
+    assert "the data the checkpoint was trained on; scoring its test split" in capsys.readouterr().out
+    assert data_for(trained, "data=tiny")[1] is True  # 37 bins, not 36: other series
+    monkeypatch.chdir(tmp_path)
+    assert data_for(on_file, "data.path=a.csv")[1] is False  # the same file, typed relative
+    assert data_for(on_file, "data.path=a.csv", "+data.max_gap=null")[1] is False  # no other cut
+    assert data_for(on_file, "data.path=a.csv", "+data.split_at_gaps=true")[1] is True  # other parts
+    assert data_for(on_file, "data.path=b.csv")[1] is True

@@ -28,6 +28,7 @@ from heatforecast.training.checkpoints import DATA_ADDED_LATER, load_checkpoint,
 from heatforecast.training.config import (
     CheckpointError,
     ConfigError,
+    absolute_path,
     check_added_settings,
     check_keys,
     check_metric,
@@ -72,6 +73,13 @@ def evaluation_data(
         for key in (k for k in given if k.startswith("data.")):
             OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
     check_keys(data_cfg, "data")
+    if new_data and _same_series(data_cfg, trained):
+        # The training data named again (its file, option or generator settings): its windows include
+        # the training ones, so it is scored on its test split, as without the setting.
+        print(
+            "note: this is the data the checkpoint was trained on; scoring its test split unless split= says"
+        )
+        new_data = False
     for key in WINDOW_KEYS:
         was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
         if now != was:
@@ -85,6 +93,25 @@ def evaluation_data(
             "split may hold steps the model was trained on"
         )
     return data_cfg, new_data
+
+
+# The data settings that decide which series and frames a data config holds (the rest decide windows,
+# batches and checks, or are WINDOW_KEYS, which must equal the checkpoint's).
+SERIES_KEYS = ("_target_", "path", "generator", "max_gap", "split_at_gaps")
+
+
+def _same_series(data_cfg: DictConfig, trained: DictConfig) -> bool:
+    """Whether ``data_cfg`` reads or generates the same series as the checkpoint's data config."""
+
+    def identity(c: DictConfig) -> dict[str, Any]:
+        plain = OmegaConf.to_container(c, resolve=True)
+        if isinstance(plain.get("path"), str):
+            plain["path"] = absolute_path(plain["path"])
+        if not plain.get("split_at_gaps"):
+            plain.pop("max_gap", None)  # then it only decides whether a gap stops the run
+        return {k: plain.get(k) for k in SERIES_KEYS}
+
+    return identity(data_cfg) == identity(trained)
 
 
 # What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
