@@ -555,6 +555,13 @@ def test_bad_values_in_config_are_refused_before_training(
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
 
 
+def test_a_drift_lag_longer_than_the_context_is_refused(tmp_path: Path) -> None:
+    # It was shortened to the context silently (context_len - 1 steps; one frame: persistence).
+    with pytest.raises(USER_ERRORS, match=r"model.lag=8 .* data.context_len=8 frames does not hold"):
+        run(tiny_config(tmp_path, "model.lag=8", model="drift"))  # experiment=smoke: context_len 8
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_data_path_without_a_data_option_is_read_as_data_file() -> None:
     # The default data is generated: Hydra's refusal ("Key 'path' is not in struct") named no way out.
     assert with_data_option(["-m", "data.path=a.csv", "loss=mse,emd"]) == [

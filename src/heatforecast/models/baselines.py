@@ -28,6 +28,8 @@ class Drift(nn.Module):
     by a parabola through C(s-1), C(s), C(s+1); the forecast interpolates linearly between bins,
     replicating the edge bins (wrapping round with ``circular``). One velocity per window: a
     tracker's answer to "where does the energy go next". Has no parameters; needs no training.
+    Given ``context_len``, a ``lag`` the context cannot hold is refused; without it (the references)
+    a shorter context uses the longest lag it holds, and a single frame gives persistence.
     """
 
     def __init__(
@@ -37,10 +39,16 @@ class Drift(nn.Module):
         max_speed: float = 4.0,
         bin_width: float = 1.0,
         circular: bool = False,
+        context_len: int | None = None,
     ) -> None:
         super().__init__()
         if lag < 1 or max_speed <= 0:
             raise ValueError(f"model.lag must be >= 1 and model.max_speed > 0; got {lag}, {max_speed}")
+        if context_len is not None and lag >= context_len:
+            raise ValueError(
+                f"model.lag={lag} compares the last frame with the one {lag} steps back, which a context "
+                f"of data.context_len={context_len} frames does not hold; expected lag < context_len"
+            )
         self.horizon, self.lag, self.circular = horizon, lag, circular
         self.max_bins = max(1, round(max_speed / bin_width * lag))  # the largest shift searched
 
