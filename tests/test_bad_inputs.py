@@ -146,8 +146,13 @@ def test_an_npz_with_angles_is_read_with_them_checked(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"half\.npz: the file gives the bins angles 0\.\.2 in steps of 0\.5"):
         read_heatmaps(tmp_path / "half.npz")
     np.savez(tmp_path / "short.npz", heatmaps=heatmaps, angles=np.arange(4.0))
-    with pytest.raises(DataError, match=r"array 'angles' of shape \(4,\); expected one angle per bin"):
+    with pytest.raises(
+        DataError, match=r"array 'angles' of shape \(4,\) .*expected one angle \(a number\) per"
+    ):
         read_heatmaps(tmp_path / "short.npz")
+    np.savez(tmp_path / "text.npz", heatmaps=heatmaps, angles=np.array(["N", "NE", "E", "SE", "S"]))
+    with pytest.raises(DataError, match=r"array 'angles' of shape \(5,\) and dtype <U2"):
+        read_heatmaps(tmp_path / "text.npz")
 
 
 def test_a_table_without_rows_with_a_repeated_column_or_true_false_bins_is_refused(tmp_path: Path) -> None:

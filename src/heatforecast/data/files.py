@@ -363,10 +363,10 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
         )
     angles = angle_grid(array.shape[-1], angle_start, bin_width)
     if stored_angles is not None:  # the file says which angles its bins are: checked like column names
-        if stored_angles.shape != angles.shape:
+        if stored_angles.shape != angles.shape or not np.issubdtype(stored_angles.dtype, np.number):
             raise DataError(
-                f"{path}: array 'angles' of shape {stored_angles.shape}; expected one angle per bin of "
-                f"'heatmaps', shape {angles.shape}"
+                f"{path}: array 'angles' of shape {stored_angles.shape} and dtype {stored_angles.dtype}; "
+                f"expected one angle (a number) per bin of 'heatmaps', shape {angles.shape}"
             )
         angles = _column_angles(path, [repr(float(a)) for a in stored_angles], bin_width, angle_start)
     columns = [f"{a:g}" for a in angles]
