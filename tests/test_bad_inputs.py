@@ -28,6 +28,7 @@ from heatforecast.training import (
     run,
     unquoted_value,
     with_data_option,
+    with_file_settings,
 )
 from heatforecast.training.checkpoints import load_checkpoint
 from heatforecast.training.config import check_config, check_keys
@@ -581,6 +582,18 @@ def test_data_path_without_a_data_option_is_read_as_data_file() -> None:
     ]
     assert with_data_option(["data=file", "data.path=a.csv"]) == ["data=file", "data.path=a.csv"]
     assert with_data_option(["loss=emd"]) == ["loss=emd"]
+
+
+def test_evaluate_takes_file_settings_without_a_plus() -> None:
+    # evaluate.yaml starts from the default (generated) data: Hydra refused data.max_gap=null with
+    # "Key 'max_gap' is not in struct", though the checkpoint's data may be files that have it.
+    typed = ["ckpt_path=x.ckpt", "data.path=a.csv", "data.max_gap=null", "data.split_at_gaps=true"]
+    args = with_file_settings(typed)
+    assert args == [*typed[:2], "++data.max_gap=null", "++data.split_at_gaps=true"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        assert compose("evaluate", args).data.max_gap is None
+    for unchanged in (["data=file", "data.max_gap=null"], ["+data.max_gap=null"], ["data.scale=db"]):
+        assert with_file_settings(unchanged) == unchanged
 
 
 def test_an_unquoted_path_with_an_equals_sign_is_refused_with_the_quoted_form() -> None:

@@ -15,6 +15,7 @@ from heatforecast.training.config import (
     error_message,
     unquoted_value,
     with_data_option,
+    with_file_settings,
 )
 from heatforecast.training.evaluation import evaluate
 from heatforecast.training.fit import run
@@ -32,4 +33,5 @@ __all__ = [
     "run",
     "unquoted_value",
     "with_data_option",
+    "with_file_settings",
 ]

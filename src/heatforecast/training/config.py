@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from heatforecast.data import DataError
+from heatforecast.data import DataError, FileData
 from heatforecast.metrics import METRICS, higher_is_better
 from heatforecast.module import NonFiniteLossError
 
@@ -82,6 +82,18 @@ def with_data_option(args: list[str]) -> list[str]:
         at = keys.index("data.path") + 1
         return [*args[:at], "data=file", *args[at:]]
     return args
+
+
+def with_file_settings(args: list[str]) -> list[str]:
+    """evaluate.py's command line with ``++`` before the file settings of data=file (``data.max_gap``,
+    ...) typed without a data option: its config starts from the default data, which lacks them (Hydra
+    said "Key 'max_gap' is not in struct"), while the data evaluated may be the checkpoint's files."""
+    keys = [override_key(a) if not a.startswith("-") else "" for a in args]
+    if "data" in keys:
+        return args
+    own = inspect.signature(FileData).parameters.values()  # but path, which evaluate.yaml declares
+    settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD and p.name != "path"}
+    return [f"++{a}" if k in settings and not a.startswith(("+", "~")) else a for a, k in zip(args, keys)]
 
 
 def absolute_path(path: str) -> str:
