@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
@@ -302,9 +303,7 @@ def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
         return evaluation_data(cfg, trained, list(overrides), "x.ckpt")
 
 
-def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_series(
-    capsys: pytest.CaptureFixture,
-) -> None:
+def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data() -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         trained = compose("train", ["experiment=smoke", "data.circular=true", "data.generator.n_bins=36",
                                     "data.bin_width=10"]).data  # fmt: skip
@@ -329,24 +328,37 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_serie
         CheckpointError, match="trained with data.horizon=4; this evaluation has data.horizon=6"
     ):
         data_for(trained, "data=file", "data.path=new.csv", "data.horizon=6")
-    # Other splits of the training data may reach into the steps it was trained on: said, not refused.
     data, other = data_for(trained, "data.splits=[0.5,0.25,0.25]")
-    assert not other and "the scored split may hold steps the model was trained on" in capsys.readouterr().out
+    assert not other and list(data.splits) == [0.5, 0.25, 0.25]
 
 
-def test_the_training_data_named_again_is_scored_on_its_test_split(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+def test_the_training_series_are_scored_on_their_test_split_under_any_name(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    # Every window of it, as for other series, included the ones the model was trained on.
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        trained = compose("train", ["experiment=smoke", "data.generator.n_bins=36"]).data
-        on_file = compose("train", ["data=file", f"data.path={tmp_path / 'a.csv'}"]).data
-    for same in (["data.generator.seed=0"], ["data=tiny", "data.generator.n_bins=36"]):
-        assert data_for(trained, *same)[1] is False, same
-    assert "the data the checkpoint was trained on; scoring its test split" in capsys.readouterr().out
-    assert data_for(trained, "data=tiny")[1] is True  # 37 bins, not 36: other series
-    monkeypatch.chdir(tmp_path)
-    assert data_for(on_file, "data.path=a.csv")[1] is False  # the same file, typed relative
-    assert data_for(on_file, "data.path=a.csv", "+data.max_gap=null")[1] is False  # no other cut
-    assert data_for(on_file, "data.path=a.csv", "+data.split_at_gaps=true")[1] is True  # other parts
-    assert data_for(on_file, "data.path=b.csv")[1] is True
+    # A file holding the series the model was trained on (a copy, or the file named again) counted as
+    # other data: every window was scored, the training windows included.
+    training = json.loads((trained / "metrics.json").read_text())
+    ckpt = f"ckpt_path={training['best_checkpoint']}"
+    stored = OmegaConf.create(
+        load_checkpoint(trained / "checkpoints" / "last.ckpt")["hyper_parameters"]["config"]
+    )
+    own = instantiate(stored.data).load()  # the generated series the run trained on
+    write_heatmaps(tmp_path / "copy.npy", np.stack(own.series), own.angles)
+
+    def scored(*overrides: str) -> dict:
+        with hydra_job("evaluate", ckpt, f"paths.output_dir={tmp_path / 'out'}", *overrides) as cfg:
+            return run_evaluate(cfg)
+
+    copy = scored("data=file", f"data.path={tmp_path / 'copy.npy'}")
+    assert copy["split"] == "test" and "holds the series the model was trained on" in capsys.readouterr().out
+    for name, value in training["model"]["test"].items():  # the training run's own test windows
+        assert copy["model"]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+    assert scored("data=file", f"data.path={tmp_path / 'copy.npy'}", "split=all")["split"] == "all"
+    # One training series beside a new one: all windows, and a note naming the one.
+    new = make_synthetic(n_series=1, n_steps=90, n_bins=37, seed=9)[0]
+    write_heatmaps(tmp_path / "mixed.npy", np.stack([own.series[1], new]), own.angles)
+    assert scored("data=file", f"data.path={tmp_path / 'mixed.npy'}")["split"] == "all"
+    assert "the model was trained on 1 of the 2 series in" in capsys.readouterr().out
+    # Other splits of the training data may reach into the steps it was trained on: said, not refused.
+    assert scored("data.splits=[0.5,0.25,0.25]")["split"] == "test"
+    assert "the scored split may hold steps the model was trained on" in capsys.readouterr().out

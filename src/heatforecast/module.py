@@ -47,6 +47,8 @@ class Forecaster(L.LightningModule):
             the closing validation where nothing was fitted; 0 never (each drawing costs a tenth of a
             second or more of host time).
         config: the run's config as plain data, stored in checkpoints to rebuild the run.
+        data_fingerprints: the training series' digests (``Heatmaps.fingerprints``), stored in
+            checkpoints so that evaluation knows which series the model was trained on.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Forecaster(L.LightningModule):
         nonfinite: str = "raise",
         val_figure_every: int = 1,
         config: dict | None = None,
+        data_fingerprints: list[str] | None = None,
     ) -> None:
         super().__init__()
         if nonfinite not in ("raise", "skip", "off"):
@@ -77,7 +80,12 @@ class Forecaster(L.LightningModule):
                 "val_figure_every must be a whole number >= 0 (0: no val/forecast figure); "
                 f"got {val_figure_every!r}"
             )
-        self.save_hyperparameters({"config": config or {}, "scale_factor": scale_factor})
+        stored = {
+            "config": config or {},
+            "scale_factor": scale_factor,
+            "data_fingerprints": data_fingerprints,
+        }
+        self.save_hyperparameters(stored)
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scale, self.scale_factor = scale, float(scale_factor)

@@ -7,6 +7,7 @@ file, the row/series/column and what was expected; nothing is dropped, filled or
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,16 @@ class Heatmaps:
     @property
     def n_bins(self) -> int:
         return len(self.angles)
+
+    def fingerprints(self) -> list[str]:
+        """A digest of each series' frames (their float32 values and shape; not its id, file or times):
+        the same recording, wherever and under whatever name it is read, gives the same one."""
+        return [
+            hashlib.sha1(f"{s.shape}".encode() + np.ascontiguousarray(s, np.float32).tobytes()).hexdigest()[
+                :16
+            ]
+            for s in self.series
+        ]
 
     def time_of(self, series: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """The time of step ``steps[k]`` of series ``series[k]``: the file's time, or the step itself

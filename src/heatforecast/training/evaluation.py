@@ -28,7 +28,6 @@ from heatforecast.training.checkpoints import DATA_ADDED_LATER, load_checkpoint,
 from heatforecast.training.config import (
     CheckpointError,
     ConfigError,
-    absolute_path,
     check_added_settings,
     check_keys,
     check_metric,
@@ -42,18 +41,18 @@ WINDOW_KEYS = ("context_len", "horizon", "scale", "bin_width", "angle_start", "c
 def evaluation_data(
     cfg: DictConfig, trained: DictConfig, overrides: list[str], ckpt: str
 ) -> tuple[DictConfig, bool]:
-    """The data config to score a checkpoint on, and whether it holds other series than the training
-    data (then scored on all windows by default, else on the test split).
+    """The data config to score a checkpoint on, and whether the command names other data than the
+    checkpoint's (an option, a file or generator settings; :func:`other_series` tells what it holds).
 
     ``trained`` is the checkpoint's data config, ``overrides`` the command's (``data=file``,
     ``data.path=...``, ...). A data option on the command line (``data=file``) gives its config, with
     WINDOW_KEYS the checkpoint's unless the command set them; so does ``data.path`` alone where the
     checkpoint's data is not read from files (as ``data=file``). Otherwise it is the checkpoint's data
-    config with the command's ``data.KEY=VALUE`` applied. Other series: another option, file or
-    generator setting. A WINDOW_KEYS value that differs from training stops with CheckpointError."""
+    config with the command's ``data.KEY=VALUE`` applied. A WINDOW_KEYS value that differs from
+    training stops with CheckpointError."""
     given = [override_key(o) for o in overrides]
     chosen = "data" in given
-    new_data = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
+    named = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
     if not chosen and "data.path" in given and "path" not in trained:
         # Inside the entry point Hydra is initialised, so the file option composes as `data=file` would.
         # A file setting was typed with + (`+data.max_gap=null`: the default data has no such key),
@@ -73,13 +72,6 @@ def evaluation_data(
         for key in (k for k in given if k.startswith("data.")):
             OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
     check_keys(data_cfg, "data")
-    if new_data and _same_series(data_cfg, trained):
-        # The training data named again (its file, option or generator settings): its windows include
-        # the training ones, so it is scored on its test split, as without the setting.
-        print(
-            "note: this is the data the checkpoint was trained on; scoring its test split unless split= says"
-        )
-        new_data = False
     for key in WINDOW_KEYS:
         was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
         if now != was:
@@ -87,31 +79,32 @@ def evaluation_data(
                 f"{ckpt}: trained with data.{key}={was}; this evaluation has data.{key}={now} "
                 "(expected the same)"
             )
-    if not new_data and list(data_cfg.splits) != list(trained.splits):
+    return data_cfg, named
+
+
+def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> bool:
+    """Whether a set-up datamodule holds other series than the checkpoint was trained on (scored on all
+    their windows, not a test split). The checkpoint's digests of its training series decide, so the
+    training data is known under another file name or option too; a checkpoint saved before it kept
+    them goes by whether the command named other data. Says so where it holds training series too."""
+    trained = ckpt["hyper_parameters"].get("data_fingerprints")
+    if not trained:
+        return named
+    prints, ids = datamodule.heatmaps.fingerprints(), datamodule.heatmaps.ids
+    if sorted(prints) == sorted(trained):
+        if named:
+            print(
+                f"note: {datamodule.source} holds the series the model was trained on; by default its "
+                "test split is scored"
+            )
+        return False
+    if seen := [sid for sid, f in zip(ids, prints) if f in set(trained)]:
         print(
-            f"note: data.splits={list(data_cfg.splits)}, trained with {list(trained.splits)}: the scored "
-            "split may hold steps the model was trained on"
+            f"note: the model was trained on {len(seen)} of the {len(ids)} series in {datamodule.source} "
+            f"({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''}): every window of those includes "
+            "training windows; score the others on their own to keep them out"
         )
-    return data_cfg, new_data
-
-
-# The data settings that decide which series and frames a data config holds (the rest decide windows,
-# batches and checks, or are WINDOW_KEYS, which must equal the checkpoint's).
-SERIES_KEYS = ("_target_", "path", "generator", "max_gap", "split_at_gaps")
-
-
-def _same_series(data_cfg: DictConfig, trained: DictConfig) -> bool:
-    """Whether ``data_cfg`` reads or generates the same series as the checkpoint's data config."""
-
-    def identity(c: DictConfig) -> dict[str, Any]:
-        plain = OmegaConf.to_container(c, resolve=True)
-        if isinstance(plain.get("path"), str):
-            plain["path"] = absolute_path(plain["path"])
-        if not plain.get("split_at_gaps"):
-            plain.pop("max_gap", None)  # then it only decides whether a gap stops the run
-        return {k: plain.get(k) for k in SERIES_KEYS}
-
-    return identity(data_cfg) == identity(trained)
+    return True
 
 
 # What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
@@ -154,7 +147,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    data_cfg, new_data = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
+    data_cfg, named = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
     datamodule.setup("predict" if future else None)
@@ -168,6 +161,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if future:
         return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
+    new_data = other_series(datamodule, ckpt, named)
+    if not new_data and list(data_cfg.splits) != list(stored.data.splits):
+        print(
+            f"note: data.splits={list(data_cfg.splits)}, trained with {list(stored.data.splits)}: the "
+            "scored split may hold steps the model was trained on"
+        )
     split = cfg.split or ("all" if new_data else "test")
     forecasts = predict(module, datamodule.loader(split))
     # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
