@@ -297,6 +297,21 @@ def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
     assert result["data"] == stored and result["split"] == "test"
 
 
+def test_training_data_that_moved_is_asked_for_and_then_known_by_its_series(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "a.csv").write_bytes((ROOT / "data" / "sample.csv").read_bytes())
+    run(tiny_config(tmp_path / "run", "data=file", f"data.path={tmp_path / 'old' / 'a.csv'}"))
+    (tmp_path / "old").rename(tmp_path / "new")
+    ckpt, out = f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", f"paths.output_dir={tmp_path}"
+    with hydra_job("evaluate", ckpt, out) as cfg:  # was: "old/a.csv: no such file"
+        with pytest.raises(
+            CheckpointError, match=r"trained on .*old/a\.csv, which is not there now; expected data"
+        ):
+            run_evaluate(cfg)
+    with hydra_job("evaluate", ckpt, out, f"data.path={tmp_path / 'new' / 'a.csv'}") as cfg:
+        assert run_evaluate(cfg)["split"] == "test"  # the same series under a new name
+
+
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
     with initialize_config_dir(str(CONF), version_base="1.3"):  # as inside evaluate.py: initialised
         cfg = compose("evaluate", ["ckpt_path=x.ckpt", *overrides])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import glob
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,6 +149,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
     data_cfg, named = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
+    path = data_cfg.get("path")
+    if not named and path and not glob.has_magic(path) and not Path(path).exists():
+        raise CheckpointError(
+            f"{cfg.ckpt_path}: trained on {path}, which is not there now; expected data.path=<where that "
+            "data is now> (a copy that holds the same series is still scored on its test split)"
+        )
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
     datamodule.setup("predict" if future else None)
