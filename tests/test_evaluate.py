@@ -200,6 +200,8 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
     assert batch.shape == (2, 4, 37) and single.shape == (4, 37) and not module.training
     np.testing.assert_allclose(batch.numpy(), forecast_by_hand(ckpt_path, contexts), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single.numpy(), batch[1].numpy(), rtol=1e-6, atol=1e-7)
+    table = pd.DataFrame(contexts[1], columns=[str(a) for a in range(37)])  # the last rows of a file
+    torch.testing.assert_close(module.forecast(table), single)  # was: "could not determine the shape"
     bad = {
         "expected (8, 37) or (B, 8, 37)": contexts[:, 1:],
         "expected (8, 37) or (B, 8, 37): the last 8": contexts[..., :36],

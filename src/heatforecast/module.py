@@ -248,10 +248,13 @@ class Forecaster(L.LightningModule):
         return self(batch[0]) * self.scale_factor
 
     @torch.no_grad()
-    def forecast(self, frames: Tensor | np.ndarray) -> Tensor:
+    def forecast(self, frames: Tensor | np.ndarray | Any) -> Tensor:
         """The H frames that follow ``frames``, all in data units: the last L observed frames (L, A)
-        give (H, A), a batch (B, L, A) gives (B, H, A). Runs in eval mode (no dropout) on the module's
+        give (H, A), a batch (B, L, A) gives (B, H, A). ``frames``: a tensor, or anything numpy reads as
+        an array (a DataFrame of the bin columns only). Runs in eval mode (no dropout) on the module's
         device; L is checked against the training run's ``data.context_len`` when the config has it."""
+        if not isinstance(frames, Tensor):
+            frames = np.asarray(frames, dtype=np.float32)  # torch does not read a DataFrame
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.angles.device)
         n_bins, context_len = len(self.angles), self.hparams.config.get("data", {}).get("context_len")
         if x.ndim not in (2, 3) or x.shape[-1] != n_bins or x.shape[-2] != (context_len or x.shape[-2]):
