@@ -50,7 +50,7 @@ def evaluation_data(
     WINDOW_KEYS the checkpoint's unless the command set them; so does ``data.path`` alone where the
     checkpoint's data is not read from files (as ``data=file``). Otherwise it is the checkpoint's data
     config with the command's ``data.KEY=VALUE`` applied. A WINDOW_KEYS value that differs from
-    training stops with CheckpointError."""
+    training stops with CheckpointError, and so does the checkpoint's own data file gone missing."""
     given = [override_key(o) for o in overrides]
     chosen = "data" in given
     named = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
@@ -80,6 +80,12 @@ def evaluation_data(
                 f"{ckpt}: trained with data.{key}={was}; this evaluation has data.{key}={now} "
                 "(expected the same)"
             )
+    path = data_cfg.get("path")
+    if not named and path and not glob.has_magic(path) and not Path(path).exists():
+        raise CheckpointError(
+            f"{ckpt}: trained on {path}, which is not there now; expected data.path=<where that data is "
+            "now> (a copy that holds the same series is still scored on its test split)"
+        )
     return data_cfg, named
 
 
@@ -149,12 +155,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
     data_cfg, named = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
-    path = data_cfg.get("path")
-    if not named and path and not glob.has_magic(path) and not Path(path).exists():
-        raise CheckpointError(
-            f"{cfg.ckpt_path}: trained on {path}, which is not there now; expected data.path=<where that "
-            "data is now> (a copy that holds the same series is still scored on its test split)"
-        )
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
     datamodule.setup("predict" if future else None)
