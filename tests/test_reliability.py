@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -120,6 +121,26 @@ def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_
     elsewhere = tiny("loss=emd", f"ckpt_path={last}", "val_figure_every=0", "callbacks.early_stopping=null")
     elsewhere.paths.output_dir = elsewhere.paths.log_dir = str(tmp_path / "elsewhere")
     assert run(elsewhere) == json.loads((tmp_path / "metrics.json").read_text())["value"]
+
+
+def test_a_resume_takes_moved_data_and_refuses_changed_data(tiny, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_bytes((ROOT / "data" / "sample.csv").read_bytes())
+    value = run(tiny("data=file", f"data.path={data / 'a.csv'}", "trainer.max_epochs=2"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    # Moved (to node-local scratch, say): refused before as a changed data.path, though the same series.
+    data.rename(tmp_path / "moved")
+    moved = ["data=file", f"data.path={tmp_path / 'moved' / 'a.csv'}", "trainer.max_epochs=2"]
+    assert run(tiny(*moved, f"ckpt_path={last}")) == value  # nothing left to train: scored again
+    # Changed in place: the same path, other series; the resume would continue on other data.
+    frame = pd.read_csv(tmp_path / "moved" / "a.csv")
+    frame.iloc[5, 3] += 1.0
+    frame.to_csv(tmp_path / "moved" / "a.csv", index=False)
+    with pytest.raises(
+        ConfigError, match=r"a\.csv holds other series than the run it resumes was trained on"
+    ):
+        run(tiny(*moved, f"ckpt_path={last}"))
 
 
 def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_resumes(tiny, tmp_path: Path) -> None:

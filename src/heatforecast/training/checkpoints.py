@@ -159,12 +159,15 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     }
 
 
-def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+def check_resume(cfg: DictConfig, ckpt_path: str) -> list[str] | None:
     """Stop if a resumed run's settings differ from those its checkpoint was trained with (outside
     RESUME_MAY_CHANGE and the keys set from paths): it would continue the weights, optimizer, one-cycle
     schedule and data position of another run, and fail mid-fit or silently mix the two. Keys one of
-    the two configs lacks (added to conf/ since) are not compared."""
-    trained = _flat(read_checkpoint(ckpt_path)["hyper_parameters"]["config"])
+    the two configs lacks (added to conf/ since) are not compared. Returns the digests of the series
+    the checkpoint was trained on (None if it predates them), which :func:`check_resumed_data` compares
+    with the data read now; with them, ``data.path`` may change (the data moved)."""
+    stored = read_checkpoint(ckpt_path)["hyper_parameters"]
+    trained = _flat(stored["config"])
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
     for flat in (trained, now):  # a relative data.path names the same data as its absolute form
         if isinstance(flat.get("data.path"), str):
@@ -173,6 +176,8 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
         k for k, v in _flat(OmegaConf.to_container(cfg, resolve=False)).items() if "${paths." in str(v)
     }
     exempt = located | {k for k in now if any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)}
+    if stored.get("data_fingerprints"):
+        exempt.add("data.path")
     changed = sorted(k for k in trained.keys() & now.keys() - exempt if trained[k] != now[k])
     if changed:
         shown = "; ".join(f"{k}: {trained[k]!r} -> {now[k]!r}" for k in changed[:5])
@@ -181,4 +186,16 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
             f"ckpt_path={cfg.ckpt_path}: this command's settings differ from the run it resumes: {shown}"
             f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
             "weights, optimizer, schedule and data position"
+        )
+    return stored.get("data_fingerprints")
+
+
+def check_resumed_data(trained: list[str], datamodule: HeatmapData, ckpt_path: str) -> None:
+    """Stop if a resumed run's data holds other series than the run it continues trained on (``trained``,
+    their digests): a file changed in place, or another file where the data was moved."""
+    if sorted(datamodule.heatmaps.fingerprints()) != sorted(trained):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: {datamodule.source} holds other series than the run it resumes was "
+            "trained on (changed, or another file); expected that data, as a resume continues its data "
+            "position and its scaler"
         )

@@ -21,7 +21,7 @@ from heatforecast.data import HeatmapData
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.module import Forecaster
 from heatforecast.training.build import build_module, build_trainer
-from heatforecast.training.checkpoints import check_resume, resolve_ckpt
+from heatforecast.training.checkpoints import check_resume, check_resumed_data, resolve_ckpt
 from heatforecast.training.config import ConfigError, absolute_path, check_config, check_metric, choice
 from heatforecast.training.report import summarize, write_result
 
@@ -84,8 +84,7 @@ def run(cfg: DictConfig) -> float:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt(cfg, output_dir)
-    if ckpt_path is not None:
-        check_resume(cfg, ckpt_path)
+    trained_series = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
     if cfg.data.get("path"):
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
         cfg.data.path = absolute_path(cfg.data.path)
@@ -96,6 +95,8 @@ def run(cfg: DictConfig) -> float:
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
+    if trained_series:
+        check_resumed_data(trained_series, datamodule, ckpt_path)
     module = build_module(cfg, datamodule)
     logger = trainer.logger
     if trainer.is_global_zero:
