@@ -379,3 +379,9 @@ def test_the_training_series_are_scored_on_their_test_split_under_any_name(
     # Other splits of the training data may reach into the steps it was trained on: said, not refused.
     assert scored("data.splits=[0.5,0.25,0.25]")["split"] == "test"
     assert "the scored split may hold steps the model was trained on" in capsys.readouterr().out
+    # The checkpoint's own data is its data, though generated elsewhere its last bits may differ.
+    elsewhere = torch.load(training["best_checkpoint"], weights_only=True)
+    elsewhere["hyper_parameters"]["data_fingerprints"] = ["0" * 16] * 3
+    torch.save(elsewhere, tmp_path / "elsewhere.ckpt")
+    ckpt = f"ckpt_path={tmp_path / 'elsewhere.ckpt'}"
+    assert scored()["split"] == "test"

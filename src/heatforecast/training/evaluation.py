@@ -91,19 +91,21 @@ def evaluation_data(
 
 def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> bool:
     """Whether a set-up datamodule holds other series than the checkpoint was trained on (scored on all
-    their windows, not a test split). The checkpoint's digests of its training series decide, so the
-    training data is known under another file name or option too; a checkpoint saved before it kept
-    them goes by whether the command named other data. Says so where it holds training series too."""
+    their windows, not a test split). The checkpoint's own data (``named`` false) never does. Data the
+    command named is compared by the checkpoint's digests of its training series, so the training data
+    is known under another file name or option too; a checkpoint saved before it kept them takes named
+    data as other series. Says so where named data holds some training series beside new ones."""
     trained = ckpt["hyper_parameters"].get("data_fingerprints")
-    if not trained:
+    if not named or not trained:
+        # Not named: the checkpoint's own data config. Generated on another machine, its last bits may
+        # differ (numpy picks its vectorised math by CPU), which makes no other data.
         return named
     prints, ids = datamodule.heatmaps.fingerprints(), datamodule.heatmaps.ids
     if sorted(prints) == sorted(trained):
-        if named:
-            print(
-                f"note: {datamodule.source} holds the series the model was trained on; by default its "
-                "test split is scored"
-            )
+        print(
+            f"note: {datamodule.source} holds the series the model was trained on; by default its "
+            "test split is scored"
+        )
         return False
     if seen := [sid for sid, f in zip(ids, prints) if f in set(trained)]:
         print(

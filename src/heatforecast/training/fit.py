@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> float:
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
-    if trained_series:
+    if trained_series and cfg.data.get("path"):  # generated data: the same settings, the same series
         check_resumed_data(trained_series, datamodule, ckpt_path)
     module = build_module(cfg, datamodule)
     logger = trainer.logger
