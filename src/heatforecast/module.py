@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
@@ -248,7 +249,7 @@ class Forecaster(L.LightningModule):
         return self(batch[0]) * self.scale_factor
 
     @torch.no_grad()
-    def forecast(self, frames: Tensor | np.ndarray | Any) -> Tensor:
+    def forecast(self, frames: Tensor | npt.ArrayLike) -> Tensor:
         """The H frames that follow ``frames``, all in data units: the last L observed frames (L, A)
         give (H, A), a batch (B, L, A) gives (B, H, A). ``frames``: a tensor, or anything numpy reads as
         an array (a DataFrame of the bin columns only). Runs in eval mode (no dropout) on the module's
