@@ -10,6 +10,7 @@ import glob
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,13 @@ class Heatmaps:
     def n_bins(self) -> int:
         return len(self.angles)
 
+    @cached_property
     def fingerprints(self) -> list[str]:
         """A digest of each series' frames (their float32 values and shape; not its id, file or times):
-        the same recording, wherever and under whatever name it is read, gives the same one."""
-        return [
-            hashlib.sha1(f"{s.shape}".encode() + np.ascontiguousarray(s, np.float32).tobytes()).hexdigest()[
-                :16
-            ]
-            for s in self.series
-        ]
+        the same recording, wherever and under whatever name it is read, gives the same one. Computed
+        once (the series are not changed after reading)."""
+        digests = (hashlib.sha1(f"{s.shape}".encode() + np.float32(s).tobytes()) for s in self.series)
+        return [d.hexdigest()[:16] for d in digests]
 
     def time_of(self, series: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """The time of step ``steps[k]`` of series ``series[k]``: the file's time, or the step itself
@@ -312,10 +311,9 @@ def _show(value: np.generic) -> str:
 def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: float) -> np.ndarray:
     """Angles from numeric column names (checked against the configured grid), else the grid. Names
     are all numeric or none: one other name among angles is a misnamed column (``Time``), not a bin."""
-    grid = angle_grid(len(names), angle_start, bin_width)
     numeric = pd.to_numeric(pd.Series(names), errors="coerce")
     if numeric.isna().all():
-        return grid
+        return angle_grid(len(names), angle_start, bin_width)
     if numeric.isna().any():
         odd = names[int(np.flatnonzero(numeric.isna().to_numpy())[0])]
         angles = numeric.dropna()
@@ -324,7 +322,13 @@ def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: 
             f"case-sensitive), while {len(angles)} other columns name angles ({angles.iloc[0]:g}.."
             f"{angles.iloc[-1]:g}); expected an angle for every bin column"
         )
-    angles = numeric.to_numpy(dtype=np.float64)
+    return _checked_angles(path, numeric.to_numpy(dtype=np.float64), bin_width, angle_start)
+
+
+def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_start: float) -> np.ndarray:
+    """The angles a file gives its bins (column names, an .npz's ``angles``), if they are the grid of
+    ``data.angle_start`` and ``data.bin_width``; else stop, saying how they differ."""
+    grid = angle_grid(len(angles), angle_start, bin_width)
     if not np.allclose(angles, grid, atol=1e-6 * max(1.0, bin_width)):
         steps = np.unique(np.round(np.diff(angles), 9))
         fix = "set those two to match the file"
@@ -379,7 +383,7 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
                 f"{path}: array 'angles' of shape {stored_angles.shape} and dtype {stored_angles.dtype}; "
                 f"expected one angle (a number) per bin of 'heatmaps', shape {angles.shape}"
             )
-        angles = _column_angles(path, [repr(float(a)) for a in stored_angles], bin_width, angle_start)
+        angles = _checked_angles(path, stored_angles.astype(np.float64), bin_width, angle_start)
     columns = [f"{a:g}" for a in angles]
     for i, values in enumerate(array):
         _check_finite(path, values, f"series {i}, step", columns)

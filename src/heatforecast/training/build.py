@@ -64,7 +64,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
             nonfinite=cfg.nonfinite,
             val_figure_every=cfg.val_figure_every,
             config=OmegaConf.to_container(cfg, resolve=True),
-            data_fingerprints=datamodule.heatmaps.fingerprints(),
+            data_fingerprints=datamodule.heatmaps.fingerprints,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from err

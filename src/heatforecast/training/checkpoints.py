@@ -193,7 +193,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> list[str] | None:
 def check_resumed_data(trained: list[str], datamodule: HeatmapData, ckpt_path: str) -> None:
     """Stop if a resumed run's data holds other series than the run it continues trained on (``trained``,
     their digests): a file changed in place, or another file where the data was moved."""
-    if sorted(datamodule.heatmaps.fingerprints()) != sorted(trained):
+    if sorted(datamodule.heatmaps.fingerprints) != sorted(trained):
         raise ConfigError(
             f"ckpt_path={ckpt_path}: {datamodule.source} holds other series than the run it resumes was "
             "trained on (changed, or another file); expected that data, as a resume continues its data "

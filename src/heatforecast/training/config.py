@@ -72,10 +72,15 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def _override_keys(args: list[str]) -> list[str]:
+    """The key each command-line argument sets ("" for Hydra's own flags such as ``-m``, ``--cfg``)."""
+    return [override_key(a) if not a.startswith("-") else "" for a in args]
+
+
 def with_data_option(args: list[str]) -> list[str]:
     """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
     the default data is generated and reads no file, and Hydra's own refusal names only the key."""
-    keys = [override_key(a) if not a.startswith("-") else "" for a in args]
+    keys = _override_keys(args)
     if "data.path" in keys and "data" not in keys:
         print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
         # Beside data.path, not at the end: after a flag's value (--cfg job) argparse takes no overrides.
@@ -88,7 +93,7 @@ def with_file_settings(args: list[str]) -> list[str]:
     """evaluate.py's command line with ``++`` before the file settings of data=file (``data.max_gap``,
     ...) typed without a data option: its config starts from the default data, which lacks them (Hydra
     said "Key 'max_gap' is not in struct"), while the data evaluated may be the checkpoint's files."""
-    keys = [override_key(a) if not a.startswith("-") else "" for a in args]
+    keys = _override_keys(args)
     if "data" in keys:
         return args
     own = inspect.signature(FileData).parameters.values()  # but path, which evaluate.yaml declares

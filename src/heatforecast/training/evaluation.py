@@ -100,7 +100,7 @@ def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> 
         # Not named: the checkpoint's own data config. Generated on another machine, its last bits may
         # differ (numpy picks its vectorised math by CPU), which makes no other data.
         return named
-    prints, ids = datamodule.heatmaps.fingerprints(), datamodule.heatmaps.ids
+    prints, ids = datamodule.heatmaps.fingerprints, datamodule.heatmaps.ids
     if sorted(prints) == sorted(trained):
         print(
             f"note: {datamodule.source} holds the series the model was trained on; by default its "
