@@ -2,11 +2,12 @@
 # One-GPU check, under 5 minutes on an H100/H200 (157 s on an H200): the loader and the bf16 training
 # step at batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default
 # config trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test
-# panel, and last tests/test_gpu.py (CUDA-graph compiled fits, alone and under DDP, among them: about
+# panel, that checkpoint scored again by evaluate.py on the CPU (float32, as on a machine without a GPU),
+# and last tests/test_gpu.py (CUDA-graph compiled fits, alone and under DDP, among them: about
 # two minutes).
-# Exits non-zero if no GPU was used, a metric is not finite or a GPU test fails. Needs the project
-# installed with a CUDA torch and pytest (README: GPUs). The compiled step's speed is a longer bench
-# (docs/performance.md, torch.compile).
+# Exits non-zero if no GPU was used, a metric is not finite, the CPU's scores are not the GPU's or a GPU
+# test fails (the tests run in any case). Needs the project installed with a CUDA torch and pytest
+# (README: GPUs). The compiled step's speed is a longer bench (docs/performance.md, torch.compile).
 # PYTHON picks the interpreter (default python3); LOG_DIR where runs go (default logs/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,31 @@ emd = ", ".join(f"{who} {metrics[who]['test']['emd']:.3f}" for who in FORECASTER
 print(f"gpu_check: fit {fit['samples_per_s']:,.0f} samples/s with validation, peak GPU memory "
       f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd: {emd}")
 PY
+echo "== the GPU run's best checkpoint scored again by evaluate.py on the CPU (float32)"
+best=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' "$run_dir/metrics.json")
+rm -rf "$log_dir/eval"
+CUDA_VISIBLE_DEVICES= "$python" evaluate.py "ckpt_path='$best'" "hydra.run.dir=$log_dir/eval" >/dev/null
+scores_agree=true
+"$python" - "$run_dir/metrics.json" "$log_dir/eval/metrics.json" <<'PY' || scores_agree=false
+import json, sys
+
+from heatforecast.metrics import FORECASTERS
+
+# Same test windows, bf16 autocast on the GPU against float32 on the CPU: the references do no matmuls,
+# so they must agree to float rounding; the model's bf16 matmuls keep 8 mantissa bits (0.4 % each).
+BOUNDS = {"model": 0.02, "persistence": 1e-4, "linear": 1e-4, "drift": 1e-4}
+gpu, cpu = (json.load(open(path)) for path in sys.argv[1:])
+bad = []
+for who in FORECASTERS:
+    for key in ("emd", "mse"):
+        a, b = gpu[who]["test"][key], cpu[who]["test"][key]
+        rel = abs(a - b) / abs(a)
+        print(f"gpu_check: test {key} of {who}: {a:.5f} on the GPU (bf16), {b:.5f} on the CPU, {rel:.2e} apart")
+        if rel > BOUNDS[who]:
+            bad.append(f"{who} {key} {rel:.2e} > {BOUNDS[who]:.0e}")
+if bad:
+    sys.exit("gpu_check: evaluate.py disagrees with train.py's test panel: " + "; ".join(bad))
+PY
 echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs, with DDP)"
 if "$python" -c "import pytest" 2>/dev/null; then
     "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
@@ -55,4 +81,5 @@ else
     echo "gpu_check: pytest is not installed for $python, so tests/test_gpu.py did not run" >&2
     exit 1
 fi
+$scores_agree || exit 1
 echo "gpu_check: ok"
