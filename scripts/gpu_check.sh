@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One-GPU check, under 5 minutes on an H100/H200 (157 s on an H200): the loader and the bf16 training
-# step at batch 64..4096 (and where a Lightning step's host time goes at batch 64), then the default
-# config trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory and test
-# panel, that checkpoint scored again by evaluate.py on the CPU (float32, as on a machine without a GPU),
-# and last tests/test_gpu.py (CUDA-graph compiled fits, alone and under DDP, among them: about
-# two minutes).
+# One-GPU check, under 5 minutes on an H100/H200: the loader and the bf16 training step at batch
+# 64..4096, then the default config trained with trainer=gpu (bf16-mixed, data on the GPU), its
+# samples/s, peak GPU memory and test panel, that checkpoint scored again by evaluate.py on the CPU
+# (float32, as on a machine without a GPU), and last tests/test_gpu.py but its slow test (`python -m
+# pytest -m gpu` runs that too: a CUDA-graph fit under DDP, which compiles for over a minute). Each part
+# prints its seconds.
 # Exits non-zero if no GPU was used, a metric is not finite, the CPU's scores are not the GPU's or a GPU
 # test fails (the tests run in any case). Needs the project installed with a CUDA torch and pytest
 # (README: GPUs). The compiled step's speed is a longer bench (docs/performance.md, torch.compile).
@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 log_dir=${LOG_DIR:-logs/gpu_check}
+total=0
+took() { total=$((total + SECONDS)); echo "gpu_check: $1 took $SECONDS s ($total s in all)"; SECONDS=0; }
 "$python" - <<'PY'
 import sys
 
@@ -27,8 +29,10 @@ print("gpu_check:", torch.cuda.get_device_name(), "| torch", torch.__version__, 
 PY
 echo "== loader at batch 256 (bench_data.py --device cuda)"
 "$python" scripts/bench_data.py --device cuda --batches 50
+took "the loader bench"
 echo "== bf16 training step (bench_train.py trainer=gpu)"
-"$python" scripts/bench_train.py --batch-sizes 64,256,1024,4096 --steps 30 --profile 300 --out "$log_dir/bench" trainer=gpu
+"$python" scripts/bench_train.py --batch-sizes 64,256,1024,4096 --steps 30 --out "$log_dir/bench" trainer=gpu
+took "the step bench"
 echo "== default config, trainer=gpu"
 run_dir="$log_dir/run"
 rm -rf "$run_dir"
@@ -49,6 +53,7 @@ emd = ", ".join(f"{who} {metrics[who]['test']['emd']:.3f}" for who in FORECASTER
 print(f"gpu_check: fit {fit['samples_per_s']:,.0f} samples/s with validation, peak GPU memory "
       f"{fit['peak_memory_mb']:,.0f} MB on {fit['device']}; test emd: {emd}")
 PY
+took "the default run"
 echo "== the GPU run's best checkpoint scored again by evaluate.py on the CPU (float32)"
 best=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' "$run_dir/metrics.json")
 rm -rf "$log_dir/eval"
@@ -74,12 +79,14 @@ for who in FORECASTERS:
 if bad:
     sys.exit("gpu_check: evaluate.py disagrees with train.py's test panel: " + "; ".join(bad))
 PY
-echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs, with DDP)"
+took "the CPU scoring"
+echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs)"
 if "$python" -c "import pytest" 2>/dev/null; then
-    "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+    "$python" -m pytest -q -m "gpu and not slow" -p no:cacheprovider --durations=0 tests/test_gpu.py
 else
     echo "gpu_check: pytest is not installed for $python, so tests/test_gpu.py did not run" >&2
     exit 1
 fi
+took "the GPU tests"
 $scores_agree || exit 1
 echo "gpu_check: ok"

@@ -90,9 +90,10 @@ def test_cuda_graph_compiled_fit_validates_and_tests(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in values)
 
 
+@pytest.mark.slow  # compiling under DDP took most of 90 s on an H100: gpu_check.sh leaves it to `-m gpu`
 def test_cuda_graph_compiled_fit_under_ddp(tmp_path: Path) -> None:
-    # Untried until a GPU session runs it: CUDA graphs with DDP's gradient all-reduce hooks, as one
-    # NCCL process per visible GPU (a process of its own, as train.py runs it).
+    # CUDA graphs with DDP's gradient all-reduce hooks, as one NCCL process per visible GPU (a process
+    # of its own, as train.py runs it).
     cmd = [
         sys.executable, "train.py", "experiment=smoke", "trainer=ddp", "compile=reduce-overhead",
         "data.drop_last=true", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}",
