@@ -55,6 +55,16 @@ def test_circular_synthetic_sources_cross_360_and_need_a_full_circle() -> None:
         dm.setup()
 
 
+def test_a_full_circle_read_as_a_line_gets_a_note(capsys: pytest.CaptureFixture) -> None:
+    full = dict(SMALL, n_bins=36)  # bins of 10 degrees: 0..350
+    for circular in (False, True):
+        SyntheticData(generator=full, context_len=6, horizon=3, bin_width=10.0, circular=circular).setup()
+        note = capsys.readouterr().err
+        assert ("cover 360 degrees, read as a line from 0 to 350" in note) != circular
+    SyntheticData(generator=SMALL, context_len=6, horizon=3).setup()  # 37 bins: 0..36, not a circle
+    assert "note" not in capsys.readouterr().err
+
+
 def test_make_synthetic_script_writes_the_generator_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from heatforecast.data.files import DataError, Heatmaps, angle_grid, data_files, read_many
@@ -352,6 +354,17 @@ class HeatmapData(L.LightningDataModule):
             raise DataError(
                 f"{self.source}: data.circular=true but its {heatmaps.n_bins} bins of {self.bin_width:g} "
                 f"degrees cover {span:g} degrees; expected 360 (e.g. bins 0..359 of 1 degree: 360 is 0 again)"
+            )
+        if not self.circular and math.isclose(span, 360.0) and rank_zero_only.rank == 0:
+            # Bearings over 0..359 are almost always circular, but a full-circle scan may have an edge
+            # (a blind sector): say what the setting changes rather than guess it.
+            last = self.angle_start + span - self.bin_width
+            print(
+                f"note: {self.source}: its {heatmaps.n_bins} bins cover 360 degrees, read as a line from "
+                f"{self.angle_start:g} to {last:g}; set data.circular=true if the angle wraps round, so "
+                f"that EMD, Cramer, the peak error and the transformer's angle convolution see {last:g} "
+                f"and {self.angle_start:g} degrees as neighbouring bins",
+                file=sys.stderr,
             )
         self.lengths = [len(s) for s in heatmaps.series]
         self.windows = make_windows(self.lengths, self.context_len, self.horizon, self.stride, self.splits)
