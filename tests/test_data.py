@@ -60,7 +60,9 @@ def test_a_full_circle_read_as_a_line_gets_a_note(capsys: pytest.CaptureFixture)
     for circular in (False, True):
         SyntheticData(generator=full, context_len=6, horizon=3, bin_width=10.0, circular=circular).setup()
         note = capsys.readouterr().err
-        assert ("cover 360 degrees, read as a line from 0 to 350" in note) != circular
+        assert (
+            "cover 360 degrees, read as a line" in note and "take 350 and 0 degrees as" in note
+        ) != circular
     SyntheticData(generator=SMALL, context_len=6, horizon=3).setup()  # 37 bins: 0..36, not a circle
     assert "note" not in capsys.readouterr().err
 

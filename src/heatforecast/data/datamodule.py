@@ -360,10 +360,10 @@ class HeatmapData(L.LightningDataModule):
             # (a blind sector): say what the setting changes rather than guess it.
             last = self.angle_start + span - self.bin_width
             print(
-                f"note: {self.source}: its {heatmaps.n_bins} bins cover 360 degrees, read as a line from "
-                f"{self.angle_start:g} to {last:g}; set data.circular=true if the angle wraps round, so "
-                f"that EMD, Cramer, the peak error and the transformer's angle convolution see {last:g} "
-                f"and {self.angle_start:g} degrees as neighbouring bins",
+                f"note: {self.source}: its {heatmaps.n_bins} bins cover 360 degrees, read as a line "
+                "(data.circular=false): EMD, Cramer, the peak error and the transformer's angle "
+                f"convolution take {last:g} and {self.angle_start:g} degrees as its two ends; if the angle "
+                "wraps round, train with data.circular=true to make them neighbouring bins",
                 file=sys.stderr,
             )
         self.lengths = [len(s) for s in heatmaps.series]
