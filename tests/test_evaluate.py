@@ -63,9 +63,9 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
         assert (tmp_path / png).stat().st_size > 1000
 
 
-def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: Path) -> None:
+def test_forecasts_round_trip_between_npz_parquet_and_csv(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    for suffix in ("npz", "parquet"):
+    for suffix in ("npz", "parquet", "csv"):
         out = f"out={tmp_path / f'forecasts.{suffix}'}"
         with hydra_job(
             "evaluate", f"ckpt_path={ckpt}", "predict=true", out, f"paths.output_dir={tmp_path / suffix}"
@@ -75,6 +75,8 @@ def test_forecasts_round_trip_between_npz_and_parquet(trained: Path, tmp_path: P
     windows, horizon, n_bins = npz["forecast"].shape
     assert horizon == 4 and n_bins == 37 and len(npz["series"]) == windows
     table = pd.read_parquet(tmp_path / "forecasts.parquet")
+    csv = pd.read_csv(tmp_path / "forecasts.csv", dtype={"series": str})  # ids "0", "1" stay text
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False, check_exact=False, rtol=1e-6)
     assert list(table.columns[:4]) == ["series", "time", "horizon", "step"]
     bins = table.iloc[:, 4:].to_numpy().reshape(windows, horizon, n_bins)
     np.testing.assert_allclose(bins, npz["forecast"])
@@ -238,7 +240,7 @@ def test_evaluate_checks_the_keys_of_new_data_and_added_settings(trained: Path, 
     [
         (["predict=maybe"], "predict='maybe'; expected false, true"),
         (["predict=future", "split=test"], "split=test with predict=future; expected no split"),
-        (["out=f.csv"], "out=f.csv: expected a .npz or .parquet file"),
+        (["out=f.txt"], "out=f.txt: expected a .npz, .parquet or .csv file"),
         (["split=vall"], "split=vall; expected test, val, train or all"),
         (["optimized_metric=val/emdd"], "optimized_metric='val/emdd'; expected val/NAME or test/NAME"),
     ],

@@ -19,7 +19,8 @@ from heatforecast.metrics import FORECASTERS, ForecastMetrics
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
 
-FORECAST_SUFFIXES = (".npz", ".parquet")  # evaluate.py out=
+FORECAST_SUFFIXES = (".npz", ".parquet", ".csv")  # evaluate.py out=
+FORECAST_FILES = f"{', '.join(FORECAST_SUFFIXES[:-1])} or {FORECAST_SUFFIXES[-1]}"  # for messages
 
 
 @torch.no_grad()
@@ -139,8 +140,8 @@ def write_figures(
 def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: HeatmapData) -> None:
     """Forecasts in data units. .npz: arrays forecast (W, H, A), series, time and step (of the first
     target frame), angles, and for scored windows the target and the references' forecasts
-    (persistence, linear, drift; (W, H, A) each). .parquet: one row per window and horizon step:
-    series, time, horizon, step, then the model's bins. ``step`` counts frames from each series'
+    (persistence, linear, drift; (W, H, A) each). .parquet and .csv: one row per window and horizon
+    step: series, time, horizon, step, then the model's bins. ``step`` counts frames from each series'
     first (0); ``time`` is the file's time of that frame (extended by the median step beyond the
     data), or the step when the file has none."""
     heatmaps = datamodule.heatmaps
@@ -154,7 +155,7 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
         angles = datamodule.angles.numpy()
         scored = {k: forecasts[k].numpy() for k in ("target", *FORECASTERS[1:]) if k in forecasts}
         np.savez_compressed(out, forecast=forecast, **scored, series=ids, time=time, step=step, angles=angles)
-    elif out.suffix == ".parquet":
+    elif out.suffix in (".parquet", ".csv"):
         n_windows, horizon, n_bins = forecast.shape
         frame = pd.DataFrame(
             forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
@@ -165,6 +166,9 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
         frame.insert(0, "horizon", ahead)
         frame.insert(0, "time", heatmaps.time_of(np.repeat(series, horizon), steps))
         frame.insert(0, "series", np.repeat(ids, horizon))
-        frame.to_parquet(out, index=False)
+        if out.suffix == ".csv":
+            frame.to_csv(out, index=False)
+        else:
+            frame.to_parquet(out, index=False)
     else:
-        raise ValueError(f"out={out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
+        raise ValueError(f"out={out}: expected a {FORECAST_FILES} file")

@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import HeatmapData, Scaler
 from heatforecast.forecasts import (
+    FORECAST_FILES,
     FORECAST_SUFFIXES,
     forecast_future,
     per_series,
@@ -148,7 +149,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if future and cfg.split is not None:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
     if cfg.out and Path(cfg.out).suffix not in FORECAST_SUFFIXES:
-        raise ConfigError(f"out={cfg.out}: expected a {' or '.join(FORECAST_SUFFIXES)} file")
+        raise ConfigError(f"out={cfg.out}: expected a {FORECAST_FILES} file")
     if not cfg.ckpt_path:
         raise ConfigError(
             "ckpt_path is not set; expected a checkpoint written by train.py: python evaluate.py "
