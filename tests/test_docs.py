@@ -1,0 +1,112 @@
+"""Every `python train.py` and `python evaluate.py` command the docs give composes and passes the entry
+point's checks up to the work itself: a renamed option or key fails here, not in a reader's terminal."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from heatforecast.training import (
+    CheckpointError,
+    evaluate,
+    unquoted_value,
+    with_data_option,
+    with_file_settings,
+)
+from heatforecast.training.config import check_config, override_key
+
+from .conftest import CONF, ROOT, hydra_job
+
+DOCS = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMAND = re.compile(r"python3? (train|evaluate)\.py\b")
+
+
+def doc_commands(path: Path) -> list[tuple[str, str]]:
+    """(where, command) for each entry-point command in a markdown file: a line of a fenced block
+    (backslash continuations joined), or an inline code span, which may wrap over lines."""
+    found = []
+    line = 1
+    for i, part in enumerate(re.split(r"^```.*$", path.read_text(), flags=re.M)):
+        if i % 2:  # inside a fenced block
+            rows = part.split("\n")
+            j = 0
+            while j < len(rows):
+                row, first = rows[j], j
+                while row.endswith("\\") and j + 1 < len(rows):
+                    j += 1
+                    row = row[:-1] + " " + rows[j].strip()
+                if match := COMMAND.search(row):
+                    found.append((f"{path.name}:{line + first}", row[match.start() :]))
+                j += 1
+        else:
+            for match in re.finditer(r"`(python3? (?:train|evaluate)\.py[^`]*)`", part):
+                where = f"{path.name}:{line + part[: match.start()].count(chr(10))}"
+                found.append((where, match.group(1).replace("\n", " ")))
+        line += part.count("\n")
+    return found
+
+
+COMMANDS = [c for path in DOCS for c in doc_commands(path)]
+
+
+def test_the_docs_give_commands_for_both_entry_points() -> None:
+    scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
+    assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
+
+
+def with_sweeper_params(script: str, args: list[str]) -> list[str]:
+    """A multirun's arguments with the settings its config sweeps (experiment=loss_study's losses)
+    first, as Hydra's basic sweeper puts them; the command line's own come after and win. The
+    sweeper's config is composed without the command's sweeps, as Hydra composes it."""
+    parser = OverridesParser.create()
+    fixed = [a for a in args if not parser.parse_override(a).is_sweep_override()]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        sweeper = compose(script, fixed, return_hydra_config=True).hydra.sweeper
+    if not sweeper._target_.endswith(".BasicSweeper") or not sweeper.params:
+        return args  # Optuna's search spaces are Optuna's to check (tests/test_scale.py runs one)
+    given = {override_key(a) for a in args}
+    return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given] + args
+
+
+def first_of_each_sweep(args: list[str]) -> list[str]:
+    """A multirun's first job: `loss=mse,emd` -> `loss=mse` (Hydra's own parser decides what sweeps)."""
+    parser = OverridesParser.create()
+    out = []
+    for arg in args:
+        override = parser.parse_override(arg)
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            arg = f"{key}={next(iter(override.sweep_string_iterator()))}"
+        out.append(arg)
+    return out
+
+
+@pytest.mark.parametrize("where, command", COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_a_documented_command_composes_and_passes_the_checks(
+    where: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the docs' files and checkpoints are not here, whatever this checkout holds
+    # Placeholders (`<run folder>`, `<overrides>`) stand for what the reader types.
+    words = shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
+    script, args = COMMAND.match(" ".join(words[:2])).group(1), words[2:]
+    args = [a for a in args if "=" in a or a in ("-m", "--multirun")]  # `X` alone: some overrides
+    assert unquoted_value(args) is None, where
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    args = [a for a in args if not a.startswith("-")]
+    args = with_data_option(args) if script == "train" else with_file_settings(args)
+    if multirun:
+        args = first_of_each_sweep(with_sweeper_params(script, args))
+        args.append("hydra.mode=MULTIRUN")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU commands, on any machine
+    with hydra_job(script, *args) as cfg:
+        if script == "train":
+            check_config(cfg)
+        else:  # every check before the checkpoint is read: none of the docs' checkpoints is here
+            with pytest.raises(CheckpointError, match="ckpt_path=.*no such file"):
+                evaluate(cfg)
