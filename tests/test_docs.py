@@ -1,10 +1,13 @@
-"""Every `python train.py` and `python evaluate.py` command the docs give composes and passes the entry
-point's checks up to the work itself: a renamed option or key fails here, not in a reader's terminal."""
+"""Every `python train.py` and `python evaluate.py` command the docs and the --help texts give
+composes and passes the entry point's checks up to the work itself: a renamed option or key fails
+here, not in a reader's terminal."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,7 +55,17 @@ def doc_commands(path: Path) -> list[tuple[str, str]]:
     return found
 
 
+def help_commands(path: Path) -> list[tuple[str, str]]:
+    """(where, command) for each example in a config's --help text: the line up to its description."""
+    found = []
+    for number, row in enumerate(path.read_text().splitlines(), 1):
+        if re.match(r"\s+" + COMMAND.pattern, row):  # an indented example line, not a comment
+            found.append((f"{path.name}:{number}", re.split(r"\s{2,}", row.strip())[0]))
+    return found
+
+
 COMMANDS = [c for path in DOCS for c in doc_commands(path)]
+COMMANDS += [c for name in ("train", "evaluate") for c in help_commands(CONF / f"{name}.yaml")]
 
 
 def test_the_docs_give_commands_for_both_entry_points() -> None:
@@ -72,6 +85,17 @@ def with_sweeper_params(script: str, args: list[str]) -> list[str]:
         return args  # Optuna's search spaces are Optuna's to check (tests/test_scale.py runs one)
     given = {override_key(a) for a in args}
     return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given] + args
+
+
+def test_help_shows_examples_before_the_option_groups() -> None:
+    done = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("heatforecast train.py: train a forecaster")
+    examples, groups = (
+        done.stdout.index("python train.py -m loss="),
+        done.stdout.index("\nloss: combo, cosine"),
+    )
+    assert examples < groups < done.stdout.index("\nseed: 0")
 
 
 def first_of_each_sweep(args: list[str]) -> list[str]:
