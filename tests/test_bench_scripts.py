@@ -1,11 +1,16 @@
-"""The benchmark scripts run and print their tables (tiny sizes; their numbers are not checked)."""
+"""The benchmark scripts run and print their tables (tiny sizes; their numbers are not checked), and
+gpu_check.sh stops at once where there is no GPU."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 from .conftest import ROOT, TINY, TINY_MODEL
 
@@ -65,3 +70,13 @@ def test_bench_losses_times_every_loss_against_mse() -> None:
         assert re.search(rf"^\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), name
     pot = r"emd forward @ 2x3x181: heatforecast [\d.]+ ms, POT ot.wasserstein_1d [\d.]+ ms -> [\d.]+x faster"
     assert re.search(pot, out)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs (tests/test_gpu.py's side)")
+def test_gpu_check_stops_at_once_without_a_gpu(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "LOG_DIR": str(tmp_path)}
+    cmd = ["bash", str(ROOT / "scripts" / "gpu_check.sh")]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "gpu_check: no CUDA device visible to torch" in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing ran
