@@ -74,8 +74,15 @@ def test_bench_losses_times_every_loss_against_mse() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs (tests/test_gpu.py's side)")
 def test_gpu_check_stops_at_once_without_a_gpu(tmp_path: Path) -> None:
+    path = ROOT / "scripts" / "gpu_check.sh"
+    # What it would run on a GPU parses: the shell script, and each Python heredoc in it.
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    snippets = re.findall(r"<<'PY'[^\n]*\n(.*?)^PY$", path.read_text(), re.S | re.M)
+    assert len(snippets) == 3
+    for snippet in snippets:
+        compile(snippet, str(path), "exec")
     env = {**os.environ, "PYTHON": sys.executable, "LOG_DIR": str(tmp_path)}
-    cmd = ["bash", str(ROOT / "scripts" / "gpu_check.sh")]
+    cmd = ["bash", str(path)]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "gpu_check: no CUDA device visible to torch" in done.stderr
