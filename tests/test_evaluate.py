@@ -18,10 +18,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
+from heatforecast.forecasts import per_series, predict
 from heatforecast.metrics import FORECASTERS
 from heatforecast.training import CheckpointError, ConfigError, run
 from heatforecast.training import evaluate as run_evaluate
-from heatforecast.training.checkpoints import load_checkpoint
+from heatforecast.training.checkpoints import load_checkpoint, restore_forecaster
 from heatforecast.training.evaluation import WINDOW_KEYS, evaluation_data
 
 from .conftest import CONF, ROOT, hydra_job, tiny_config
@@ -61,6 +62,24 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
             assert got["intervals"]["per_horizon"][who][name][key] == pytest.approx(want, rel=1e-6)
     for png in ("test_by_horizon.png", "window.png", "peak_track.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_scoring_without_a_forecast_file_keeps_only_the_windows_the_figures_draw(trained: Path) -> None:
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
+    module = restore_forecaster(ckpt)
+    dm = instantiate(OmegaConf.create(ckpt["hyper_parameters"]["config"]).data)
+    dm.setup()
+    kept, panels = {}, {}
+    for keep_all in (True, False):
+        module.metrics["test"].reset()
+        kept[keep_all], panels[keep_all] = predict(module, dm.loader("all"), keep_all=keep_all)
+    ids = dm.heatmaps.ids
+    assert kept[True]["series"].unique().tolist() == list(range(len(ids))) and len(ids) > 1
+    first = kept[True]["series"] == 0
+    assert 0 < first.sum() < len(first) and kept[False]["series"].tolist() == [0] * int(first.sum())
+    for key, value in kept[False].items():
+        torch.testing.assert_close(value, kept[True][key][first])
+    assert per_series(panels[False], ids) == per_series(panels[True], ids)
 
 
 def test_forecasts_round_trip_between_npz_parquet_and_csv(trained: Path, tmp_path: Path) -> None:

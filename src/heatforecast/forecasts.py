@@ -1,5 +1,6 @@
 """What a trained Forecaster forecasts, and writing it down: its forecasts over a loader's windows,
-each series' panels, the steps after each series' end, forecast files (.npz, .parquet) and figures.
+each series' panels, the steps after each series' end, forecast files (.npz, .parquet, .csv) and
+figures.
 
 No Hydra here: heatforecast.training's evaluate() reads the config and calls these.
 """
@@ -24,33 +25,46 @@ FORECAST_FILES = f"{', '.join(FORECAST_SUFFIXES[:-1])} or {FORECAST_SUFFIXES[-1]
 
 
 @torch.no_grad()
-def predict(module: Forecaster, loader: Any) -> dict[str, Tensor]:
-    """Run the model over a loader, updating the module's test metrics; returns data-unit tensors:
-    forecast, target and each reference's forecast (persistence, linear, drift), (W, H, A), and
-    series, time (W,)."""
+def predict(
+    module: Forecaster, loader: Any, keep_all: bool = True
+) -> tuple[dict[str, Tensor], dict[int, ForecastMetrics]]:
+    """Run the model over a loader, updating the module's test metrics and a panel per series.
+
+    Returns data-unit tensors: forecast, target and each reference's forecast (persistence, linear,
+    drift), (W, H, A), and series, time (W,); of every window, or with ``keep_all=False`` of the
+    first series' windows only (what :func:`write_figures` draws), as five copies of every window
+    would take 36 KB a window of 10 x 181 bins. And each series' panels, by series index, as
+    :func:`per_series` reads them."""
+    test = module.metrics["test"]
+    panels: dict[int, ForecastMetrics] = {}
     parts: dict[str, list[Tensor]] = {}
+    first = None
     for x, y, series, time in loader:
         _, forecast, target, references = module.score("test", x, y, series, time)
         batch = {"forecast": forecast, "target": target, **references, "series": series, "time": time}
+        for index in series.unique().tolist():
+            if index not in panels:
+                # Without the test panel's per-window state, which only the skill intervals read.
+                panel = ForecastMetrics(test.angles, test.horizon, test.scale, test.eps, test.circular)
+                panels[index] = panel.to(test.device)
+            mine = series == index
+            panels[index].update(*(batch[k][mine] for k in ("forecast", "target", *FORECASTERS[1:])))
+        if not keep_all:
+            first = int(series[0]) if first is None else first
+            batch = {k: v[series == first] for k, v in batch.items()}
         for key, value in batch.items():
             parts.setdefault(key, []).append(value.cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
+    return {k: torch.cat(v) for k, v in parts.items()}, panels
 
 
-def per_series(module: Forecaster, forecasts: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
-    """The test panels of each series on its own windows, model beside the references: which
-    recordings the model helps on and which it does not."""
-    test = module.metrics["test"]
-    # A panel without the test panel's per-window state, which only the skill intervals read.
-    metric = ForecastMetrics(test.angles.cpu(), test.horizon, test.scale, test.eps, test.circular)
+def per_series(panels: dict[int, ForecastMetrics], ids: list[str]) -> dict[str, Any]:
+    """The test panels of each series on its own windows (:func:`predict`'s), model beside the
+    references: which recordings the model helps on and which it does not."""
     out = {}
-    for index in forecasts["series"].unique().tolist():
-        mine = forecasts["series"] == index
-        metric.reset()
-        metric.update(*(forecasts[k][mine] for k in ("forecast", "target", *FORECASTERS[1:])))
-        panels = metric.compute()
-        out[ids[index]] = {"windows": int(mine.sum())} | {
-            who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS
+    for index in sorted(panels):
+        computed = panels[index].compute()
+        out[ids[index]] = {"windows": int(panels[index].count[0])} | {
+            who: {k: float(v) for k, v in computed[who].items()} for who in FORECASTERS
         }
     return out
 

@@ -178,14 +178,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "scored split may hold steps the model was trained on"
         )
     split = cfg.split or ("all" if new_data else "test")
-    forecasts = predict(module, datamodule.loader(split))
+    forecasts, series_panels = predict(module, datamodule.loader(split), keep_all=bool(cfg.predict))
+    windows = sum(int(p.count[0]) for p in series_panels.values())
     # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
     what = "every window" if split == "all" else f"the {split} split"
-    print(f"scored: {what} of {datamodule.source}, {len(forecasts['series']):,} windows")
+    print(f"scored: {what} of {datamodule.source}, {windows:,} windows")
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    result["per_series"] = per_series(module, forecasts, datamodule.heatmaps.ids)
+    result["per_series"] = per_series(series_panels, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
     write_per_series(result["per_series"], output_dir)
