@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -27,7 +29,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 class NaiveWindows(Dataset):
     """The textbook way: one window per __getitem__, collated by the DataLoader."""
 
-    def __init__(self, values: torch.Tensor, starts: torch.Tensor, context_len: int, horizon: int):
+    def __init__(self, values: torch.Tensor, starts: torch.Tensor, context_len: int, horizon: int) -> None:
         self.values, self.starts = values, starts.tolist()
         self.context_len, self.horizon = context_len, horizon
 
@@ -42,7 +44,7 @@ class NaiveWindows(Dataset):
         )
 
 
-def windows_per_second(loader, n_batches: int, device: torch.device) -> float:
+def windows_per_second(loader: Iterable[Any], n_batches: int, device: torch.device) -> float:
     """Windows/s delivered on ``device`` (a batch gathered elsewhere is copied there, as training would)."""
     count, start = 0, time.perf_counter()
     for i, (x, y, *_) in enumerate(loader):

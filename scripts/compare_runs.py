@@ -29,7 +29,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from heatforecast.metrics import METRICS, higher_is_better
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves

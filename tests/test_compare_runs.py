@@ -63,7 +63,7 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert (tmp_path / "c_by_horizon.png").stat().st_size > 1000
 
 
-def load_compare_runs():  # noqa: ANN201
+def load_compare_runs():
     spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
     compare_runs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare_runs)

@@ -53,14 +53,14 @@ class SyncGuard(L.Callback):
     def __init__(self, first: int = 1, last: int = 4) -> None:
         self.first, self.last, self.guarded = first, last, 0
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if batch_idx == self.first:
             torch.cuda.set_sync_debug_mode("error")
         elif batch_idx == self.last:
             torch.cuda.set_sync_debug_mode("default")
             self.guarded = self.last - self.first
 
-    def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
+    def on_train_end(self, trainer, module) -> None:
         torch.cuda.set_sync_debug_mode("default")  # also when a step raised
 
 

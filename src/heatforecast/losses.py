@@ -95,7 +95,7 @@ class _CdfDistance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pred, target, bin_width, scale, eps, power, circular):  # noqa: ANN001
+    def forward(ctx, pred, target, bin_width, scale, eps, power, circular) -> Tensor:  # noqa: ANN001
         p, p_total = _normalise(pred, scale, eps)
         t, t_total = _normalise(target, scale, eps)
         target_grad = ctx.needs_input_grad[1]
@@ -110,7 +110,7 @@ class _CdfDistance(torch.autograd.Function):
         return bin_width * torch.linalg.vector_norm(gap, ord=2, dim=-1).square()
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: ANN001
+    def backward(ctx, grad_out) -> tuple[Tensor | None, ...]:  # noqa: ANN001
         pred, p, p_total, gap, *target_saved = ctx.saved_tensors
         bin_width, scale, power = ctx.params
         g = (gap.sign() if power == 1 else 2 * gap).mul_((bin_width * grad_out).unsqueeze(-1))
@@ -233,7 +233,7 @@ class _KLLinear(torch.autograd.Function):
     KL_cross = sum_a Q_a (log q_t,a - log q_p,a)."""
 
     @staticmethod
-    def forward(ctx, pred, target, eps):  # noqa: ANN001
+    def forward(ctx, pred, target, eps) -> Tensor:  # noqa: ANN001
         q_pred, q_target = pred.clamp_min(0.0).add_(eps), target.clamp_min(0.0).add_(eps)
         total_pred, total_target = q_pred.sum(-1), q_target.sum(-1)
         log_ratio = q_target.log().sub_(q_pred.log())
@@ -242,7 +242,7 @@ class _KLLinear(torch.autograd.Function):
         return cross - total_target.log() + total_pred.log()
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: ANN001
+    def backward(ctx, grad_out) -> tuple[Tensor | None, ...]:  # noqa: ANN001
         pred, target, q_pred, q_target, total_pred, total_target, cross = ctx.saved_tensors
         g = grad_out.unsqueeze(-1)
         grad_pred = grad_target = None

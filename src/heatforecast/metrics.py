@@ -97,7 +97,7 @@ class ForecastMetrics(Metric):
         eps: float = 1e-3,
         circular: bool = False,
         keep_windows: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
         self.keep_windows = keep_windows

@@ -13,6 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -171,7 +172,7 @@ class WindowSampler:
     and epoch, so a resumed run draws the same order (the loader then skips the batches already done).
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -481,7 +482,7 @@ class SyntheticData(HeatmapData):
     # The angle grid and scale are the data module's own settings; the rest are the generator's.
     OWN = frozenset({"bin_width", "angle_start", "scale", "circular"})
 
-    def __init__(self, generator: dict | None = None, **kwargs) -> None:
+    def __init__(self, generator: dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.generator = dict(generator or {})  # make_synthetic's arguments (n_bins, seed, ...)
         check_settings("generator", self.generator, make_synthetic, self.OWN)
@@ -516,7 +517,7 @@ class FileData(HeatmapData):
         n_bins: int | None = None,
         max_gap: float | None = 1.5,
         split_at_gaps: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not path:
