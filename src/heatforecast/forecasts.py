@@ -31,10 +31,9 @@ def predict(
     """Run the model over a loader, updating the module's test metrics and a panel per series.
 
     Returns data-unit tensors: forecast, target and each reference's forecast (persistence, linear,
-    drift), (W, H, A), and series, time (W,); of every window, or with ``keep_all=False`` of the
-    first series' windows only (what :func:`write_figures` draws), as five copies of every window
-    would take 36 KB a window of 10 x 181 bins. And each series' panels, by series index, as
-    :func:`per_series` reads them."""
+    drift), (W, H, A), and series, time (W,): of every window, or with ``keep_all=False`` of the
+    first series' windows only, which :func:`write_figures` draws (the five tensors take 36 KB a
+    window at 10 x 181 bins). And each series' panels, by series index, for :func:`per_series`."""
     test = module.metrics["test"]
     panels: dict[int, ForecastMetrics] = {}
     parts: dict[str, list[Tensor]] = {}
