@@ -50,6 +50,8 @@ def _custom_scalars(logger: Any) -> None:
 
 def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Refuse what several DDP processes cannot do, before any of them starts."""
+    # The launcher classes are underscored but exported (lightning.pytorch.strategies.launchers'
+    # __all__): Lightning itself tells spawned processes from re-run scripts by them; no public flag does.
     if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher) and trainer.num_devices > 1:
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.get('strategy')}: processes started by multiprocessing keep "
