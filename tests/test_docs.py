@@ -27,7 +27,7 @@ from heatforecast.training.config import check_config, override_key
 from .conftest import CONF, ROOT, hydra_job
 
 DOCS = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND = re.compile(r"python3? (train|evaluate)\.py\b")
+COMMAND = re.compile(r"python3?\s+(train|evaluate)\.py\b")
 
 
 def doc_commands(path: Path) -> list[tuple[str, str]]:
@@ -48,9 +48,10 @@ def doc_commands(path: Path) -> list[tuple[str, str]]:
                     found.append((f"{path.name}:{line + first}", row[match.start() :]))
                 j += 1
         else:
-            for match in re.finditer(r"`(python3? (?:train|evaluate)\.py[^`]*)`", part):
-                where = f"{path.name}:{line + part[: match.start()].count(chr(10))}"
-                found.append((where, match.group(1).replace("\n", " ")))
+            for span in re.finditer(r"`([^`]+)`", part):  # may wrap over lines, or follow a prefix
+                if match := COMMAND.search(span.group(1)):
+                    where = f"{path.name}:{line + part[: span.start()].count(chr(10))}"
+                    found.append((where, span.group(1)[match.start() :].replace("\n", " ")))
         line += part.count("\n")
     return found
 
