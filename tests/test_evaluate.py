@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
-from heatforecast.forecasts import per_series, predict
+from heatforecast.forecasts import SCORED, per_series, predict
 from heatforecast.metrics import FORECASTERS
 from heatforecast.training import CheckpointError, ConfigError, run
 from heatforecast.training import evaluate as run_evaluate
@@ -64,22 +64,31 @@ def test_evaluate_reproduces_the_logged_test_metrics(trained: Path, tmp_path: Pa
         assert (tmp_path / png).stat().st_size > 1000
 
 
-def test_scoring_without_a_forecast_file_keeps_only_the_windows_the_figures_draw(trained: Path) -> None:
+def test_scoring_keeps_of_every_window_only_what_the_forecast_file_writes(trained: Path) -> None:
     ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
     module = restore_forecaster(ckpt)
     dm = instantiate(OmegaConf.create(ckpt["hyper_parameters"]["config"]).data)
     dm.setup()
-    kept, panels = {}, {}
-    for keep_all in (True, False):
+    scored = {}
+    for keep in (SCORED, ("forecast",), ()):
         module.metrics["test"].reset()
-        kept[keep_all], panels[keep_all] = predict(module, dm.loader("all"), keep_all=keep_all)
+        scored[keep] = predict(module, dm.loader("all"), keep)
+    every = scored[SCORED].windows
     ids = dm.heatmaps.ids
-    assert kept[True]["series"].unique().tolist() == list(range(len(ids))) and len(ids) > 1
-    first = kept[True]["series"] == 0
-    assert 0 < first.sum() < len(first) and kept[False]["series"].tolist() == [0] * int(first.sum())
-    for key, value in kept[False].items():
-        torch.testing.assert_close(value, kept[True][key][first])
-    assert per_series(panels[False], ids) == per_series(panels[True], ids)
+    assert every["series"].unique().tolist() == list(range(len(ids))) and len(ids) > 1
+    for keep, got in scored.items():
+        assert set(got.windows) == {*keep, "series", "time"}
+        for key, value in got.windows.items():
+            torch.testing.assert_close(value, every[key])
+        assert per_series(got.panels, ids) == per_series(scored[SCORED].panels, ids)
+    # The figures' part: the first window, and the first series' windows at the last horizon step.
+    first = scored[()].first_series
+    assert (first.series, first.time) == (int(every["series"][0]), int(every["time"][0]))
+    torch.testing.assert_close(first.window["forecast"], every["forecast"][0])
+    mine = every["series"] == first.series
+    assert 0 < mine.sum() < len(mine)
+    for key in SCORED:
+        torch.testing.assert_close(first.last_step[key], every[key][mine, -1])
 
 
 def test_forecasts_round_trip_between_npz_parquet_and_csv(trained: Path, tmp_path: Path) -> None:

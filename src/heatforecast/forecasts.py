@@ -8,7 +8,7 @@ No Hydra here: heatforecast.training's evaluate() reads the config and calls the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,36 +24,59 @@ FORECAST_SUFFIXES = (".npz", ".parquet", ".csv")  # evaluate.py out=
 FORECAST_FILES = f"{', '.join(FORECAST_SUFFIXES[:-1])} or {FORECAST_SUFFIXES[-1]}"  # for messages
 
 
+SCORED = ("forecast", "target", *FORECASTERS[1:])  # the (W, H, A) tensors of a scored window
+
+
+class FirstSeries(NamedTuple):
+    """What :func:`write_figures` draws of the first series scored: its first window, and the last
+    horizon step of each of its windows (the peak track)."""
+
+    series: int  # its index
+    time: int  # the first window's first target step
+    window: dict[str, Tensor]  # forecast and target of the first window, (H, A)
+    last_step: dict[str, Tensor]  # forecast, target and each reference at the last horizon step, (W, A)
+
+
+class Scored(NamedTuple):
+    """:func:`predict`'s result."""
+
+    windows: dict[str, Tensor]  # the kept tensors of every window, (W, H, A), with series and time (W,)
+    first_series: FirstSeries
+    panels: dict[int, ForecastMetrics]  # each series' panels, by series index, for per_series
+
+
 @torch.no_grad()
-def predict(
-    module: Forecaster, loader: Any, keep_all: bool = True
-) -> tuple[dict[str, Tensor], dict[int, ForecastMetrics]]:
+def predict(module: Forecaster, loader: Any, keep: tuple[str, ...] = SCORED) -> Scored:
     """Run the model over a loader, updating the module's test metrics and a panel per series.
 
-    Returns data-unit tensors: forecast, target and each reference's forecast (persistence, linear,
-    drift), (W, H, A), and series, time (W,): of every window, or with ``keep_all=False`` of the
-    first series' windows only, which :func:`write_figures` draws (the five tensors take 36 KB a
-    window at 10 x 181 bins). And each series' panels, by series index, for :func:`per_series`."""
+    Tensors are in data units. Of every window it keeps only the ``keep`` of SCORED (the forecast,
+    the target, each reference's forecast), with its series and first target step: the five take 36
+    KB a window at 10 x 181 bins, and only a forecast file needs them (a .npz all five, .parquet and
+    .csv the forecast)."""
     test = module.metrics["test"]
     panels: dict[int, ForecastMetrics] = {}
     parts: dict[str, list[Tensor]] = {}
+    track: dict[str, list[Tensor]] = {}
     first = None
     for x, y, series, time in loader:
         _, forecast, target, references = module.score("test", x, y, series, time)
-        batch = {"forecast": forecast, "target": target, **references, "series": series, "time": time}
+        batch = {"forecast": forecast, "target": target, **references}
         for index in series.unique().tolist():
             if index not in panels:
                 # Without the test panel's per-window state, which only the skill intervals read.
                 panel = ForecastMetrics(test.angles, test.horizon, test.scale, test.eps, test.circular)
                 panels[index] = panel.to(test.device)
             mine = series == index
-            panels[index].update(*(batch[k][mine] for k in ("forecast", "target", *FORECASTERS[1:])))
-        if not keep_all:
-            first = int(series[0]) if first is None else first
-            batch = {k: v[series == first] for k, v in batch.items()}
-        for key, value in batch.items():
+            panels[index].update(*(batch[k][mine] for k in SCORED))
+        if first is None:
+            window = {k: batch[k][0].cpu() for k in ("forecast", "target")}
+            first = (int(series[0]), int(time[0]), window)
+        for key in SCORED:
+            track.setdefault(key, []).append(batch[key][series == first[0], -1].cpu())
+        for key, value in {**{k: batch[k] for k in keep}, "series": series, "time": time}.items():
             parts.setdefault(key, []).append(value.cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}, panels
+    last_step = {k: torch.cat(v) for k, v in track.items()}
+    return Scored({k: torch.cat(v) for k, v in parts.items()}, FirstSeries(*first, last_step), panels)
 
 
 def per_series(panels: dict[int, ForecastMetrics], ids: list[str]) -> dict[str, Any]:
@@ -123,27 +146,22 @@ def forecast_future(
     return {"forecasts": str(out), "series": len(forecasts["series"]), "data": datamodule.source}
 
 
-def write_figures(
-    forecasts: dict[str, Tensor], datamodule: HeatmapData, output_dir: Path, writer: Any
-) -> None:
+def write_figures(first: FirstSeries, datamodule: HeatmapData, output_dir: Path, writer: Any) -> None:
     """A forecast window (time x angle) and the peak-angle track of the first series at the last
     horizon step, where the forecast and the references differ most."""
-    first = int(forecasts["time"][0])
-    sid = int(forecasts["series"][0])
-    context = torch.from_numpy(datamodule.heatmaps.series[sid][first - datamodule.context_len : first])
+    values = datamodule.heatmaps.series[first.series]
+    context = torch.from_numpy(values[first.time - datamodule.context_len : first.time])
+    window, track = first.window, first.last_step
     figures = {
-        "window": forecast_figure(
-            context, forecasts["target"][0], forecasts["forecast"][0], datamodule.angles
+        "window": forecast_figure(context, window["target"], window["forecast"], datamodule.angles),
+        "peak_track": peak_track_figure(
+            track["target"],
+            track["forecast"],
+            {ref: track[ref] for ref in FORECASTERS[1:]},
+            datamodule.angles,
+            f"series {datamodule.heatmaps.ids[first.series]!r}, {datamodule.horizon} steps ahead",
         ),
     }
-    in_series = forecasts["series"] == sid
-    figures["peak_track"] = peak_track_figure(
-        forecasts["target"][in_series, -1],
-        forecasts["forecast"][in_series, -1],
-        {ref: forecasts[ref][in_series, -1] for ref in FORECASTERS[1:]},
-        datamodule.angles,
-        f"series {datamodule.heatmaps.ids[sid]!r}, {datamodule.horizon} steps ahead",
-    )
     for name, fig in figures.items():
         fig.savefig(output_dir / f"{name}.png", dpi=100)
         writer.add_figure(f"eval/{name}", fig)
@@ -166,7 +184,7 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
     if out.suffix == ".npz":
         time = heatmaps.time_of(series, step)
         angles = datamodule.angles.numpy()
-        scored = {k: forecasts[k].numpy() for k in ("target", *FORECASTERS[1:]) if k in forecasts}
+        scored = {k: forecasts[k].numpy() for k in SCORED[1:] if k in forecasts}
         np.savez_compressed(out, forecast=forecast, **scored, series=ids, time=time, step=step, angles=angles)
     elif out.suffix in (".parquet", ".csv"):
         n_windows, horizon, n_bins = forecast.shape

@@ -19,6 +19,7 @@ from heatforecast.data import HeatmapData, Scaler
 from heatforecast.forecasts import (
     FORECAST_FILES,
     FORECAST_SUFFIXES,
+    SCORED,
     forecast_future,
     per_series,
     predict,
@@ -178,22 +179,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "scored split may hold steps the model was trained on"
         )
     split = cfg.split or ("all" if new_data else "test")
-    forecasts, series_panels = predict(module, datamodule.loader(split), keep_all=bool(cfg.predict))
-    windows = sum(int(p.count[0]) for p in series_panels.values())
+    out = Path(cfg.out) if cfg.out else output_dir / "forecasts.npz"
+    # What the forecast file writes, of every window: a .npz the target and references too.
+    keep = () if not cfg.predict else SCORED if out.suffix == ".npz" else ("forecast",)
+    scored = predict(module, datamodule.loader(split), keep)
+    windows = len(scored.windows["series"])
     # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
     what = "every window" if split == "all" else f"the {split} split"
     print(f"scored: {what} of {datamodule.source}, {windows:,} windows")
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    result["per_series"] = per_series(series_panels, datamodule.heatmaps.ids)
+    result["per_series"] = per_series(scored.panels, datamodule.heatmaps.ids)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
     write_per_series(result["per_series"], output_dir)
-    write_figures(forecasts, datamodule, output_dir, writer)
+    write_figures(scored.first_series, datamodule, output_dir, writer)
     writer.close()
     if cfg.predict:
-        out = Path(cfg.out) if cfg.out else output_dir / "forecasts.npz"
-        write_forecasts(out, forecasts, datamodule)
+        write_forecasts(out, scored.windows, datamodule)
         print(f"forecasts: {out}")
     return result
