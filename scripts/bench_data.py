@@ -57,12 +57,17 @@ def windows_per_second(loader: Iterable[Any], n_batches: int, device: torch.devi
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     torch.manual_seed(0)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.batch_size={args.batch_size}"])

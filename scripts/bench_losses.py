@@ -81,12 +81,17 @@ def bench_shape(spec: str, device: torch.device, repeats: int) -> None:
     )
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--shapes", default="8x10x181,4096x10x181")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, float32")

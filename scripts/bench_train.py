@@ -281,7 +281,8 @@ def operator_calls(stats: pstats.Stats, steps: int) -> dict[str, float]:
     return calls
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--steps", type=int, default=10)
@@ -296,7 +297,11 @@ def main() -> None:
         metavar="N",
         help="profile N bare and N Lightning steps at the first batch size",
     )
-    args, overrides = parser.parse_known_args()
+    return parser
+
+
+def main() -> None:
+    args, overrides = arguments().parse_known_args()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={args.out}", *overrides])
     L.seed_everything(0, verbose=False)

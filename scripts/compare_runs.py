@@ -239,7 +239,8 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
     plt.close(fig)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument(
@@ -249,6 +250,11 @@ def main() -> None:
     parser.add_argument("--by", default=None, help="aggregate over this override key, e.g. seed")
     parser.add_argument("--csv", type=Path, default=Path("comparison.csv"))
     parser.add_argument("--png", type=Path, default=Path("comparison.png"))
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
     missing = [str(f) for f in args.folders if not f.exists()]
     if missing:

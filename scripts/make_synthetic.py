@@ -15,7 +15,8 @@ from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.data.files import angle_grid
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output file; the suffix picks the format")
     for name, param in inspect.signature(make_synthetic).parameters.items():
@@ -24,6 +25,11 @@ def main() -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default)
         else:
             parser.add_argument(flag, type=type(param.default), default=param.default)
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = vars(parser.parse_args())
     out = args.pop("out")
     try:

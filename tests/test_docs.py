@@ -1,9 +1,10 @@
 """Every `python train.py` and `python evaluate.py` command the docs and the --help texts give
-composes and passes the entry point's checks up to the work itself: a renamed option or key fails
-here, not in a reader's terminal."""
+composes and passes the entry point's checks up to the work itself, and every `python scripts/...`
+command parses: a renamed option, key or flag fails here, not in a reader's terminal."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -28,11 +29,12 @@ from .conftest import CONF, ROOT, hydra_job
 
 DOCS = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND = re.compile(r"python3?\s+(train|evaluate)\.py\b")
+SCRIPT = re.compile(r"python3?\s+scripts/(\w+)\.py\b")
 
 
-def doc_commands(path: Path) -> list[tuple[str, str]]:
-    """(where, command) for each entry-point command in a markdown file: a line of a fenced block
-    (backslash continuations joined), or an inline code span, which may wrap over lines."""
+def doc_commands(path: Path, command: re.Pattern = COMMAND) -> list[tuple[str, str]]:
+    """(where, command) for each ``command`` in a markdown file: a line of a fenced block (backslash
+    continuations joined), or an inline code span, which may wrap over lines."""
     found = []
     line = 1
     for i, part in enumerate(re.split(r"^```.*$", path.read_text(), flags=re.M)):
@@ -44,12 +46,12 @@ def doc_commands(path: Path) -> list[tuple[str, str]]:
                 while row.endswith("\\") and j + 1 < len(rows):
                     j += 1
                     row = row[:-1] + " " + rows[j].strip()
-                if match := COMMAND.search(row):
+                if match := command.search(row):
                     found.append((f"{path.name}:{line + first}", row[match.start() :]))
                 j += 1
         else:
             for span in re.finditer(r"`([^`]+)`", part):  # may wrap over lines, or follow a prefix
-                if match := COMMAND.search(span.group(1)):
+                if match := command.search(span.group(1)):
                     where = f"{path.name}:{line + part[: span.start()].count(chr(10))}"
                     found.append((where, span.group(1)[match.start() :].replace("\n", " ")))
         line += part.count("\n")
@@ -69,9 +71,14 @@ COMMANDS = [c for path in DOCS for c in doc_commands(path)]
 COMMANDS += [c for name in ("train", "evaluate") for c in help_commands(CONF / f"{name}.yaml")]
 
 
-def test_the_docs_give_commands_for_both_entry_points() -> None:
+SCRIPT_COMMANDS = [c for path in DOCS for c in doc_commands(path, SCRIPT)]
+
+
+def test_the_docs_give_commands_for_both_entry_points_and_the_scripts() -> None:
     scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
     assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
+    scripts = {SCRIPT.search(command).group(1) for _, command in SCRIPT_COMMANDS}
+    assert scripts == {"bench_data", "bench_losses", "bench_train", "compare_runs", "make_synthetic"}
 
 
 def with_sweeper_params(script: str, args: list[str]) -> list[str]:
@@ -135,3 +142,22 @@ def test_a_documented_command_composes_and_passes_the_checks(
         else:  # every check before the checkpoint is read: none of the docs' checkpoints is here
             with pytest.raises(CheckpointError, match="ckpt_path=.*no such file"):
                 evaluate(cfg)
+
+
+@pytest.mark.parametrize("where, command", SCRIPT_COMMANDS, ids=[w for w, _ in SCRIPT_COMMANDS])
+def test_a_documented_script_command_parses(
+    where: str, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = re.sub(r"\[(--[^]]*)\]", r"\1", command)  # usage's optional `[--device cuda]`, taken
+    words = shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
+    name = SCRIPT.match(" ".join(words[:2])).group(1)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    if name != "bench_train":
+        script.arguments().parse_args(words[2:])  # a wrong flag: SystemExit, argparse's message on stderr
+        return
+    _, overrides = script.arguments().parse_known_args(words[2:])  # the rest are Hydra overrides
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU benches, on any machine
+    with hydra_job("train", *overrides) as cfg:
+        check_config(cfg)
