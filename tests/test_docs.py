@@ -69,16 +69,7 @@ def help_commands(path: Path) -> list[tuple[str, str]]:
 
 COMMANDS = [c for path in DOCS for c in doc_commands(path)]
 COMMANDS += [c for name in ("train", "evaluate") for c in help_commands(CONF / f"{name}.yaml")]
-
-
 SCRIPT_COMMANDS = [c for path in DOCS for c in doc_commands(path, SCRIPT)]
-
-
-def test_the_docs_give_commands_for_both_entry_points_and_the_scripts() -> None:
-    scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
-    assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
-    scripts = {SCRIPT.search(command).group(1) for _, command in SCRIPT_COMMANDS}
-    assert scripts == {"bench_data", "bench_losses", "bench_train", "compare_runs", "make_synthetic"}
 
 
 def with_sweeper_params(script: str, args: list[str]) -> list[str]:
@@ -95,17 +86,6 @@ def with_sweeper_params(script: str, args: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given] + args
 
 
-def test_help_shows_examples_before_the_option_groups() -> None:
-    done = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("heatforecast train.py: train a forecaster")
-    examples, groups = (
-        done.stdout.index("python train.py -m loss="),
-        done.stdout.index("\nloss: combo, cosine"),
-    )
-    assert examples < groups < done.stdout.index("\nseed: 0")
-
-
 def first_of_each_sweep(args: list[str]) -> list[str]:
     """A multirun's first job: `loss=mse,emd` -> `loss=mse` (Hydra's own parser decides what sweeps)."""
     parser = OverridesParser.create()
@@ -119,14 +99,37 @@ def first_of_each_sweep(args: list[str]) -> list[str]:
     return out
 
 
+def words(command: str) -> list[str]:
+    """A documented command's words, as the reader would type them: placeholders (`<run folder>`,
+    `<overrides>`) stand for something typed, and only the first command of an `&&` chain counts."""
+    return shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
+
+
+def test_the_docs_give_commands_for_both_entry_points_and_the_scripts() -> None:
+    scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
+    assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
+    scripts = {SCRIPT.search(command).group(1) for _, command in SCRIPT_COMMANDS}
+    assert scripts == {"bench_data", "bench_losses", "bench_train", "compare_runs", "make_synthetic"}
+
+
+def test_help_shows_examples_before_the_option_groups() -> None:
+    done = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("heatforecast train.py: train a forecaster")
+    examples, groups = (
+        done.stdout.index("python train.py -m loss="),
+        done.stdout.index("\nloss: combo, cosine"),
+    )
+    assert examples < groups < done.stdout.index("\nseed: 0")
+
+
 @pytest.mark.parametrize("where, command", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_a_documented_command_composes_and_passes_the_checks(
     where: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the docs' files and checkpoints are not here, whatever this checkout holds
-    # Placeholders (`<run folder>`, `<overrides>`) stand for what the reader types.
-    words = shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
-    script, args = COMMAND.match(" ".join(words[:2])).group(1), words[2:]
+    typed = words(command)
+    script, args = COMMAND.match(" ".join(typed[:2])).group(1), typed[2:]
     args = [a for a in args if "=" in a or a in ("-m", "--multirun")]  # `X` alone: some overrides
     assert unquoted_value(args) is None, where
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -148,16 +151,15 @@ def test_a_documented_command_composes_and_passes_the_checks(
 def test_a_documented_script_command_parses(
     where: str, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    command = re.sub(r"\[(--[^]]*)\]", r"\1", command)  # usage's optional `[--device cuda]`, taken
-    words = shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
-    name = SCRIPT.match(" ".join(words[:2])).group(1)
+    typed = words(re.sub(r"\[(--[^]]*)\]", r"\1", command))  # usage's optional `[--device cuda]`, taken
+    name = SCRIPT.match(" ".join(typed[:2])).group(1)
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     if name != "bench_train":
-        script.arguments().parse_args(words[2:])  # a wrong flag: SystemExit, argparse's message on stderr
+        script.arguments().parse_args(typed[2:])  # a wrong flag: SystemExit, argparse's message on stderr
         return
-    _, overrides = script.arguments().parse_known_args(words[2:])  # the rest are Hydra overrides
+    _, overrides = script.arguments().parse_known_args(typed[2:])  # the rest are Hydra overrides
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU benches, on any machine
     with hydra_job("train", *overrides) as cfg:
         check_config(cfg)
