@@ -4,12 +4,14 @@ command parses: a renamed option, key or flag fails here, not in a reader's term
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -105,6 +107,15 @@ def words(command: str) -> list[str]:
     return shlex.split(re.sub(r"<[^<>]*>", "X", command.split("&&")[0]), comments=True)
 
 
+@functools.cache
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module, loaded once for all its documented commands."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_the_docs_give_commands_for_both_entry_points_and_the_scripts() -> None:
     scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
     assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
@@ -153,9 +164,7 @@ def test_a_documented_script_command_parses(
 ) -> None:
     typed = words(re.sub(r"\[(--[^]]*)\]", r"\1", command))  # usage's optional `[--device cuda]`, taken
     name = SCRIPT.match(" ".join(typed[:2])).group(1)
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(name)
     if name != "bench_train":
         script.arguments().parse_args(typed[2:])  # a wrong flag: SystemExit, argparse's message on stderr
         return

@@ -71,8 +71,9 @@ def predict(module: Forecaster, loader: Any, keep: tuple[str, ...] = SCORED) -> 
         if first is None:
             window = {k: batch[k][0].cpu() for k in ("forecast", "target")}
             first = (int(series[0]), int(time[0]), window)
+        in_first = series == first[0]
         for key in SCORED:
-            track.setdefault(key, []).append(batch[key][series == first[0], -1].cpu())
+            track.setdefault(key, []).append(batch[key][in_first, -1].cpu())
         for key, value in {**{k: batch[k] for k in keep}, "series": series, "time": time}.items():
             parts.setdefault(key, []).append(value.cpu())
     last_step = {k: torch.cat(v) for k, v in track.items()}

@@ -109,7 +109,8 @@ def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> 
             "test split is scored"
         )
         return False
-    if seen := [sid for sid, f in zip(ids, prints) if f in set(trained)]:
+    known = set(trained)  # once, not per series
+    if seen := [sid for sid, f in zip(ids, prints) if f in known]:
         print(
             f"note: the model was trained on {len(seen)} of the {len(ids)} series in {datamodule.source} "
             f"({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''}): every window of those includes "
