@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,11 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
     assert batch.shape == (2, 4, 37) and single.shape == (4, 37) and not module.training
     np.testing.assert_allclose(batch.numpy(), forecast_by_hand(ckpt_path, contexts), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single.numpy(), batch[1].numpy(), rtol=1e-6, atol=1e-7)
+    frozen = contexts[1].copy()
+    frozen.flags.writeable = False  # as pandas 3 hands out a frame's values, or a memory-mapped .npy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was: torch's "The given NumPy array is not writable"
+        torch.testing.assert_close(module.forecast(frozen), single)
     table = pd.DataFrame(contexts[1], columns=[str(a) for a in range(37)])  # the last rows of a file
     torch.testing.assert_close(module.forecast(table), single)  # was: "could not determine the shape"
     bad = {

@@ -255,7 +255,9 @@ class Forecaster(L.LightningModule):
         an array (a DataFrame of the bin columns only). Runs in eval mode (no dropout) on the module's
         device; L is checked against the training run's ``data.context_len`` when the config has it."""
         if not isinstance(frames, Tensor):
-            frames = np.asarray(frames, dtype=np.float32)  # torch does not read a DataFrame
+            # A copy: torch does not read a DataFrame, and warns on a read-only array (pandas' copy-on-write
+            # frames, a memory-mapped file); a context is small.
+            frames = np.array(frames, dtype=np.float32)
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.angles.device)
         n_bins, context_len = len(self.angles), self.hparams.config.get("data", {}).get("context_len")
         if x.ndim not in (2, 3) or x.shape[-1] != n_bins or x.shape[-2] != (context_len or x.shape[-2]):
