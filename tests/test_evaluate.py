@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
-from heatforecast.forecasts import SCORED, per_series, predict
+from heatforecast.forecasts import SCORED, predict
 from heatforecast.metrics import FORECASTERS
 from heatforecast.training import CheckpointError, ConfigError, run
 from heatforecast.training import evaluate as run_evaluate
@@ -81,7 +81,6 @@ def test_scoring_keeps_of_every_window_only_what_the_forecast_file_writes(traine
         assert set(got.windows) == {*keep, "series", "time"}
         for key, value in got.windows.items():
             torch.testing.assert_close(value, every[key])
-        assert per_series(got.panels, ids) == per_series(scored[SCORED].panels, ids)
     # The figures' part: the first window, and the first series' windows at the last horizon step.
     first = scored[()].first_series
     assert (first.series, first.time) == (int(every["series"][0]), int(every["time"][0]))

@@ -15,6 +15,7 @@ from heatforecast.metrics import (
     SKILL_METRICS,
     VECTOR_METRICS,
     ForecastMetrics,
+    series_panels,
     skill_interval,
     skill_intervals,
     vector_metrics,
@@ -111,6 +112,44 @@ def test_skill_interval_over_many_groups_draws_in_chunks_the_same_resamples() ->
     levels = torch.tensor([0.025, 0.975], dtype=torch.float64)
     expected = torch.quantile(1 - drawn[:, 0] / drawn[:, 1], levels)
     assert interval_1d(model, reference, groups)[1:] == pytest.approx(expected.tolist(), rel=1e-12)
+
+
+def test_each_series_panels_equal_a_panel_fed_only_that_series_windows() -> None:
+    horizon, n_bins = 4, 30
+    gen = torch.Generator().manual_seed(3)
+    target, pred = torch.rand(2, 30, horizon, n_bins, generator=gen)
+    pred[:, :, ::3] = 0.0  # exact zeros, as in sparse spectra
+    series = torch.randint(3, (30,), generator=gen) * 5  # interleaved, ids not 0..2
+    series[:3] = 7  # a series whose persistence is exact: its skills divide by zero, as the overall's
+    target[:3] = pred[:3]
+    references = (pred, 0.5 * pred + 0.5 * target, target.roll(2, -1))  # persistence, linear, drift
+    time = torch.arange(30)
+    angles = torch.arange(n_bins * 1.0)
+    metrics = ForecastMetrics(angles, horizon, eps=1e-3, keep_windows=True)
+    for half in (slice(0, 13), slice(13, None)):
+        metrics.update(
+            target[half] * 0.9, target[half], *(r[half] for r in references), series[half], time[half]
+        )
+    got = series_panels(metrics.compute()["windows"])
+    assert sorted(got) == [0, 5, 7, 10] and sum(p["windows"] for p in got.values()) == 30
+    for index, panels in got.items():
+        mine = series == index
+        alone = ForecastMetrics(angles, horizon, eps=1e-3)
+        alone.update(target[mine] * 0.9, target[mine], *(r[mine] for r in references))
+        want = alone.compute()
+        assert panels["windows"] == int(mine.sum())
+        for who in FORECASTERS:
+            assert set(panels[who]) == set(want[who])
+            for name, value in want[who].items():
+                torch.testing.assert_close(
+                    panels[who][name],
+                    value,
+                    rtol=1e-6,
+                    atol=1e-9,
+                    equal_nan=True,
+                    msg=f"{index} {who} {name}",
+                )
+    assert torch.isinf(got[7]["model"]["skill_emd"]) and got[7]["persistence"]["emd"] == 0
 
 
 def test_the_test_panel_keeps_each_window_and_resamples_whole_series_when_there_are_enough() -> None:

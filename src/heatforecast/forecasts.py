@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from heatforecast.data import HeatmapData
-from heatforecast.metrics import FORECASTERS, ForecastMetrics
+from heatforecast.metrics import FORECASTERS, series_panels
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
 
@@ -42,32 +42,23 @@ class Scored(NamedTuple):
 
     windows: dict[str, Tensor]  # the kept tensors of every window, (W, H, A), with series and time (W,)
     first_series: FirstSeries
-    panels: dict[int, ForecastMetrics]  # each series' panels, by series index, for per_series
 
 
 @torch.no_grad()
 def predict(module: Forecaster, loader: Any, keep: tuple[str, ...] = SCORED) -> Scored:
-    """Run the model over a loader, updating the module's test metrics and a panel per series.
+    """Run the model over a loader, updating the module's test metrics (which keep each window's,
+    for :func:`per_series`).
 
     Tensors are in data units. Of every window it keeps only the ``keep`` of SCORED (the forecast,
     the target, each reference's forecast), with its series and first target step: the five take 36
     KB a window at 10 x 181 bins, and only a forecast file needs them (a .npz all five, .parquet and
     .csv the forecast)."""
-    test = module.metrics["test"]
-    panels: dict[int, ForecastMetrics] = {}
     parts: dict[str, list[Tensor]] = {}
     track: dict[str, list[Tensor]] = {}
     first = None
     for x, y, series, time in loader:
         _, forecast, target, references = module.score("test", x, y, series, time)
         batch = {"forecast": forecast, "target": target, **references}
-        for index in series.unique().tolist():
-            if index not in panels:
-                # Without the test panel's per-window state, which only the skill intervals read.
-                panel = ForecastMetrics(test.angles, test.horizon, test.scale, test.eps, test.circular)
-                panels[index] = panel.to(test.device)
-            mine = series == index
-            panels[index].update(*(batch[k][mine] for k in SCORED))
         if first is None:
             window = {k: batch[k][0].cpu() for k in ("forecast", "target")}
             first = (int(series[0]), int(time[0]), window)
@@ -77,19 +68,18 @@ def predict(module: Forecaster, loader: Any, keep: tuple[str, ...] = SCORED) -> 
         for key, value in {**{k: batch[k] for k in keep}, "series": series, "time": time}.items():
             parts.setdefault(key, []).append(value.cpu())
     last_step = {k: torch.cat(v) for k, v in track.items()}
-    return Scored({k: torch.cat(v) for k, v in parts.items()}, FirstSeries(*first, last_step), panels)
+    return Scored({k: torch.cat(v) for k, v in parts.items()}, FirstSeries(*first, last_step))
 
 
-def per_series(panels: dict[int, ForecastMetrics], ids: list[str]) -> dict[str, Any]:
-    """The test panels of each series on its own windows (:func:`predict`'s), model beside the
-    references: which recordings the model helps on and which it does not."""
-    out = {}
-    for index in sorted(panels):
-        computed = panels[index].compute()
-        out[ids[index]] = {"windows": int(panels[index].count[0])} | {
-            who: {k: float(v) for k, v in computed[who].items()} for who in FORECASTERS
-        }
-    return out
+def per_series(windows: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
+    """The test panels of each series on its own windows (``windows``: the test panel's, as
+    ForecastMetrics.compute keeps them), model beside the references: which recordings the model helps
+    on and which it does not."""
+    return {
+        ids[index]: {"windows": panels["windows"]}
+        | {who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS}
+        for index, panels in series_panels(windows).items()
+    }
 
 
 def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:

@@ -83,8 +83,8 @@ class ForecastMetrics(Metric):
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
     axis that wraps around. With ``keep_windows`` it also keeps every window's metrics (means over the
-    horizon, and the SKILL_METRICS at each horizon step) with its series and first target step, gathered
-    from all ranks, for :func:`skill_intervals`.
+    horizon, the SKILL_METRICS at each horizon step, and its energy sums) with its series and first
+    target step, gathered from all ranks, for :func:`skill_intervals` and :func:`series_panels`.
     """
 
     full_state_update = False
@@ -110,6 +110,7 @@ class ForecastMetrics(Metric):
         if keep_windows:  # lists of batches, concatenated (and gathered across ranks) by compute()
             self.add_state("window_values", [], "cat")  # (W, k, n)
             self.add_state("window_steps", [], "cat")  # (W, k, len(SKILL_METRICS), H)
+            self.add_state("window_mass", [], "cat")  # (W, k + 1): mass_gap's sums over H, then mass's
             self.add_state("window_ids", [], "cat")  # (W, 2): series, first target step
 
     def update(
@@ -128,7 +129,7 @@ class ForecastMetrics(Metric):
             raise ValueError("keep_windows needs each window's series and time")
         target = target.float()
         mass = losses.total_energy(target, self.scale)
-        per_window, per_step = [], []
+        per_window, per_step, gaps = [], [], []
         for i, forecast in enumerate(f.float() for f in (pred, persistence, linear, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
@@ -137,18 +138,20 @@ class ForecastMetrics(Metric):
                 per_step.append(values[SKILL_ROWS])
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
+            gaps.append(gap.sum(-1))
         self.mass += mass.double().sum(0)
         self.count += target.shape[0]
         if self.keep_windows:
             self.window_values.append(torch.stack(per_window).permute(2, 0, 1))
             self.window_steps.append(torch.stack(per_step).permute(2, 0, 1, 3))
+            self.window_mass.append(torch.stack([*gaps, mass.sum(-1)], 1))
             self.window_ids.append(torch.stack([series, time], 1).long())
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
         """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
         shape (H,)); every skill is against persistence. With ``keep_windows``, also "windows":
         ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``steps`` (W, len(FORECASTERS),
-        len(SKILL_METRICS), H), ``series`` and ``time`` (W,)."""
+        len(SKILL_METRICS), H), ``mass`` (W, len(FORECASTERS) + 1), ``series`` and ``time`` (W,)."""
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
@@ -159,19 +162,52 @@ class ForecastMetrics(Metric):
                 panel = {n: reduce(self.sums[i, j]) / count for j, n in enumerate(VECTOR_METRICS)}
                 panel["mass_rel_err"] = reduce(self.mass_gap[i]) / reduce(self.mass)
                 panels[who] = panel
-            for who, panel in panels.items():
-                for name in SKILL_METRICS:
-                    panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
+            for who, panel in _with_skills(panels).items():
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
         if self.keep_windows and len(self.window_ids):
             ids = dim_zero_cat(self.window_ids)
             out["windows"] = {
                 "values": dim_zero_cat(self.window_values),
                 "steps": dim_zero_cat(self.window_steps),
+                "mass": dim_zero_cat(self.window_mass),
                 "series": ids[:, 0],
                 "time": ids[:, 1],
             }
         return out
+
+
+def _with_skills(panels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Adds the skills against persistence to the panels of FORECASTERS (in place; returns them)."""
+    for panel in panels.values():
+        for name in SKILL_METRICS:
+            panel[f"skill_{name}"] = 1 - panel[name] / panels["persistence"][name]
+    return panels
+
+
+def series_panels(windows: dict[str, Tensor]) -> dict[int, dict[str, Any]]:
+    """Each series' overall panels on its own windows, keyed by series index, from the windows
+    :meth:`ForecastMetrics.compute` keeps: ``windows`` (their count), then a panel (0-d tensors) per
+    FORECASTERS.
+    The same as a ForecastMetrics fed only that series' windows: every window has H steps, so the mean
+    over its (window, step) pairs is the mean of the window means; mass_rel_err is the series' ratio of
+    sums."""
+    index, inverse, counts = windows["series"].cpu().unique(return_inverse=True, return_counts=True)
+
+    def sums(values: Tensor) -> Tensor:  # (W, ...) -> (series, ...), in float64
+        zeros = torch.zeros(len(index), *values.shape[1:], dtype=torch.float64)
+        return zeros.index_add_(0, inverse, values.cpu().double())
+
+    means = sums(windows["values"]) / counts[:, None, None]  # (series, k, n)
+    mass = sums(windows["mass"])  # (series, k + 1)
+    out = {}
+    for g, series in enumerate(index.tolist()):
+        panels = {}
+        for i, who in enumerate(FORECASTERS):
+            # 0-d tensors, as compute() gives: a series with no error of persistence divides by zero.
+            panels[who] = dict(zip(VECTOR_METRICS, means[g, i].unbind()))
+            panels[who]["mass_rel_err"] = mass[g, i] / mass[g, -1]
+        out[series] = {"windows": int(counts[g]), **_with_skills(panels)}
+    return out
 
 
 def skill_interval(
