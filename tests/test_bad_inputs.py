@@ -196,6 +196,14 @@ def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> N
     (tmp_path / "headless.csv").write_text("0.5,0.2,0.9\n0.1,0.3,0.4\n")
     with pytest.raises(DataError, match=r"first row names the columns; is it a row of data"):
         read_heatmaps(tmp_path / "headless.csv")
+    (tmp_path / "sparse.csv").write_text("0,0.5,0,0\n0.1,0.3,0.4,0\n")  # no header, zeros repeat
+    with pytest.raises(
+        DataError, match=r"column '0' appears 3 times; expected each once \(a CSV's first row"
+    ):
+        read_heatmaps(tmp_path / "sparse.csv")
+    (tmp_path / "names.csv").write_text("time,series,time,0,1\n0,a,0,1,1\n")
+    with pytest.raises(DataError, match=r"column 'time' appears 2 times; expected each once$"):
+        read_heatmaps(tmp_path / "names.csv")
 
 
 def test_mixed_bin_counts_against_expected_count(tmp_path: Path) -> None:

@@ -185,8 +185,11 @@ def _read_table(
             )
         if len(set(header)) < len(header):
             twice = next(name for name in header if header.count(name) > 1)
+            # A file without a header row: its first row of values (zeros repeat) reads as the names.
+            numbers = pd.to_numeric(pd.Series(header), errors="coerce").notna().all()
+            hint = " (a CSV's first row names the columns; is it a row of data?)" if numbers else ""
             raise DataError(
-                f"{path}: column {twice!r} appears {header.count(twice)} times; expected each once"
+                f"{path}: column {twice!r} appears {header.count(twice)} times; expected each once{hint}"
             )
     bins = [c for c in frame.columns if str(c) not in RESERVED]
     if len(bins) < 2:
