@@ -16,6 +16,7 @@ import torch
 
 from heatforecast import losses
 
+MIN_TIMING = 0.01  # seconds: the least one timing spans (calls in a row)
 LOSSES: dict[str, Callable[[], torch.nn.Module]] = {
     "mse": losses.MSE,
     "l1": losses.L1,
@@ -32,19 +33,29 @@ LOSSES: dict[str, Callable[[], torch.nn.Module]] = {
 
 
 def timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median wall time in seconds of each fn, after two warm-up calls. The fns take turns within
-    each repeat, so a slow spell of the machine hits all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeats + 2):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+    """Median wall time in seconds of one call of each fn, after two warm-up calls. The fns take turns
+    within each repeat, so a slow spell of the machine hits all of them alike. A repeat times as many
+    calls in a row as fill about MIN_TIMING seconds (timeit's way), so that calls of tens of
+    microseconds are not lost in the timer and in one-off stalls."""
+
+    def run(fn: Callable[[], object], calls: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if r >= 2:
-                times[name].append(time.perf_counter() - start)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    calls = {}
+    for name, fn in fns.items():
+        run(fn, 2)
+        calls[name] = max(1, round(MIN_TIMING / max(run(fn, 1), 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(run(fn, calls[name]) / calls[name])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
