@@ -162,6 +162,9 @@ def test_same_config_and_seed_give_identical_metrics(tiny, tmp_path: Path) -> No
     assert first == second
     assert metrics["model"] == again["model"]
     assert metrics["seed"] == 0 and "torch" in metrics["versions"]
+    assert (
+        metrics["versions"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    )  # AVX512, ...
     assert run_in("seed1", "seed=1")[0] != first
 
 

@@ -161,6 +161,8 @@ def timed_fit(
 
 
 def versions() -> dict[str, str]:
+    """The library versions, and the CPU kernels torch picked (AVX2, AVX512, ...): another set sums
+    floats in another order, so the same seed trains a slightly different model."""
     import hydra
     import lightning
     import numpy
@@ -168,6 +170,7 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "lightning": lightning.__version__,
         "hydra": hydra.__version__,
         "numpy": numpy.__version__,
