@@ -237,6 +237,20 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
         torch.testing.assert_close(module.forecast(frozen), single)
     table = pd.DataFrame(contexts[1], columns=[str(a) for a in range(37)])  # the last rows of a file
     torch.testing.assert_close(module.forecast(table), single)  # was: "could not determine the shape"
+    # Rows as a data file holds them: one series, a time column (taken in its order), angle names.
+    rows = table.assign(series="a", time=np.arange(8.0))[::-1].reset_index(drop=True)
+    torch.testing.assert_close(module.forecast(rows[["series", "time", *table.columns]]), single)
+    bad_tables = {
+        "frames hold rows of 2 series (a, b, ...); expected the last frames of one": rows.assign(
+            series=["a", "b"] * 4
+        ),
+        "frames' columns name 37 angles, 1..37; expected the model's 37 bins, 0..36 degrees": table.rename(
+            columns=lambda c: str(int(c) + 1)
+        ),
+    }
+    for message, frames in bad_tables.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            module.forecast(frames)
     bad = {
         "expected (8, 37) or (B, 8, 37)": contexts[:, 1:],
         "expected (8, 37) or (B, 8, 37): the last 8": contexts[..., :36],

@@ -9,6 +9,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
@@ -249,11 +250,14 @@ class Forecaster(L.LightningModule):
         return self(batch[0]) * self.scale_factor
 
     @torch.no_grad()
-    def forecast(self, frames: Tensor | npt.ArrayLike) -> Tensor:
+    def forecast(self, frames: Tensor | pd.DataFrame | npt.ArrayLike) -> Tensor:
         """The H frames that follow ``frames``, all in data units: the last L observed frames (L, A)
-        give (H, A), a batch (B, L, A) gives (B, H, A). ``frames``: a tensor, or anything numpy reads as
-        an array (a DataFrame of the bin columns only). Runs in eval mode (no dropout) on the module's
-        device; L is checked against the training run's ``data.context_len`` when the config has it."""
+        give (H, A), a batch (B, L, A) gives (B, H, A). ``frames``: a tensor, anything numpy reads as
+        an array, or a DataFrame laid out as a data file's rows (:meth:`table_frames`). Runs in eval
+        mode (no dropout) on the module's device; L is checked against the training run's
+        ``data.context_len`` when the config has it."""
+        if isinstance(frames, pd.DataFrame):
+            frames = self.table_frames(frames)
         if not isinstance(frames, Tensor):
             # A copy: torch does not read a DataFrame, and warns on a read-only array (pandas' copy-on-write
             # frames, a memory-mapped file); a context is small.
@@ -275,6 +279,28 @@ class Forecaster(L.LightningModule):
         out = self.predict_step((x.reshape(-1, *x.shape[-2:]) / self.scale_factor,), 0)
         self.train(training)
         return out.reshape(*x.shape[:-2], *out.shape[-2:])
+
+    def table_frames(self, table: pd.DataFrame) -> np.ndarray:
+        """The (rows, A) bins of a DataFrame laid out as a data file (data/README.md): its rows in the
+        order of its ``time`` column where it has one, of one ``series`` only, each other column a bin;
+        numeric column names must be the model's angles."""
+        if "series" in table and (ids := table["series"].unique()).size > 1:
+            raise ValueError(
+                f"frames hold rows of {ids.size} series ({', '.join(map(str, ids[:3]))}, ...); expected "
+                "the last frames of one (select its rows first)"
+            )
+        if "time" in table:
+            table = table.sort_values("time", kind="stable")  # what the column means in a data file
+        bins = table.drop(columns=[c for c in ("series", "time") if c in table])
+        names = pd.to_numeric(pd.Series(bins.columns.astype(str)), errors="coerce").to_numpy()
+        angles = self.angles.cpu().numpy()
+        named = len(names) and not np.isnan(names).any()  # all numeric: angles, as in a data file
+        if named and (len(names) != len(angles) or not np.allclose(names, angles, atol=1e-6)):
+            raise ValueError(
+                f"frames' columns name {len(names)} angles, {names[0]:g}..{names[-1]:g}; expected the "
+                f"model's {len(angles)} bins, {angles[0]:g}..{angles[-1]:g} degrees"
+            )
+        return bins.to_numpy(dtype=np.float32, copy=True)
 
     def _end_epoch(self, split: str) -> None:
         panels = self.metrics[split].compute()
