@@ -241,7 +241,7 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
     rows = table.assign(series="a", time=np.arange(8.0))[::-1].reset_index(drop=True)
     torch.testing.assert_close(module.forecast(rows[["series", "time", *table.columns]]), single)
     bad_tables = {
-        "frames hold rows of 2 series (a, b, ...); expected the last frames of one": rows.assign(
+        "frames hold rows of 2 series (a, b); expected the last frames of one": rows.assign(
             series=["a", "b"] * 4
         ),
         "frames' columns name 37 angles, 1..37; expected the model's 37 bins, 0..36 degrees": table.rename(

@@ -187,10 +187,9 @@ def _with_skills(panels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 def series_panels(windows: dict[str, Tensor]) -> dict[int, dict[str, Any]]:
     """Each series' overall panels on its own windows, keyed by series index, from the windows
     :meth:`ForecastMetrics.compute` keeps: ``windows`` (their count), then a panel (0-d tensors) per
-    FORECASTERS.
-    The same as a ForecastMetrics fed only that series' windows: every window has H steps, so the mean
-    over its (window, step) pairs is the mean of the window means; mass_rel_err is the series' ratio of
-    sums."""
+    FORECASTERS. The same as a ForecastMetrics fed only that series' windows: every window has H steps,
+    so the mean over its (window, step) pairs is the mean of the window means; mass_rel_err is the
+    series' ratio of sums."""
     index, inverse, counts = windows["series"].cpu().unique(return_inverse=True, return_counts=True)
 
     def sums(values: Tensor) -> Tensor:  # (W, ...) -> (series, ...), in float64

@@ -286,8 +286,8 @@ class Forecaster(L.LightningModule):
         numeric column names must be the model's angles."""
         if "series" in table and (ids := table["series"].unique()).size > 1:
             raise ValueError(
-                f"frames hold rows of {ids.size} series ({', '.join(map(str, ids[:3]))}, ...); expected "
-                "the last frames of one (select its rows first)"
+                f"frames hold rows of {ids.size} series ({', '.join(map(str, ids[:3]))}"
+                f"{', ...' if ids.size > 3 else ''}); expected the last frames of one (select its rows first)"
             )
         if "time" in table:
             table = table.sort_values("time", kind="stable")  # what the column means in a data file
