@@ -244,6 +244,9 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
         "frames hold rows of 2 series (a, b); expected the last frames of one": rows.assign(
             series=["a", "b"] * 4
         ),
+        "values; expected numbers or date-times (pd.to_datetime": rows.assign(  # str or object
+            time=[f"{h}:00" for h in range(8, 16)]
+        ),
         "frames' columns name 37 angles, 1..37; expected the model's 37 bins, 0..36 degrees": table.rename(
             columns=lambda c: str(int(c) + 1)
         ),

@@ -290,6 +290,13 @@ class Forecaster(L.LightningModule):
                 f"{', ...' if ids.size > 3 else ''}); expected the last frames of one (select its rows first)"
             )
         if "time" in table:
+            kind = table["time"].dtype
+            if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_datetime64_any_dtype(kind)):
+                # Text would sort as text ("10:00" before "9:00"); a data file's reader parses it.
+                raise ValueError(
+                    f"frames' time column holds {kind} values; expected numbers or date-times "
+                    "(pd.to_datetime(table['time']) reads text)"
+                )
             table = table.sort_values("time", kind="stable")  # what the column means in a data file
         bins = table.drop(columns=[c for c in ("series", "time") if c in table])
         names = pd.to_numeric(pd.Series(bins.columns.astype(str)), errors="coerce").to_numpy()
