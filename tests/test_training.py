@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 import torch
@@ -66,6 +67,15 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     for who in FORECASTERS[1:]:  # the lead time, for sorting a sweep in the HParams tab
         ahead = metrics["intervals"]["per_horizon"][who]["emd"]["ahead_steps"]
         assert logged[f"hp/test_steps_ahead_of_{who}"] == [ahead]
+    # Each test series on its own windows: weighted by their windows, they give back the test panel.
+    by_series = metrics["per_series"]
+    assert list(by_series) == ["0", "1", "2"]
+    windows = np.array([p["windows"] for p in by_series.values()])
+    for who in FORECASTERS:
+        emd = np.array([p[who]["emd"] for p in by_series.values()])
+        assert emd @ windows / windows.sum() == pytest.approx(metrics[who]["test"]["emd"], rel=1e-5)
+    table = pd.read_csv(tmp_path / "per_series.csv", index_col="series")
+    assert table["windows"].tolist() == windows.tolist()
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert {"val/forecast", "test/by_horizon"} <= set(events.Tags()["images"])

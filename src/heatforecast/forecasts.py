@@ -82,9 +82,9 @@ def per_series(windows: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
     }
 
 
-def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
+def write_per_series(panels: dict[str, Any], output_dir: Path, show: bool = True) -> None:
     """per_series.csv (a row per series: windows, then the model's and each reference's metrics),
-    and, when there are several, the series with the lowest skill_emd on stdout."""
+    and, with ``show`` and several series, the series with the lowest skill_emd on stdout."""
     table = pd.DataFrame.from_dict(
         {
             sid: {"windows": p["windows"]}
@@ -96,8 +96,8 @@ def write_per_series(panels: dict[str, Any], output_dir: Path) -> None:
         orient="index",
     ).rename_axis("series")
     table.to_csv(output_dir / "per_series.csv")
-    if len(table) == 1:
-        return  # the panel above is that series'
+    if not show or len(table) == 1:
+        return  # with one series, the panel above is that series'
     shown = table.sort_values("skill_emd")[
         ["windows", "emd", *(f"{w}_emd" for w in FORECASTERS[1:]), "skill_emd"]
     ]

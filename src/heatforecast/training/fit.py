@@ -18,6 +18,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _Su
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import HeatmapData
+from heatforecast.forecasts import per_series, write_per_series
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.module import Forecaster
 from heatforecast.training.build import build_module, build_trainer
@@ -113,8 +114,10 @@ def run(cfg: DictConfig) -> float:
 
     result = summarize(module.panels, cfg.optimized_metric, datamodule)
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
+    result["per_series"] = per_series(module.panels["test"]["windows"], datamodule.heatmaps.ids)
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
+        write_per_series(result["per_series"], output_dir, show=False)  # the run ends on its panel
         final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
         for who, cells in result["intervals"]["per_horizon"].items():  # when there are intervals
             if (steps := cells["emd"]["ahead_steps"]) is not None:
