@@ -14,17 +14,39 @@ import numpy as np
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.data.files import angle_grid
 
+# What each of make_synthetic's arguments means, for --help (the defaults come from its signature).
+HELP = {
+    "n_series": "independent recordings",
+    "n_steps": "time steps (frames) per series",
+    "n_bins": "angle bins per frame",
+    "bin_width": "degrees between bins",
+    "angle_start": "angle of the first bin, degrees",
+    "max_sources": "most sources alive at once",
+    "max_speed": "fastest source, degrees per step",
+    "birth_rate": "chance per empty source slot and step that a source appears",
+    "death_rate": "chance per source and step that it vanishes",
+    "noise_floor": "mean of the exponential noise floor",
+    "threshold": "linear energy below this is set to exactly 0 (thresholded spectra)",
+    "scale": "linear energy, or db: 10 log10(energy + noise_floor)",
+    "circular": "angles wrap at 360 degrees (sources cross 360/0)",
+    "seed": "the data set itself",
+}
+
 
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("out", help="output file; the suffix picks the format")
     for name, param in inspect.signature(make_synthetic).parameters.items():
-        flag = f"--{name.replace('_', '-')}"
+        flag, text = f"--{name.replace('_', '-')}", HELP[name]
         if isinstance(param.default, bool):  # --circular / --no-circular (bool("False") would be True)
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default, help=text)
+        elif name == "scale":
+            parser.add_argument(flag, choices=("linear", "db"), default=param.default, help=text)
         else:
-            parser.add_argument(flag, type=type(param.default), default=param.default)
+            parser.add_argument(flag, type=type(param.default), default=param.default, help=text)
     return parser
 
 
