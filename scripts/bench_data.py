@@ -59,10 +59,12 @@ def windows_per_second(loader: Iterable[Any], n_batches: int, device: torch.devi
 
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=15)
-    parser.add_argument("--device", default="cpu")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="windows per batch")
+    parser.add_argument("--batches", type=int, default=15, help="timed batches per loader")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     return parser
 
 

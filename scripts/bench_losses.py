@@ -94,10 +94,12 @@ def bench_shape(spec: str, device: torch.device, repeats: int) -> None:
 
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--shapes", default="8x10x181,4096x10x181")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--repeats", type=int, default=20, help="timings per loss; medians are shown")
+    parser.add_argument("--shapes", default="8x10x181,4096x10x181", help="comma-separated BxHxA shapes")
     return parser
 
 

@@ -283,9 +283,13 @@ def operator_calls(stats: pstats.Stats, steps: int) -> dict[str, float]:
 
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="64,256,1024")
-    parser.add_argument("--steps", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--batch-sizes", default="64,256,1024", help="comma-separated")
+    parser.add_argument(
+        "--steps", type=int, default=10, help=f"timed steps per run, after {WARMUP} warm-up steps"
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="bare/Lightning pairs per batch size; medians are shown"
     )

@@ -241,15 +241,19 @@ def plot_horizons(rows: list[dict], metrics: list[str], by: str | None, out: Pat
 
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("folders", nargs="+", type=Path, help="multirun folders (or run folders) to compare")
     parser.add_argument(
         "--metric", default="emd", choices=METRICS, help="the val metric whose best value is shown"
     )
     parser.add_argument("--sort", default="emd", choices=COLUMNS, help="test metric to sort by, best first")
     parser.add_argument("--by", default=None, help="aggregate over this override key, e.g. seed")
-    parser.add_argument("--csv", type=Path, default=Path("comparison.csv"))
-    parser.add_argument("--png", type=Path, default=Path("comparison.png"))
+    parser.add_argument("--csv", type=Path, default=Path("comparison.csv"), help="the table, written here")
+    parser.add_argument(
+        "--png", type=Path, default=Path("comparison.png"), help="val curves (and <png>_by_horizon.png)"
+    )
     return parser
 
 
