@@ -99,6 +99,22 @@ def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(data.angles, angles)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz"])
+def test_what_a_file_reads_into_is_writable(tmp_path: Path, suffix: str) -> None:
+    # Half-degree bins: names "0.5" read as a float column, which pandas 3 hands out read-only, and
+    # torch.from_numpy then warned on every CSV run ("The given NumPy array is not writable").
+    path = tmp_path / f"heat{suffix}"
+    write_heatmaps(path, small_array(), np.arange(37) * 0.5)
+    data = read_heatmaps(path, bin_width=0.5)
+    assert data.angles.flags.writeable and all(s.flags.writeable for s in data.series)
+    if suffix in (".csv", ".parquet"):
+        frame = two_series()
+        frame.to_csv(tmp_path / "t.csv", index=False)
+        frame.to_parquet(tmp_path / "t.parquet", index=False)
+        data = read_heatmaps(tmp_path / f"t{suffix}")
+        assert data.times is not None and all(t.flags.writeable for t in data.times)
+
+
 def two_series() -> pd.DataFrame:
     """Two interleaved series, b and a, of two frames each, out of time order in the file."""
     return pd.DataFrame(

@@ -325,7 +325,8 @@ def _column_angles(path: Path, names: list[str], bin_width: float, angle_start: 
             f"case-sensitive), while {len(angles)} other columns name angles ({angles.iloc[0]:g}.."
             f"{angles.iloc[-1]:g}); expected an angle for every bin column"
         )
-    return _checked_angles(path, numeric.to_numpy(dtype=np.float64), bin_width, angle_start)
+    # A copy: pandas hands out a float column read-only (copy-on-write), which torch warns about.
+    return _checked_angles(path, numeric.to_numpy(dtype=np.float64, copy=True), bin_width, angle_start)
 
 
 def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_start: float) -> np.ndarray:
