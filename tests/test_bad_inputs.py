@@ -544,6 +544,10 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "trainer.limit_val_batches=0 turns validation off, but the checkpoint",
         ),
         (
+            "trainer.limit_train_batches=0",  # died in OneCycleLR: "Expected positive integer total_steps"
+            "trainer.limit_train_batches=0 trains nothing, and the one-cycle schedule",
+        ),
+        (
             "trainer.max_epochs=-1",  # used to die in OneCycleLR: "Expected positive integer total_steps"
             "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length",
         ),

@@ -51,6 +51,16 @@ def test_every_model_and_loss_trains_and_scores(tiny, tmp_path: Path, model: str
         assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_fit_of_no_steps_says_the_panels_are_the_untrained_model_s(
+    tiny, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run(tiny("trainer.max_epochs=0"))
+    assert "note: the fit made no optimizer step; the panels below are the untrained model's" in (
+        capsys.readouterr().out
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["fit"]["samples"] == 0
+
+
 def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     value = run(tiny("loss=emd", "data.generator.n_series=3"))  # 6 test blocks: intervals
     logged = scalars(tmp_path)

@@ -327,6 +327,12 @@ def check_config(cfg: DictConfig) -> None:
             "schedule (optim.scheduler) spreads its warm-up and decay over; expected trainer.max_steps=N "
             "too, or optim.scheduler=null (a constant learning rate, early stopping ends the run)"
         )
+    if cfg.optim.get("scheduler") and cfg.trainer.get("limit_train_batches") == 0:
+        raise ConfigError(
+            "trainer.limit_train_batches=0 trains nothing, and the one-cycle schedule (optim.scheduler) has "
+            "no steps to spread over; expected a positive number or fraction of train batches "
+            "(trainer.max_epochs=0 scores the untrained model)"
+        )
     if str(cfg.trainer.get("precision", "32-true")) not in PRECISIONS:
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision}; expected 32-true, bf16-mixed or 16-mixed: the "

@@ -109,6 +109,8 @@ def run(cfg: DictConfig) -> float:
     if module.optimizer_factory is not None:
         fit = timed_fit(trainer, module, datamodule, ckpt_path)
         best = trainer.checkpoint_callback.best_model_path or None
+        if trainer.global_step == 0 and trainer.is_global_zero:  # e.g. trainer.max_epochs=0
+            print("note: the fit made no optimizer step; the panels below are the untrained model's")
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
