@@ -547,6 +547,17 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "trainer.limit_train_batches=0",  # died in OneCycleLR: "Expected positive integer total_steps"
             "trainer.limit_train_batches=0 trains nothing, and the one-cycle schedule",
         ),
+        ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing, and the one-cycle schedule"),  # the same
+        (
+            "trainer.accumulate_grad_batches=0",
+            "trainer.accumulate_grad_batches=0; expected >= 1",
+        ),  # ZeroDivision
+        (
+            "trainer.check_val_every_n_epoch=0",
+            "trainer.check_val_every_n_epoch=0; expected >= 1",
+        ),  # modulo by 0
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1; expected >= 0"),  # trained uphill
+        ("trainer.max_epochs=-2", "trainer.max_epochs=-2; expected >= -1"),
         (
             "trainer.max_epochs=-1",  # used to die in OneCycleLR: "Expected positive integer total_steps"
             "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length",

@@ -289,6 +289,27 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
 
 
+# The least value of the Trainer's counting settings that Lightning takes without dividing by zero or
+# silently turning them around (a negative gradient_clip_val flips every gradient: ascent). None passes.
+TRAINER_LEAST = {
+    "max_epochs": -1,  # -1: no end
+    "max_steps": -1,
+    "accumulate_grad_batches": 1,
+    "check_val_every_n_epoch": 1,
+    "log_every_n_steps": 0,  # 0: never
+    "gradient_clip_val": 0,
+    "limit_train_batches": 0,
+    "limit_val_batches": 0,
+}
+
+
+def _check_trainer_counts(trainer: DictConfig) -> None:
+    for key, least in TRAINER_LEAST.items():
+        value = trainer.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
+            raise ConfigError(f"trainer.{key}={value}; expected >= {least}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: a launcher without -m, added settings, the
     seed, every part's keys and their plain-typed values, a schedule without a run length, the
@@ -327,12 +348,14 @@ def check_config(cfg: DictConfig) -> None:
             "schedule (optim.scheduler) spreads its warm-up and decay over; expected trainer.max_steps=N "
             "too, or optim.scheduler=null (a constant learning rate, early stopping ends the run)"
         )
-    if cfg.optim.get("scheduler") and cfg.trainer.get("limit_train_batches") == 0:
-        raise ConfigError(
-            "trainer.limit_train_batches=0 trains nothing, and the one-cycle schedule (optim.scheduler) has "
-            "no steps to spread over; expected a positive number or fraction of train batches "
-            "(trainer.max_epochs=0 scores the untrained model)"
-        )
+    _check_trainer_counts(cfg.trainer)
+    for key in ("limit_train_batches", "max_steps"):
+        if cfg.optim.get("scheduler") and cfg.trainer.get(key) == 0:
+            raise ConfigError(
+                f"trainer.{key}=0 trains nothing, and the one-cycle schedule (optim.scheduler) has no steps "
+                "to spread over; expected a positive number (trainer.max_epochs=0 scores the untrained "
+                "model)"
+            )
     if str(cfg.trainer.get("precision", "32-true")) not in PRECISIONS:
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision}; expected 32-true, bf16-mixed or 16-mixed: the "
