@@ -311,6 +311,8 @@ class Huber(VectorLoss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
+        if not delta > 0:  # torch says so only at the first batch, as a traceback
+            raise ValueError(f"delta must be > 0; got {delta}")
         self.delta = delta
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -399,6 +401,10 @@ class EMD(CdfLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(bin_width, scale, eps, circular, reduction)
+        if mass_weight < 0:
+            raise ValueError(
+                f"mass_weight must be >= 0 (a negative weight rewards an energy error); got {mass_weight}"
+            )
         self.mass_weight = mass_weight
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
