@@ -277,6 +277,9 @@ def test_bad_inputs_say_what_was_expected() -> None:
         losses.KL(scale="log")
     with pytest.raises(ValueError, match="terms and weights must name the same losses"):
         losses.Combo({"emd": losses.EMD()}, {"mse": 1.0})
+    for cosine in (losses.Cosine, losses.CumsumMSEOverCos):  # was: NaN for all-zero vectors
+        with pytest.raises(ValueError, match="eps must be > 0; got 0"):
+            cosine(eps=0)
     with pytest.raises(ValueError, match="delta must be > 0; got -1"):  # was: torch's, at the first batch
         losses.Huber(delta=-1)
     with pytest.raises(ValueError, match="mass_weight must be >= 0 .*; got -0.1"):  # was: taken, rewarding

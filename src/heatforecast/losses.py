@@ -331,6 +331,8 @@ class Cosine(VectorLoss):
 
     def __init__(self, eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
+        if not eps > 0:  # the floor under the norms: all-zero vectors would divide by zero
+            raise ValueError(f"eps must be > 0; got {eps}")
         self.eps = eps
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
