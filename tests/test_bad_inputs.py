@@ -558,6 +558,7 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ),  # modulo by 0
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1; expected >= 0"),  # trained uphill
         ("trainer.max_epochs=-2", "trainer.max_epochs=-2; expected >= -1"),
+        ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 turns validation off"),
         (
             "trainer.max_epochs=-1",  # used to die in OneCycleLR: "Expected positive integer total_steps"
             "trainer.max_epochs=-1 with no trainer.max_steps: the run has no set length",

@@ -299,7 +299,6 @@ TRAINER_LEAST = {
     "log_every_n_steps": 0,  # 0: never
     "gradient_clip_val": 0,
     "limit_train_batches": 0,
-    "limit_val_batches": 0,
 }
 
 
@@ -332,7 +331,7 @@ def check_config(cfg: DictConfig) -> None:
                 f"option of conf/{group}/ that does (files starting with _ are shared settings)"
             )
     check_keys(plain)
-    if cfg.trainer.get("limit_val_batches") == 0:
+    if (limit := cfg.trainer.get("limit_val_batches")) is not None and limit <= 0:
         raise ConfigError(
             f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "
             f"checkpoint kept, early stopping and sweepers read optimized_metric={cfg.optimized_metric}; "
