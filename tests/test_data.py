@@ -216,7 +216,9 @@ def test_time_of_gives_file_times_and_continues_past_the_end(tmp_path: Path) -> 
     np.testing.assert_array_equal(plain.time_of(np.zeros(2, dtype=int), np.array([1, 7])), [1, 7])
 
 
-def test_a_folder_or_pattern_reads_every_file_as_one_data_set(tmp_path: Path) -> None:
+def test_a_folder_or_pattern_reads_every_file_as_one_data_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "sub").mkdir()
     write_heatmaps(tmp_path / "a.csv", small_array()[:2], np.arange(37.0))
     write_heatmaps(tmp_path / "sub" / "b.parquet", small_array()[2:], np.arange(37.0))
@@ -231,8 +233,23 @@ def test_a_folder_or_pattern_reads_every_file_as_one_data_set(tmp_path: Path) ->
         FileData(path=str(tmp_path), context_len=8, horizon=4).setup()  # the folder: a.csv and c.npy
     (tmp_path / "a.csv").unlink()
     folder = FileData(path=str(tmp_path), context_len=8, horizon=4)
+    capsys.readouterr()
     folder.setup()
     assert folder.heatmaps.ids == ["0"]  # c.npy alone (sub/ is not read): its own ids, as before
+    # What the folder leaves out is said, not silently dropped.
+    assert capsys.readouterr().err.startswith(
+        f"note: data.path={tmp_path} reads the 1 heatmap file(s) in that folder, not the 1 in its "
+        f"subfolders (sub/b.parquet); data.path='{tmp_path}/**/*' reads them all"
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: matches no .* file$"):  # nothing below it either
+        FileData(path=str(tmp_path / "empty"), context_len=8, horizon=4).setup()
+    (tmp_path / "c.npy").unlink()
+    with pytest.raises(
+        DataError, match=r"matches no .* file; its subfolders hold 1 \(data\.path='.*/\*\*/\*'"
+    ):
+        FileData(path=str(tmp_path), context_len=8, horizon=4).setup()
+    write_heatmaps(tmp_path / "c.npy", small_array()[:1], np.arange(37.0))
     write_heatmaps(tmp_path / "wide.npy", make_synthetic(n_series=1, n_steps=50, n_bins=45), np.arange(45.0))
     with pytest.raises(
         DataError, match=r"wide\.npy: 45 angle bins \(0\.\.44\); expected the bins of .*c\.npy"

@@ -13,6 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,7 +22,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from heatforecast.data.files import DataError, Heatmaps, angle_grid, data_files, read_many
+from heatforecast.data.files import DataError, Heatmaps, angle_grid, data_files, read_many, subfolder_files
 from heatforecast.data.synthetic import make_synthetic
 
 SPLITS = ("train", "val", "test")
@@ -534,8 +535,18 @@ class FileData(HeatmapData):
         return str(self.path)
 
     def load(self) -> Heatmaps:
+        files = data_files(self.path)
+        folder = Path(self.path)
+        if folder.is_dir() and (nested := subfolder_files(folder)) and rank_zero_only.rank == 0:
+            # A folder means its own files (data/README.md); say what that leaves out, not guess it in.
+            print(
+                f"note: data.path={self.path} reads the {len(files)} heatmap file(s) in that folder, not the "
+                f"{len(nested)} in its subfolders ({nested[0].relative_to(folder)}"
+                f"{', ...' if len(nested) > 1 else ''}); data.path='{self.path}/**/*' reads them all",
+                file=sys.stderr,
+            )
         return read_many(
-            data_files(self.path),
+            files,
             scale=self.scale,
             bin_width=self.bin_width,
             angle_start=self.angle_start,

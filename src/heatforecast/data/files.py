@@ -78,8 +78,16 @@ def data_files(path: str | Path) -> list[Path]:
         return [Path(text)]
     files = [f for f in files if f.is_file() and f.suffix.lower() in SUFFIXES]
     if not files:
-        raise DataError(f"data.path={text}: matches no {', '.join(SUFFIXES)} file")
+        nested = subfolder_files(Path(text)) if Path(text).is_dir() else []
+        hint = f"; its subfolders hold {len(nested)} (data.path='{text}/**/*' reads them)" if nested else ""
+        raise DataError(f"data.path={text}: matches no {', '.join(SUFFIXES)} file{hint}")
     return files
+
+
+def subfolder_files(folder: Path) -> list[Path]:
+    """The heatmap files in the subfolders of ``folder``, which ``data.path=folder`` does not read."""
+    found = (f for f in folder.rglob("*") if f.parent != folder and f.suffix.lower() in SUFFIXES)
+    return sorted(f for f in found if f.is_file())
 
 
 def read_many(files: list[Path], **options: Any) -> Heatmaps:
