@@ -133,12 +133,12 @@ class ForecastMetrics(Metric):
         for i, forecast in enumerate(f.float() for f in (pred, persistence, linear, drift)):
             values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
             self.sums[i] += values.double().sum(1)
+            gap = (losses.total_energy(forecast, self.scale) - mass).abs()
+            self.mass_gap[i] += gap.double().sum(0)
             if self.keep_windows:
                 per_window.append(values.mean(-1))
                 per_step.append(values[SKILL_ROWS])
-            gap = (losses.total_energy(forecast, self.scale) - mass).abs()
-            self.mass_gap[i] += gap.double().sum(0)
-            gaps.append(gap.sum(-1))
+                gaps.append(gap.sum(-1))
         self.mass += mass.double().sum(0)
         self.count += target.shape[0]
         if self.keep_windows:
@@ -184,6 +184,13 @@ def _with_skills(panels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return panels
 
 
+def _group_sums(values: Tensor, inverse: Tensor) -> Tensor:
+    """Sums of ``values`` (W, ...) by group, ``inverse`` (W,) giving each window's group 0..G-1:
+    (G, ...) in float64, on the CPU."""
+    zeros = torch.zeros(int(inverse.max()) + 1, *values.shape[1:], dtype=torch.float64)
+    return zeros.index_add_(0, inverse.cpu(), values.cpu().double())
+
+
 def series_panels(windows: dict[str, Tensor]) -> dict[int, dict[str, Any]]:
     """Each series' overall panels on its own windows, keyed by series index, from the windows
     :meth:`ForecastMetrics.compute` keeps: ``windows`` (their count), then a panel (0-d tensors) per
@@ -191,13 +198,8 @@ def series_panels(windows: dict[str, Tensor]) -> dict[int, dict[str, Any]]:
     so the mean over its (window, step) pairs is the mean of the window means; mass_rel_err is the
     series' ratio of sums."""
     index, inverse, counts = windows["series"].cpu().unique(return_inverse=True, return_counts=True)
-
-    def sums(values: Tensor) -> Tensor:  # (W, ...) -> (series, ...), in float64
-        zeros = torch.zeros(len(index), *values.shape[1:], dtype=torch.float64)
-        return zeros.index_add_(0, inverse, values.cpu().double())
-
-    means = sums(windows["values"]) / counts[:, None, None]  # (series, k, n)
-    mass = sums(windows["mass"])  # (series, k + 1)
+    means = _group_sums(windows["values"], inverse) / counts[:, None, None]  # (series, k, n)
+    mass = _group_sums(windows["mass"], inverse)  # (series, k + 1)
     out = {}
     for g, series in enumerate(index.tolist()):
         panels = {}
@@ -228,12 +230,9 @@ def skill_interval(
     """
     _, inverse = groups.unique(return_inverse=True)
     n_groups = int(inverse.max()) + 1
-
-    def group_sums(values: Tensor) -> Tensor:  # (W, ...) -> (G, ...), in float64
-        zeros = torch.zeros(n_groups, *values.shape[1:], dtype=torch.float64)
-        return zeros.index_add_(0, inverse, values.double())
-
-    sums = torch.stack(torch.broadcast_tensors(group_sums(model), group_sums(reference)), 1)  # (G, 2, ...)
+    sums = torch.stack(
+        torch.broadcast_tensors(_group_sums(model, inverse), _group_sums(reference, inverse)), 1
+    )
     generator = torch.Generator().manual_seed(seed)
     # Resamples in chunks, so that the (chunk, G) draws stay near RESAMPLE_CHUNK numbers however many
     # groups there are (a recording of 10 M windows makes 250 k blocks); the draws are the same.
