@@ -51,6 +51,36 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4
 
 
+@pytest.mark.parametrize("unit", [1e-25, 1e21])
+def test_panels_in_tiny_or_huge_energy_units_are_the_panels_of_the_same_data_near_1(unit: float) -> None:
+    # Received power in watts (1e-25) or summed counts (1e21): squared in float32, the first gives
+    # mse 0 and the second inf, and cosine NaN; the data scaler's factor, as ``unit``, keeps them apart.
+    horizon, n_bins = 3, 40
+    gen = torch.Generator().manual_seed(4)
+    target, pred, persistence = torch.rand(3, 12, horizon, n_bins, generator=gen)
+    series, time = torch.arange(12) % 3, torch.arange(12)
+    angles = torch.arange(n_bins * 1.0)
+    panels = {}
+    for scale in (1.0, unit):
+        metrics = ForecastMetrics(angles, horizon, eps=1e-3 * scale, keep_windows=True, unit=scale)
+        batch = [t * scale for t in (pred, target, persistence, pred, persistence)]
+        metrics.update(*batch, series, time)
+        panels[scale] = metrics.compute()
+    powers = {"mse": 2, "mae": 1}  # how a metric scales with the unit; the others do not
+    for who in FORECASTERS:
+        for name, value in panels[1.0][who].items():
+            want = value.double() * unit ** powers.get(name, 0)
+            torch.testing.assert_close(panels[unit][who][name], want, rtol=1e-5, atol=0, msg=f"{who} {name}")
+    windows, near_1 = panels[unit]["windows"], panels[1.0]["windows"]
+    for key, names in (("values", VECTOR_METRICS), ("steps", SKILL_METRICS)):
+        per_metric = torch.tensor([unit ** powers.get(n, 0) for n in names], dtype=torch.float64)
+        per_metric = per_metric if key == "values" else per_metric[:, None]
+        torch.testing.assert_close(windows[key], near_1[key] * per_metric, rtol=1e-5, atol=0)
+    assert series_panels(windows)[1]["model"]["mse"] > 0  # per series too, in data units
+    with pytest.raises(ValueError, match="1 for dB data"):
+        ForecastMetrics(angles, horizon, scale="db", unit=unit)
+
+
 def interval_1d(*args: Tensor, **kwargs: int) -> list[float]:
     """skill_interval of (W,) values, as floats: skill, low, high."""
     return [v.item() for v in skill_interval(*args, **kwargs)]

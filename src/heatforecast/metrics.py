@@ -35,6 +35,7 @@ VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
 SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
 SKILL_ROWS = [VECTOR_METRICS.index(name) for name in SKILL_METRICS]  # their rows in vector_metrics
 METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
+UNIT_POWER = {"mse": 2, "mae": 1}  # how the vector metrics scale with the energy unit; the rest do not
 
 
 def higher_is_better(name: str) -> bool:
@@ -85,6 +86,10 @@ class ForecastMetrics(Metric):
     axis that wraps around. With ``keep_windows`` it also keeps every window's metrics (means over the
     horizon, the SKILL_METRICS at each horizon step, and its energy sums) with its series and first
     target step, gathered from all ranks, for :func:`skill_intervals` and :func:`series_panels`.
+
+    ``unit`` (linear energy only; the data scaler's factor) is divided out of every batch before its
+    metrics and put back, in float64, into mse and mae: in data units such as 1e-25 W or 1e21 counts
+    the squares behind mse and cosine leave float32's range (mse 0 or inf, cosine NaN).
     """
 
     full_state_update = False
@@ -97,9 +102,14 @@ class ForecastMetrics(Metric):
         eps: float = 1e-3,
         circular: bool = False,
         keep_windows: bool = False,
+        unit: float = 1.0,
     ) -> None:
         super().__init__()
+        if not unit > 0 or (scale == "db" and unit != 1):
+            # The dB distribution mapping is defined in dB units: dividing them would change it.
+            raise ValueError(f"unit must be > 0, and 1 for dB data; got {unit!r} with scale={scale!r}")
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
+        self.unit = float(unit)
         self.keep_windows = keep_windows
         self.register_buffer("angles", angles.detach().clone().float())
         n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
@@ -127,11 +137,12 @@ class ForecastMetrics(Metric):
         with ``keep_windows``)."""
         if self.keep_windows and (series is None or time is None):
             raise ValueError("keep_windows needs each window's series and time")
-        target = target.float()
+        unit, eps = self.unit, self.eps / self.unit
+        target = target.float() / unit
         mass = losses.total_energy(target, self.scale)
         per_window, per_step, gaps = [], [], []
-        for i, forecast in enumerate(f.float() for f in (pred, persistence, linear, drift)):
-            values = vector_metrics(forecast, target, self.angles, self.scale, self.eps, self.circular)
+        for i, forecast in enumerate(f.float() / unit for f in (pred, persistence, linear, drift)):
+            values = vector_metrics(forecast, target, self.angles, self.scale, eps, self.circular)
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
@@ -150,8 +161,10 @@ class ForecastMetrics(Metric):
     def compute(self) -> dict[str, dict[str, Tensor]]:
         """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
         shape (H,)); every skill is against persistence. With ``keep_windows``, also "windows":
-        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``steps`` (W, len(FORECASTERS),
-        len(SKILL_METRICS), H), ``mass`` (W, len(FORECASTERS) + 1), ``series`` and ``time`` (W,)."""
+        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)) and ``steps`` (W, len(FORECASTERS),
+        len(SKILL_METRICS), H), both float64 in data units, ``mass`` (W, len(FORECASTERS) + 1; in
+        units of ``unit``, for ratios), ``series`` and ``time`` (W,)."""
+        units = [self.unit ** UNIT_POWER.get(name, 0) for name in VECTOR_METRICS]
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
@@ -159,16 +172,17 @@ class ForecastMetrics(Metric):
             panels = {}
             for i, who in enumerate(FORECASTERS):
                 count = reduce(self.count)
-                panel = {n: reduce(self.sums[i, j]) / count for j, n in enumerate(VECTOR_METRICS)}
+                panel = {n: reduce(self.sums[i, j]) / count * units[j] for j, n in enumerate(VECTOR_METRICS)}
                 panel["mass_rel_err"] = reduce(self.mass_gap[i]) / reduce(self.mass)
                 panels[who] = panel
             for who, panel in _with_skills(panels).items():
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
         if self.keep_windows and len(self.window_ids):
             ids = dim_zero_cat(self.window_ids)
+            to_data = torch.tensor(units, dtype=torch.float64, device=ids.device)
             out["windows"] = {
-                "values": dim_zero_cat(self.window_values),
-                "steps": dim_zero_cat(self.window_steps),
+                "values": dim_zero_cat(self.window_values).double() * to_data,
+                "steps": dim_zero_cat(self.window_steps).double() * to_data[SKILL_ROWS, None],
                 "mass": dim_zero_cat(self.window_mass),
                 "series": ids[:, 0],
                 "time": ids[:, 1],

@@ -97,7 +97,10 @@ class Forecaster(L.LightningModule):
         eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
         # The test panel keeps each window's metrics too, for the skill intervals in metrics.json.
         self.metrics = nn.ModuleDict(
-            {s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test") for s in ("val", "test")}
+            {
+                s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test", self.scale_factor)
+                for s in ("val", "test")
+            }
         )
         # The references every split is scored beside: persistence, the fitted linear map, and drift
         # with its defaults.
