@@ -53,6 +53,10 @@ BAD_CASES = {
     "nan": (lambda f: f.assign(**{"2": f["2"].where(f.index != 7)}), r"row 7, column '2'.*NaN"),
     "inf": (lambda f: f.assign(**{"1": f["1"].replace(f["1"].iloc[3], np.inf)}), r"row 3.*inf"),
     "negative": (lambda f: f.assign(**{"0": -f["0"]}), r"negative value.*data\.scale=linear"),
+    "beyond float32": (  # finite as read (float64), inf once in float32
+        lambda f: f.assign(**{"1": np.where(f.index == 5, 1e39, f["1"])}),
+        r"row 5, column '1': value 1e\+39 is beyond float32's range.*divide it by a power of ten",
+    ),
     "text": (
         lambda f: f.assign(**{"3": ["x"] + list(f["3"].iloc[1:])}),
         r"column '3', row 0.*not a number",
@@ -121,6 +125,9 @@ def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "c.npy", arr)
     with pytest.raises(DataError, match=r"series 1, step 10, column '2'"):
         read_heatmaps(tmp_path / "c.npy")
+    np.save(tmp_path / "iq.npy", np.ones((60, 4)) * (1 + 2j))  # the imaginary part would be cast away
+    with pytest.raises(DataError, match=r"iq\.npy: complex values \(complex128\); expected real energy"):
+        read_heatmaps(tmp_path / "iq.npy")
     with pytest.raises(DataError, match="no such file"):
         read_heatmaps(tmp_path / "missing.csv")
     (tmp_path / "d.txt").write_text("1")

@@ -382,6 +382,11 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
             f"{path}: array of shape {array.shape} and dtype {array.dtype}; expected numbers "
             "shaped (T, A) or (S, T, A)"
         )
+    if np.iscomplexobj(array):  # a beamformer's or an FFT's output: its phase is no energy
+        raise DataError(
+            f"{path}: complex values ({array.dtype}); expected real energy: save np.abs(x) ** 2 "
+            "(power), or 10 * np.log10 of it with data.scale=db"
+        )
     if array.shape[-1] < 2:
         raise DataError(f"{path}: {array.shape[-1]} angle bins; expected at least 2")
     if 0 in array.shape[:2]:
@@ -403,6 +408,9 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
     return Heatmaps(series, [str(i) for i in range(len(series))], angles)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_finite(path: Path, values: np.ndarray, row_label: str, columns: list[str]) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
@@ -410,6 +418,14 @@ def _check_finite(path: Path, values: np.ndarray, row_label: str, columns: list[
         raise DataError(
             f"{path}: {row_label} {row}, column {columns[col]!r}: value {values[row, col]} "
             "(missing, NaN or inf); expected a finite number in every bin"
+        )
+    big = np.abs(values) > FLOAT32_MAX  # would read as inf: heatforecast computes in float32
+    if big.any():
+        row, col = np.argwhere(big)[0]
+        raise DataError(
+            f"{path}: {row_label} {row}, column {columns[col]!r}: value {values[row, col]:g} is beyond "
+            f"float32's range (+-{FLOAT32_MAX:.3g}), in which heatforecast computes; expected the data "
+            "in units that keep it inside (divide it by a power of ten)"
         )
 
 
