@@ -71,14 +71,14 @@ def predict(module: Forecaster, loader: Any, keep: tuple[str, ...] = SCORED) -> 
     return Scored({k: torch.cat(v) for k, v in parts.items()}, FirstSeries(*first, last_step))
 
 
-def per_series(windows: dict[str, Tensor], ids: list[str]) -> dict[str, Any]:
+def per_series(windows: dict[str, Tensor], ids: list[str], unit: float) -> dict[str, Any]:
     """The test panels of each series on its own windows (``windows``: the test panel's, as
-    ForecastMetrics.compute keeps them), model beside the references: which recordings the model helps
-    on and which it does not."""
+    ForecastMetrics.compute keeps them, and ``unit`` its unit), model beside the references: which
+    recordings the model helps on and which it does not."""
     return {
         ids[index]: {"windows": panels["windows"]}
         | {who: {k: float(v) for k, v in panels[who].items()} for who in FORECASTERS}
-        for index, panels in series_panels(windows).items()
+        for index, panels in series_panels(windows, unit).items()
     }
 
 

@@ -38,6 +38,12 @@ METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_
 UNIT_POWER = {"mse": 2, "mae": 1}  # how the vector metrics scale with the energy unit; the rest do not
 
 
+def unit_factors(unit: float) -> list[float]:
+    """What each of VECTOR_METRICS computed on data divided by ``unit`` is multiplied by to give it in
+    data units."""
+    return [unit ** UNIT_POWER.get(name, 0) for name in VECTOR_METRICS]
+
+
 def higher_is_better(name: str) -> bool:
     """Whether metric ``name`` improves upwards: the skills (1 - model / reference) do; every other
     metric is an error."""
@@ -161,10 +167,11 @@ class ForecastMetrics(Metric):
     def compute(self) -> dict[str, dict[str, Tensor]]:
         """Panels keyed by FORECASTERS (overall scalars) and "<forecaster>_per_horizon" (tensors of
         shape (H,)); every skill is against persistence. With ``keep_windows``, also "windows":
-        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)) and ``steps`` (W, len(FORECASTERS),
-        len(SKILL_METRICS), H), both float64 in data units, ``mass`` (W, len(FORECASTERS) + 1; in
-        units of ``unit``, for ratios), ``series`` and ``time`` (W,)."""
-        units = [self.unit ** UNIT_POWER.get(name, 0) for name in VECTOR_METRICS]
+        ``values`` (W, len(FORECASTERS), len(VECTOR_METRICS)), ``steps`` (W, len(FORECASTERS),
+        len(SKILL_METRICS), H) and ``mass`` (W, len(FORECASTERS) + 1), all computed on data divided by
+        ``unit`` (kept so, in float32, for their memory: skills are ratios, and :func:`series_panels`
+        takes the unit), ``series`` and ``time`` (W,)."""
+        units = unit_factors(self.unit)
         out = {}
         for per_horizon in (False, True):
             # Overall values are ratios of sums over all horizon steps, not means of ratios.
@@ -179,10 +186,9 @@ class ForecastMetrics(Metric):
                 out[who + ("_per_horizon" if per_horizon else "")] = panel
         if self.keep_windows and len(self.window_ids):
             ids = dim_zero_cat(self.window_ids)
-            to_data = torch.tensor(units, dtype=torch.float64, device=ids.device)
             out["windows"] = {
-                "values": dim_zero_cat(self.window_values).double() * to_data,
-                "steps": dim_zero_cat(self.window_steps).double() * to_data[SKILL_ROWS, None],
+                "values": dim_zero_cat(self.window_values),
+                "steps": dim_zero_cat(self.window_steps),
                 "mass": dim_zero_cat(self.window_mass),
                 "series": ids[:, 0],
                 "time": ids[:, 1],
@@ -205,14 +211,15 @@ def _group_sums(values: Tensor, inverse: Tensor) -> Tensor:
     return zeros.index_add_(0, inverse.cpu(), values.cpu().double())
 
 
-def series_panels(windows: dict[str, Tensor]) -> dict[int, dict[str, Any]]:
+def series_panels(windows: dict[str, Tensor], unit: float = 1.0) -> dict[int, dict[str, Any]]:
     """Each series' overall panels on its own windows, keyed by series index, from the windows
-    :meth:`ForecastMetrics.compute` keeps: ``windows`` (their count), then a panel (0-d tensors) per
-    FORECASTERS. The same as a ForecastMetrics fed only that series' windows: every window has H steps,
-    so the mean over its (window, step) pairs is the mean of the window means; mass_rel_err is the
-    series' ratio of sums."""
+    :meth:`ForecastMetrics.compute` keeps (``unit``: that metric's): ``windows`` (their count), then a
+    panel (0-d tensors, in data units) per FORECASTERS. The same as a ForecastMetrics fed only that
+    series' windows: every window has H steps, so the mean over its (window, step) pairs is the mean
+    of the window means; mass_rel_err is the series' ratio of sums."""
     index, inverse, counts = windows["series"].cpu().unique(return_inverse=True, return_counts=True)
     means = _group_sums(windows["values"], inverse) / counts[:, None, None]  # (series, k, n)
+    means *= torch.tensor(unit_factors(unit), dtype=torch.float64)  # into data units
     mass = _group_sums(windows["mass"], inverse)  # (series, k + 1)
     out = {}
     for g, series in enumerate(index.tolist()):

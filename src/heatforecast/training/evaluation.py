@@ -191,7 +191,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     panels = {"test": module.metrics["test"].compute()}
     result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
-    result["per_series"] = per_series(panels["test"]["windows"], datamodule.heatmaps.ids)
+    result["per_series"] = per_series(panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor)
     writer = SummaryWriter(str(output_dir))
     write_result(result, output_dir, SimpleNamespace(experiment=writer))
     write_per_series(result["per_series"], output_dir)

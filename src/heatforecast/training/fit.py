@@ -116,7 +116,9 @@ def run(cfg: DictConfig) -> float:
 
     result = summarize(module.panels, cfg.optimized_metric, datamodule)
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
-    result["per_series"] = per_series(module.panels["test"]["windows"], datamodule.heatmaps.ids)
+    result["per_series"] = per_series(
+        module.panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor
+    )
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
         write_per_series(result["per_series"], output_dir, show=False)  # the run ends on its panel
