@@ -580,6 +580,8 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("data=_windows", "data=... names no class to build (no _target_); expected an option of conf/data/"),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
+        ("seed=-1", "seed=-1: expected 0..4294967295"),  # was: a traceback from seed_everything
+        ("data=file", "data.path is required and not set"),  # was: omegaconf's MissingMandatoryValue
     ],
 )
 def test_bad_values_in_config_are_refused_before_training(

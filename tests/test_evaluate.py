@@ -393,6 +393,9 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data(
     assert other and alone == OmegaConf.merge(data, {"max_gap": None})
     synthetic, other = data_for(trained, "data=synthetic")  # evaluate.yaml's unset data.path left out
     assert other and synthetic._target_ == trained._target_ and "path" not in synthetic
+    # data=file without a path: FileData was built without one ("missing 1 required positional argument").
+    with pytest.raises(ConfigError, match=r"^data\.path is required and not set \(\?\?\? in its config"):
+        data_for(trained, "data=file")
     with pytest.raises(
         CheckpointError, match="trained with data.horizon=4; this evaluation has data.horizon=6"
     ):

@@ -284,6 +284,8 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
         )
 
 
+SEED_MAX = 2**32 - 1  # seed_everything seeds numpy, whose generator takes 0..2**32 - 1
+
 # Lightning's names (and short forms) of the precisions that keep the batches as read: float32, with
 # or without autocast. The model's output is cast to float32 for the losses and metrics either way.
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
@@ -309,6 +311,25 @@ def _check_trainer_counts(trainer: DictConfig) -> None:
             raise ConfigError(f"trainer.{key}={value}; expected >= {least}")
 
 
+def requires(target: str, name: str) -> bool:
+    """Whether the class or function at the dotted path ``target`` takes ``name`` with no default
+    (False where it cannot be imported: :func:`check_keys` says so)."""
+    try:
+        parameter = inspect.signature(get_object(target)).parameters.get(name)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return False
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Stop, naming it, at the first setting a config file marks required (``???``) that nothing set
+    (``data=file`` without ``data.path``); building it would fail deep in Hydra's instantiate."""
+    if missing := sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(
+            f"{missing[0]} is required and not set (??? in its config file); expected {missing[0]}=VALUE"
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: a launcher without -m, added settings, the
     seed, every part's keys and their plain-typed values, a schedule without a run length, the
@@ -324,6 +345,9 @@ def check_config(cfg: DictConfig) -> None:
     check_added_settings(plain)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
+    if not 0 <= cfg.seed <= SEED_MAX:
+        raise ConfigError(f"seed={cfg.seed}: expected 0..{SEED_MAX} (what numpy's generator takes)")
+    check_required(cfg)
     for group in ("data", "model", "loss"):
         if not isinstance(plain.get(group), dict) or "_target_" not in plain[group]:
             raise ConfigError(

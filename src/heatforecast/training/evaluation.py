@@ -12,7 +12,7 @@ from typing import Any
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import HeatmapData, Scaler
@@ -34,7 +34,9 @@ from heatforecast.training.config import (
     check_added_settings,
     check_keys,
     check_metric,
+    check_required,
     override_key,
+    requires,
 )
 from heatforecast.training.report import summarize, write_result
 
@@ -66,8 +68,11 @@ def evaluation_data(
     if chosen:
         data_cfg = copy.deepcopy(cfg.data)
         with open_dict(data_cfg):
-            if data_cfg.get("path", "") is None:  # evaluate.yaml's data.path, unset: not this option's
-                del data_cfg["path"]
+            if data_cfg.get("path", "") is None:  # evaluate.yaml's data.path, unset
+                if requires(data_cfg.get("_target_", ""), "path"):  # the option's `path: ???` it hid
+                    data_cfg.path = MISSING
+                else:
+                    del data_cfg["path"]
             for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
                 data_cfg[key] = trained.get(key, DATA_ADDED_LATER.get(key))
     else:
@@ -75,6 +80,7 @@ def evaluation_data(
         for key in (k for k in given if k.startswith("data.")):
             OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
     check_keys(data_cfg, "data")
+    check_required(data_cfg)
     for key in WINDOW_KEYS:
         was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
         if now != was:
