@@ -518,6 +518,7 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
         ),
         ({"generator": {"noise_floor": 0.0}}, "data.generator.noise_floor must be > 0; got 0.0"),
         ({"bin_width": -1.0}, "data.bin_width must be > 0; got -1.0"),
+        ({"generator": {"seed": -1}}, "data.generator.seed must be >= 0; got -1"),  # was numpy's, garbled
     ],
 )
 def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, message: str) -> None:

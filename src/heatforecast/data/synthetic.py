@@ -40,8 +40,15 @@ def make_synthetic(
     """
     if scale not in ("linear", "db"):
         raise ValueError(f"scale must be 'linear' or 'db'; got {scale!r}")
-    least = {"n_series": 1, "n_steps": 1, "n_bins": 2, "max_sources": 1}  # 2 bins: a bin width to measure
-    given = {"n_series": n_series, "n_steps": n_steps, "n_bins": n_bins, "max_sources": max_sources}
+    # 2 bins: a bin width to measure; seeds: numpy's generator takes none below 0
+    least = {"n_series": 1, "n_steps": 1, "n_bins": 2, "max_sources": 1, "seed": 0}
+    given = {
+        "n_series": n_series,
+        "n_steps": n_steps,
+        "n_bins": n_bins,
+        "max_sources": max_sources,
+        "seed": seed,
+    }
     for name, value in given.items():
         if value < least[name]:
             raise ValueError(f"{name} must be >= {least[name]}; got {value}")
