@@ -277,6 +277,8 @@ def test_bad_inputs_say_what_was_expected() -> None:
         losses.KL(scale="log")
     with pytest.raises(ValueError, match="terms and weights must name the same losses"):
         losses.Combo({"emd": losses.EMD()}, {"mse": 1.0})
+    with pytest.raises(ValueError, match=r"weights \{'emd': 0, 'mse': 0\} are all 0, .* nothing trains"):
+        losses.Combo({"emd": losses.EMD(), "mse": losses.MSE()}, {"emd": 0, "mse": 0})  # was: trained on 0
     for cosine in (losses.Cosine, losses.CumsumMSEOverCos):  # was: NaN for all-zero vectors
         with pytest.raises(ValueError, match="eps must be > 0; got 0"):
             cosine(eps=0)

@@ -432,6 +432,11 @@ class Combo(VectorLoss):
             raise ValueError(
                 f"combo loss: weights {negative}; expected >= 0 (a negative weight rewards that term's error)"
             )
+        if not any(float(w) > 0 for w in weights.values()):
+            raise ValueError(
+                f"combo loss: weights {dict(weights)} are all 0, so the loss is 0 whatever the forecast and "
+                "nothing trains; expected at least one above 0"
+            )
         self.terms = nn.ModuleDict(terms)
         self.weights = {name: float(w) for name, w in weights.items()}
 
