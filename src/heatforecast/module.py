@@ -263,8 +263,14 @@ class Forecaster(L.LightningModule):
             frames = self.table_frames(frames)
         if not isinstance(frames, Tensor):
             # A copy: torch does not read a DataFrame, and warns on a read-only array (pandas' copy-on-write
-            # frames, a memory-mapped file); a context is small.
-            frames = np.array(frames, dtype=np.float32)
+            # frames, a memory-mapped file); a context is small. In float64 first: float32 would turn
+            # values beyond its range into inf.
+            frames = np.array(frames, dtype=np.float64)
+            if (np.abs(frames) > torch.finfo(torch.float32).max).any():
+                raise ValueError(
+                    "frames hold values beyond float32's range (+-3.4e38), in which the model computes; "
+                    "expected the training data's units"
+                )
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.angles.device)
         n_bins, context_len = len(self.angles), self.hparams.config.get("data", {}).get("context_len")
         if x.ndim not in (2, 3) or x.shape[-1] != n_bins or x.shape[-2] != (context_len or x.shape[-2]):
@@ -310,7 +316,7 @@ class Forecaster(L.LightningModule):
                 f"frames' columns name {len(names)} angles, {names[0]:g}..{names[-1]:g}; expected the "
                 f"model's {len(angles)} bins, {angles[0]:g}..{angles[-1]:g} degrees"
             )
-        return bins.to_numpy(dtype=np.float32, copy=True)
+        return bins.to_numpy(dtype=np.float64, copy=True)
 
     def _end_epoch(self, split: str) -> None:
         panels = self.metrics[split].compute()
