@@ -266,7 +266,7 @@ class Forecaster(L.LightningModule):
             # frames, a memory-mapped file); a context is small. In float64 first: float32 would turn
             # values beyond its range into inf.
             frames = np.array(frames, dtype=np.float64)
-            if (np.abs(frames) > torch.finfo(torch.float32).max).any():
+            if (np.isfinite(frames) & (np.abs(frames) > torch.finfo(torch.float32).max)).any():
                 raise ValueError(
                     "frames hold values beyond float32's range (+-3.4e38), in which the model computes; "
                     "expected the training data's units"
