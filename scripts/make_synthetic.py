@@ -1,4 +1,5 @@
-"""Write the synthetic data set to a file: `python scripts/make_synthetic.py OUT.{csv,parquet,npy,npz}`.
+"""Write the synthetic data set to a file: `python scripts/make_synthetic.py OUT.{csv,parquet,npy,npz}`
+(or `OUT.csv.gz`: a CSV compressed by its suffix).
 
 The options are make_synthetic's (see heatforecast.data.synthetic); the defaults are those of
 conf/data/synthetic.yaml, so `data=file data.path=OUT` trains on the same series as `data=synthetic`.

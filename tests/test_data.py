@@ -87,7 +87,7 @@ def test_make_synthetic_script_writes_the_generator_output(
     )
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz", ".csv.gz", ".CSV.BZ2", ".csv.zip"])
 def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     array = small_array()
     angles = np.arange(37) * 5.0
@@ -223,9 +223,18 @@ def test_a_folder_or_pattern_reads_every_file_as_one_data_set(
     write_heatmaps(tmp_path / "a.csv", small_array()[:2], np.arange(37.0))
     write_heatmaps(tmp_path / "sub" / "b.parquet", small_array()[2:], np.arange(37.0))
     (tmp_path / "notes.txt").write_text("not data")
+    (tmp_path / "notes.txt.gz").write_bytes(b"")  # compressed, but no CSV
     data = FileData(path=str(tmp_path / "**" / "*"), context_len=8, horizon=4)
     data.setup()  # every heatmap file, subfolders too; not notes.txt
     assert data.heatmaps.ids == ["a.csv:0", "a.csv:1", "sub/b.parquet:0"]
+    (tmp_path / "sub" / "b.parquet").rename(tmp_path / "sub" / "b.csv.gz")  # no CSV inside: refused
+    with pytest.raises(DataError, match=r"b\.csv\.gz: cannot be read as a table"):
+        FileData(path=str(tmp_path / "**" / "*"), context_len=8, horizon=4).setup()
+    write_heatmaps(tmp_path / "sub" / "b.csv.gz", small_array()[2:], np.arange(37.0))
+    data = FileData(path=str(tmp_path / "**" / "*"), context_len=8, horizon=4)
+    data.setup()  # a compressed CSV among them
+    assert data.heatmaps.ids == ["a.csv:0", "a.csv:1", "sub/b.csv.gz:0"]
+    (tmp_path / "sub" / "b.csv.gz").rename(tmp_path / "sub" / "b.parquet")
     np.testing.assert_array_equal(np.stack(data.heatmaps.series), small_array())
     assert data.lengths == [120, 120, 120]
     write_heatmaps(tmp_path / "c.npy", small_array()[:1], np.arange(37.0))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
+COMPRESSED = (".gz", ".bz2", ".xz", ".zip")  # a CSV that pandas decompresses by its suffix: rec.csv.gz
 RESERVED = ("series", "time")
 
 
@@ -66,6 +67,13 @@ class Heatmaps:
         return out
 
 
+def file_type(path: Path) -> str:
+    """The format of a heatmap file by its suffix, as SUFFIXES name them: a compressed CSV
+    (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``) is ``.csv``; another file, its last suffix."""
+    *_, inner, outer = ["", "", *(s.lower() for s in path.suffixes)]
+    return ".csv" if inner == ".csv" and outer in COMPRESSED else outer
+
+
 def data_files(path: str | Path) -> list[Path]:
     """The files ``path`` names: a file; a folder (its heatmap files, by name, not its subfolders); or
     a glob pattern (``recordings/*.csv``, ``**`` for subfolders), matches by name."""
@@ -76,7 +84,7 @@ def data_files(path: str | Path) -> list[Path]:
         files = sorted(Path(text).iterdir())
     else:
         return [Path(text)]
-    files = [f for f in files if f.is_file() and f.suffix.lower() in SUFFIXES]
+    files = [f for f in files if f.is_file() and file_type(f) in SUFFIXES]
     if not files:
         nested = subfolder_files(Path(text)) if Path(text).is_dir() else []
         hint = f"; its subfolders hold {len(nested)} (data.path='{text}/**/*' reads them)" if nested else ""
@@ -86,7 +94,7 @@ def data_files(path: str | Path) -> list[Path]:
 
 def subfolder_files(folder: Path) -> list[Path]:
     """The heatmap files in the subfolders of ``folder``, which ``data.path=folder`` does not read."""
-    found = (f for f in folder.rglob("*") if f.parent != folder and f.suffix.lower() in SUFFIXES)
+    found = (f for f in folder.rglob("*") if f.parent != folder and file_type(f) in SUFFIXES)
     return sorted(f for f in found if f.is_file())
 
 
@@ -150,7 +158,7 @@ def read_heatmaps(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected one of {', '.join(SUFFIXES)})")
-    suffix = path.suffix.lower()
+    suffix = file_type(path)
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {SUFFIXES}")
     if suffix in (".csv", ".parquet"):
@@ -171,7 +179,7 @@ def _read_table(
     path: Path, bin_width: float, angle_start: float, max_gap: float | None, split_at_gaps: bool
 ) -> Heatmaps:
     try:
-        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        frame = pd.read_csv(path) if file_type(path) == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot be read as a table: {err}") from err
     if named := [name for name in frame.index.names if name is not None]:
@@ -180,7 +188,7 @@ def _read_table(
         frame = frame.reset_index(level=named)
     if frame.empty:
         raise DataError(f"{path}: no rows; expected one row per time step")
-    if path.suffix.lower() == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
+    if file_type(path) == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
         if "" in header:  # pandas calls it "Unnamed: k", which would pass for a bin
             k = header.index("")
@@ -346,7 +354,7 @@ def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_star
         fix = "set those two to match the file"
         if (steps < 0).all():
             fix = "the bins run from high to low angle: reverse their order"
-        elif (steps <= 0).any() and path.suffix.lower() == ".csv":  # no grid fits such names
+        elif (steps <= 0).any() and file_type(path) == ".csv":  # no grid fits such names
             fix = "a CSV's first row names the columns; is it a row of data?"
         raise DataError(
             f"{path}: the file gives the bins angles {angles[0]:g}..{angles[-1]:g} in steps of "
@@ -358,7 +366,7 @@ def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_star
 
 def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
     try:
-        if path.suffix.lower() == ".npy":
+        if file_type(path) == ".npy":
             array, stored_angles = np.load(path, allow_pickle=False), None
         else:
             with np.load(path, allow_pickle=False) as archive:
@@ -443,7 +451,7 @@ def _check_sign(path: Path, sid: str, values: np.ndarray, angles: np.ndarray, sc
 def write_heatmaps(path: str | Path, heatmaps: np.ndarray, angles: np.ndarray) -> None:
     """Write (S, T, A) heatmaps in the format given by the file suffix (see data/README.md)."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = file_type(path)  # .csv.gz: pandas compresses by the suffix
     if suffix == ".npy":
         np.save(path, heatmaps)
     elif suffix == ".npz":
