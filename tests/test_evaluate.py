@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import re
@@ -93,7 +94,7 @@ def test_scoring_keeps_of_every_window_only_what_the_forecast_file_writes(traine
 
 def test_forecasts_round_trip_between_npz_parquet_and_csv(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
-    for suffix in ("npz", "parquet", "csv"):
+    for suffix in ("npz", "parquet", "csv", "csv.gz"):
         out = f"out={tmp_path / f'forecasts.{suffix}'}"
         with hydra_job(
             "evaluate", f"ckpt_path={ckpt}", "predict=true", out, f"paths.output_dir={tmp_path / suffix}"
@@ -105,6 +106,8 @@ def test_forecasts_round_trip_between_npz_parquet_and_csv(trained: Path, tmp_pat
     table = pd.read_parquet(tmp_path / "forecasts.parquet")
     csv = pd.read_csv(tmp_path / "forecasts.csv", dtype={"series": str})  # ids "0", "1" stay text
     pd.testing.assert_frame_equal(csv, table, check_dtype=False, check_exact=False, rtol=1e-6)
+    with gzip.open(tmp_path / "forecasts.csv.gz", "rt") as compressed:  # compressed by its suffix
+        pd.testing.assert_frame_equal(pd.read_csv(compressed, dtype={"series": str}), csv)
     assert list(table.columns[:4]) == ["series", "time", "horizon", "step"]
     bins = table.iloc[:, 4:].to_numpy().reshape(windows, horizon, n_bins)
     np.testing.assert_allclose(bins, npz["forecast"])

@@ -16,11 +16,12 @@ import torch
 from torch import Tensor
 
 from heatforecast.data import HeatmapData
+from heatforecast.data.files import file_type
 from heatforecast.metrics import FORECASTERS, series_panels
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
 
-FORECAST_SUFFIXES = (".npz", ".parquet", ".csv")  # evaluate.py out=
+FORECAST_SUFFIXES = (".npz", ".parquet", ".csv")  # evaluate.py out= (as file_type names them: .csv.gz too)
 FORECAST_FILES = f"{', '.join(FORECAST_SUFFIXES[:-1])} or {FORECAST_SUFFIXES[-1]}"  # for messages
 
 
@@ -172,12 +173,13 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
     step = forecasts["time"].numpy()
     forecast = forecasts["forecast"].numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
+    kind = file_type(out)  # a .csv.gz is compressed by pandas, by its suffix
+    if kind == ".npz":
         time = heatmaps.time_of(series, step)
         angles = datamodule.angles.numpy()
         scored = {k: forecasts[k].numpy() for k in SCORED[1:] if k in forecasts}
         np.savez_compressed(out, forecast=forecast, **scored, series=ids, time=time, step=step, angles=angles)
-    elif out.suffix in (".parquet", ".csv"):
+    elif kind in (".parquet", ".csv"):
         n_windows, horizon, n_bins = forecast.shape
         frame = pd.DataFrame(
             forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
@@ -188,7 +190,7 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
         frame.insert(0, "horizon", ahead)
         frame.insert(0, "time", heatmaps.time_of(np.repeat(series, horizon), steps))
         frame.insert(0, "series", np.repeat(ids, horizon))
-        if out.suffix == ".csv":
+        if kind == ".csv":
             frame.to_csv(out, index=False)
         else:
             frame.to_parquet(out, index=False)

@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import HeatmapData, Scaler
+from heatforecast.data.files import file_type
 from heatforecast.forecasts import (
     FORECAST_FILES,
     FORECAST_SUFFIXES,
@@ -156,7 +157,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     future = cfg.predict == "future"
     if future and cfg.split is not None:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
-    if cfg.out and Path(cfg.out).suffix not in FORECAST_SUFFIXES:
+    if cfg.out and file_type(Path(cfg.out)) not in FORECAST_SUFFIXES:
         raise ConfigError(f"out={cfg.out}: expected a {FORECAST_FILES} file")
     if not cfg.ckpt_path:
         raise ConfigError(
@@ -188,7 +189,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = cfg.split or ("all" if new_data else "test")
     out = Path(cfg.out) if cfg.out else output_dir / "forecasts.npz"
     # What the forecast file writes, of every window: a .npz the target and references too.
-    keep = () if not cfg.predict else SCORED if out.suffix == ".npz" else ("forecast",)
+    keep = () if not cfg.predict else SCORED if file_type(out) == ".npz" else ("forecast",)
     scored = predict(module, datamodule.loader(split), keep)
     windows = len(scored.windows["series"])
     # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
