@@ -582,6 +582,11 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
         ("seed=-1", "seed=-1: expected 0..4294967295"),  # was: a traceback from seed_everything
+        ("callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience=-1; expected >= 0"),
+        (
+            "+callbacks.early_stopping.min_delta=-0.5",
+            "callbacks.early_stopping.min_delta=-0.5; expected >= 0",
+        ),
         ("data=file", "data.path is required and not set"),  # was: omegaconf's MissingMandatoryValue
     ],
 )

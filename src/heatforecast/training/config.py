@@ -18,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException, OverrideParseException
 from hydra.types import RunMode
 from hydra.utils import get_object
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
@@ -304,6 +305,11 @@ TRAINER_LEAST = {
 }
 
 
+# The same for callbacks, by class: EarlyStopping takes a negative min_delta as a margin that counts a
+# worse score as an improvement, and a negative patience as 0.
+CALLBACK_LEAST = {EarlyStopping: {"patience": 0, "min_delta": 0}}
+
+
 def _check_trainer_counts(trainer: DictConfig) -> None:
     for key, least in TRAINER_LEAST.items():
         value = trainer.get(key)
@@ -399,3 +405,11 @@ def check_config(cfg: DictConfig) -> None:
                 f"callbacks.{name}: no _target_; expected a callback config (its class in _target_) or "
                 f"null to turn one off; the callbacks: {have}"
             )
+        target = get_object(callback["_target_"]) if callback is not None else None
+        for cls, least in CALLBACK_LEAST.items():
+            if not (isinstance(target, type) and issubclass(target, cls)):
+                continue
+            for key, value in least.items():
+                given = cfg.callbacks[name].get(key)
+                if isinstance(given, (int, float)) and not isinstance(given, bool) and given < value:
+                    raise ConfigError(f"callbacks.{name}.{key}={given}; expected >= {value}")
