@@ -61,6 +61,30 @@ def test_a_fit_of_no_steps_says_the_panels_are_the_untrained_model_s(
     assert json.loads((tmp_path / "metrics.json").read_text())["fit"]["samples"] == 0
 
 
+@pytest.mark.parametrize(
+    ("override", "panels_of"),
+    [
+        (
+            "+callbacks.model_checkpoint.save_top_k=0",
+            "the checkpoint callback monitors val/emd); the panels below are of the fit's last",
+        ),
+        (
+            "callbacks.model_checkpoint.monitor=val/loss",
+            "the checkpoint callback monitors val/loss); the panels below are of /",
+        ),
+        ("callbacks.model_checkpoint=null", "Lightning's own keeps the last); the panels below are of /"),
+    ],
+)
+def test_panels_not_of_the_best_checkpoint_on_the_optimized_metric_say_so(
+    tiny, override: str, panels_of: str, capsys: pytest.CaptureFixture
+) -> None:
+    # They were printed and written as every run's are, with nothing to tell them apart.
+    run(tiny(override))
+    assert "note: no checkpoint was kept as the best on optimized_metric=val/emd (" + panels_of in (
+        capsys.readouterr().out
+    )
+
+
 def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     value = run(tiny("loss=emd", "data.generator.n_series=3"))  # 6 test blocks: intervals
     logged = scalars(tmp_path)

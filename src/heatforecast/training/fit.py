@@ -109,8 +109,19 @@ def run(cfg: DictConfig) -> float:
     if module.optimizer_factory is not None:
         fit = timed_fit(trainer, module, datamodule, ckpt_path)
         best = trainer.checkpoint_callback.best_model_path or None
+        monitor = trainer.checkpoint_callback.monitor
         if trainer.global_step == 0 and trainer.is_global_zero:  # e.g. trainer.max_epochs=0
             print("note: the fit made no optimizer step; the panels below are the untrained model's")
+        elif (best is None or monitor != cfg.optimized_metric) and trainer.is_global_zero:
+            # callbacks.model_checkpoint changed (save_top_k=0, another monitor) or null (Lightning's
+            # own then keeps the last epoch): the panels are not the best on optimized_metric.
+            kept = (
+                f"the checkpoint callback monitors {monitor}" if monitor else "Lightning's own keeps the last"
+            )
+            print(
+                f"note: no checkpoint was kept as the best on optimized_metric={cfg.optimized_metric} "
+                f"({kept}); the panels below are of " + ("the fit's last weights" if best is None else best)
+            )
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
