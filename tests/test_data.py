@@ -130,6 +130,9 @@ def test_time_column_orders_rows_and_series_are_kept_apart(tmp_path: Path) -> No
     assert data.ids == ["b", "a"]
     np.testing.assert_array_equal(data.series[0][:, 0], [3.0, 1.0])
     np.testing.assert_array_equal(data.series[1][:, 0], [4.0, 2.0])
+    # Ids as written: read as numbers, "007" and "7" were one series, named "7".
+    frame.assign(series=frame["series"].map({"a": "007", "b": "7"})).to_csv(path, index=False)
+    assert read_heatmaps(path).ids == ["7", "007"]
 
 
 def test_a_parquet_frame_indexed_by_series_and_time_keeps_them(tmp_path: Path) -> None:

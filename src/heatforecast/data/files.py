@@ -179,7 +179,9 @@ def _read_table(
     path: Path, bin_width: float, angle_start: float, max_gap: float | None, split_at_gaps: bool
 ) -> Heatmaps:
     try:
-        frame = pd.read_csv(path) if file_type(path) == ".csv" else pd.read_parquet(path)
+        # Series ids as written: read as numbers, "007" and "7" would become one series.
+        csv = file_type(path) == ".csv"
+        frame = pd.read_csv(path, dtype={"series": str}) if csv else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot be read as a table: {err}") from err
     if named := [name for name in frame.index.names if name is not None]:
