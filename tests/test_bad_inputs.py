@@ -106,6 +106,13 @@ def test_row_with_extra_fields_is_refused(tmp_path: Path) -> None:
         read_heatmaps(path)
 
 
+def test_a_csv_that_is_not_utf8_is_refused_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("time,0°,1°\n0,1,2\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.csv: cannot be read as a table: .*; expected UTF-8 text"):
+        read_heatmaps(path)
+
+
 def test_row_with_missing_fields_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "short.csv"
     path.write_text("0,1,2\n1,2,3\n1,2\n")

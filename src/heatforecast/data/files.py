@@ -183,7 +183,9 @@ def _read_table(
         csv = file_type(path) == ".csv"
         frame = pd.read_csv(path, dtype={"series": str}) if csv else pd.read_parquet(path)
     except (pd.errors.ParserError, ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot be read as a table: {err}") from err
+        # Excel and older tools write Latin-1 or cp1252 (a degree sign is then one byte, 0xb0).
+        hint = "; expected UTF-8 text (save it as UTF-8 CSV)" if isinstance(err, UnicodeDecodeError) else ""
+        raise DataError(f"{path}: cannot be read as a table: {err}{hint}") from err
     if named := [name for name in frame.index.names if name is not None]:
         # pandas stores a frame's index in Parquet and restores it as the index: a frame indexed by
         # time (or series and time) would otherwise lose those columns and be read in file order.
