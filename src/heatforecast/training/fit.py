@@ -108,16 +108,17 @@ def run(cfg: DictConfig) -> float:
     best, fit = None, None
     if module.optimizer_factory is not None:
         fit = timed_fit(trainer, module, datamodule, ckpt_path)
-        best = trainer.checkpoint_callback.best_model_path or None
-        monitor = trainer.checkpoint_callback.monitor
+        callback = trainer.checkpoint_callback  # None with +trainer.enable_checkpointing=false
+        best = (callback.best_model_path or None) if callback else None
+        monitor = callback.monitor if callback else None
         if trainer.global_step == 0 and trainer.is_global_zero:  # e.g. trainer.max_epochs=0
             print("note: the fit made no optimizer step; the panels below are the untrained model's")
         elif (best is None or monitor != cfg.optimized_metric) and trainer.is_global_zero:
             # callbacks.model_checkpoint changed (save_top_k=0, another monitor) or null (Lightning's
             # own then keeps the last epoch): the panels are not the best on optimized_metric.
-            kept = (
-                f"the checkpoint callback monitors {monitor}" if monitor else "Lightning's own keeps the last"
-            )
+            kept = f"the checkpoint callback monitors {monitor}"
+            if not monitor:
+                kept = "Lightning's own keeps the last" if callback else "no checkpoint callback"
             print(
                 f"note: no checkpoint was kept as the best on optimized_metric={cfg.optimized_metric} "
                 f"({kept}); the panels below are of " + ("the fit's last weights" if best is None else best)
