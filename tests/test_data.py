@@ -41,6 +41,9 @@ def test_synthetic_is_deterministic_sparse_and_moving() -> None:
     assert np.abs(np.diff(peaks, axis=1)).mean() > 0.5  # peaks move
     db = make_synthetic(**SMALL, scale="db")
     assert db.min() < 0 and np.isfinite(db).all()
+    # No flat frame in the default data (README, Metrics): peak_err_deg has a peak to find in each.
+    for frames in (make_synthetic(), make_synthetic(scale="db")):
+        assert (frames.max(-1) > frames.min(-1)).all()
 
 
 def test_circular_synthetic_sources_cross_360_and_need_a_full_circle() -> None:
