@@ -237,8 +237,11 @@ def _read_table(
     values = frame[bins].to_numpy(dtype=np.float64)
     _check_finite(path, values, "row", [str(c) for c in bins])
     series, names, times = [], [], []
-    for sid in pd.unique(ids):  # series in order of first appearance
-        rows = np.flatnonzero((ids == sid).to_numpy())
+    # Each series' rows in file order, series in order of first appearance: one sort, not a pass over
+    # every row per series (8,000 series of 50 rows took 14 s that way).
+    codes, uniques = pd.factorize(ids)
+    by_series = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+    for sid, rows in zip(uniques, by_series, strict=True):
         parts = [rows]
         if time is not None:
             rows = rows[np.argsort(time[rows], kind="stable")]
