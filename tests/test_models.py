@@ -120,3 +120,13 @@ def test_least_squares_linear_forecasts_in_float32_under_bf16_autocast() -> None
 def test_dlinear_refuses_a_kernel_that_is_not_an_odd_positive_width(kernel: int) -> None:
     with pytest.raises(ValueError, match=f"model.kernel must be an odd number >= 1; got {kernel}"):
         DLinear(8, 4, kernel=kernel)
+
+
+@pytest.mark.parametrize("tokens", ["angle", "time"])
+def test_an_empty_batch_gives_an_empty_forecast(tokens: str) -> None:
+    # Forecaster.forecast of a (0, L, A) batch stopped in a view that could not infer its -1.
+    model = TransformerForecaster(37, 8, 4, d_model=16, n_layers=1, n_heads=2, tokens=tokens).eval()
+    torch.manual_seed(0)
+    x = torch.rand(3, 8, 37)
+    assert model(x[:0]).shape == (0, 4, 37)
+    torch.testing.assert_close(model(x)[:1], model(x[:1]))  # a window's forecast, alone or not

@@ -118,8 +118,9 @@ class TransformerForecaster(nn.Module):
             tokens = self.embed(F.pad(x, self.pad, self.pad_mode)).transpose(1, 2)  # (B, A/patch, d_model)
             hidden = self.encoder(tokens + self.position)
             out = self.head(self.norm(hidden))  # (B, A/patch, H * patch)
-            out = out.view(batch, -1, self.horizon, self.patch).permute(0, 2, 1, 3)
-            out = out.reshape(batch, self.horizon, -1)[..., :n_bins]  # (B, H, A)
+            # The token count spelt out, not -1: a view of an empty batch cannot infer it.
+            out = out.view(batch, out.shape[1], self.horizon, self.patch).permute(0, 2, 1, 3)
+            out = out.flatten(2)[..., :n_bins]  # (B, H, A)
         if self.residual:
             out = out + (x[:, -1:] if self.drift is None else self.drift(x))
         # softplus(z) ~ z for z >> 0 (beta = 5 keeps the bend small), never negative.
