@@ -192,7 +192,7 @@ def _read_table(
         frame = frame.reset_index(level=named)
     if frame.empty:
         raise DataError(f"{path}: no rows; expected one row per time step")
-    if file_type(path) == ".csv":  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
+    if csv:  # pandas renames a repeated name ("0" -> "0.1"): read the header as is
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
         if "" in header:  # pandas calls it "Unnamed: k", which would pass for a bin
             k = header.index("")

@@ -310,10 +310,14 @@ TRAINER_LEAST = {
 CALLBACK_LEAST = {EarlyStopping: {"patience": 0, "min_delta": 0}}
 
 
+def _below(value: Any, least: float) -> bool:
+    """Whether ``value`` is a number (not a bool or None) below ``least``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value < least
+
+
 def _check_trainer_counts(trainer: DictConfig) -> None:
     for key, least in TRAINER_LEAST.items():
-        value = trainer.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
+        if _below(value := trainer.get(key), least):
             raise ConfigError(f"trainer.{key}={value}; expected >= {least}")
 
 
@@ -410,6 +414,5 @@ def check_config(cfg: DictConfig) -> None:
             if not (isinstance(target, type) and issubclass(target, cls)):
                 continue
             for key, value in least.items():
-                given = cfg.callbacks[name].get(key)
-                if isinstance(given, (int, float)) and not isinstance(given, bool) and given < value:
+                if _below(given := cfg.callbacks[name].get(key), value):
                     raise ConfigError(f"callbacks.{name}.{key}={given}; expected >= {value}")
