@@ -82,7 +82,9 @@ PY
 took "the CPU scoring"
 echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs)"
 if "$python" -c "import pytest" 2>/dev/null; then
-    "$python" -m pytest -q -m "gpu and not slow" -p no:cacheprovider --durations=0 tests/test_gpu.py
+    # -o addopts=: in this process, one test at a time (pyproject's `-n auto` would share the GPU
+    # between workers), and pytest-xdist need not be installed.
+    "$python" -m pytest -q -o addopts= -m "gpu and not slow" -p no:cacheprovider --durations=0 tests/test_gpu.py
 else
     echo "gpu_check: pytest is not installed for $python, so tests/test_gpu.py did not run" >&2
     exit 1
