@@ -51,11 +51,15 @@ def tiny_config(tmp_path: Path, *overrides: str, model: str = "transformer") -> 
 
 @contextmanager
 def hydra_job(config: str, *overrides: str) -> Iterator[DictConfig]:
-    """The config an entry point's main() gets for ``overrides``, with Hydra's job state (the command's
-    overrides, the chosen options, the run mode) set as inside it: its checks run in-process, without
-    the few seconds a new Python process spends importing torch and Lightning."""
+    """The config an entry point's main() gets for ``overrides`` (rewritten as the script rewrites its
+    command line), with Hydra's job state (the command's overrides, the chosen options, the run mode)
+    set as inside it: its checks run in-process, without the few seconds a new Python process spends
+    importing torch and Lightning."""
+    from heatforecast.training import with_data_option, with_file_settings
+
+    args = (with_file_settings if config == "evaluate" else with_data_option)(list(overrides))
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(config, list(overrides), return_hydra_config=True)
+        cfg = compose(config, args, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]

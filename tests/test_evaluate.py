@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.forecasts import SCORED, predict
 from heatforecast.metrics import FORECASTERS
-from heatforecast.training import CheckpointError, ConfigError, run
+from heatforecast.training import CheckpointError, ConfigError, run, with_file_settings
 from heatforecast.training import evaluate as run_evaluate
 from heatforecast.training.checkpoints import load_checkpoint, restore_forecaster
 from heatforecast.training.evaluation import WINDOW_KEYS, evaluation_data
@@ -372,9 +372,10 @@ def test_training_data_that_moved_is_asked_for_and_then_known_by_its_series(tmp_
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
+    typed = with_file_settings(list(overrides))  # as evaluate.py rewrites its command line
     with initialize_config_dir(str(CONF), version_base="1.3"):  # as inside evaluate.py: initialised
-        cfg = compose("evaluate", ["ckpt_path=x.ckpt", *overrides])
-        return evaluation_data(cfg, trained, list(overrides), "x.ckpt")
+        cfg = compose("evaluate", ["ckpt_path=x.ckpt", *typed])
+        return evaluation_data(cfg, trained, typed, "x.ckpt")
 
 
 def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data() -> None:
@@ -396,7 +397,7 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data(
     # with the command's other data settings; Hydra refused it ("Key 'path' is not in struct").
     alone, other = data_for(trained, "data.path=new.csv", "+data.max_gap=null")
     assert other and alone == OmegaConf.merge(data, {"max_gap": None})
-    synthetic, other = data_for(trained, "data=synthetic")  # evaluate.yaml's unset data.path left out
+    synthetic, other = data_for(trained, "data=synthetic")  # reads no file: has no path
     assert other and synthetic._target_ == trained._target_ and "path" not in synthetic
     # data=file without a path: FileData was built without one ("missing 1 required positional argument").
     with pytest.raises(ConfigError, match=r"^data\.path is required and not set \(\?\?\? in its config"):

@@ -91,14 +91,15 @@ def with_data_option(args: list[str]) -> list[str]:
 
 
 def with_file_settings(args: list[str]) -> list[str]:
-    """evaluate.py's command line with ``++`` before the file settings of data=file (``data.max_gap``,
-    ...) typed without a data option: its config starts from the default data, which lacks them (Hydra
-    said "Key 'max_gap' is not in struct"), while the data evaluated may be the checkpoint's files."""
+    """evaluate.py's command line with ``++`` before the settings of data=file (``data.path``,
+    ``data.max_gap``, ...) typed without a data option: its config starts from the default data, which
+    lacks them (Hydra said "Key 'max_gap' is not in struct"), while the data evaluated may be the
+    checkpoint's files or, with ``data.path``, another file (:func:`evaluation_data`)."""
     keys = _override_keys(args)
     if "data" in keys:
         return args
-    own = inspect.signature(FileData).parameters.values()  # but path, which evaluate.yaml declares
-    settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD and p.name != "path"}
+    own = inspect.signature(FileData).parameters.values()
+    settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD}
     return [f"++{a}" if k in settings and not a.startswith(("+", "~")) else a for a, k in zip(args, keys)]
 
 
@@ -319,16 +320,6 @@ def _check_trainer_counts(trainer: DictConfig) -> None:
     for key, least in TRAINER_LEAST.items():
         if _below(value := trainer.get(key), least):
             raise ConfigError(f"trainer.{key}={value}; expected >= {least}")
-
-
-def requires(target: str, name: str) -> bool:
-    """Whether the class or function at the dotted path ``target`` takes ``name`` with no default
-    (False where it cannot be imported: :func:`check_keys` says so)."""
-    try:
-        parameter = inspect.signature(get_object(target)).parameters.get(name)
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return False
-    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def check_required(cfg: DictConfig) -> None:

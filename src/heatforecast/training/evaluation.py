@@ -12,7 +12,7 @@ from typing import Any
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import HeatmapData, Scaler
@@ -37,7 +37,6 @@ from heatforecast.training.config import (
     check_metric,
     check_required,
     override_key,
-    requires,
 )
 from heatforecast.training.report import summarize, write_result
 
@@ -69,11 +68,6 @@ def evaluation_data(
     if chosen:
         data_cfg = copy.deepcopy(cfg.data)
         with open_dict(data_cfg):
-            if data_cfg.get("path", "") is None:  # evaluate.yaml's data.path, unset
-                if requires(data_cfg.get("_target_", ""), "path"):  # the option's `path: ???` it hid
-                    data_cfg.path = MISSING
-                else:
-                    del data_cfg["path"]
             for key in (k for k in WINDOW_KEYS if f"data.{k}" not in given):
                 data_cfg[key] = trained.get(key, DATA_ADDED_LATER.get(key))
     else:
