@@ -262,7 +262,7 @@ def test_load_forecaster_forecasts_the_frames_after_a_context(trained: Path) -> 
         "expected (8, 37) or (B, 8, 37): the last 8": contexts[..., :36],
         "NaN or inf": np.where(contexts > 0.5, np.nan, contexts),
         "negative values": -contexts - 1,
-        "values beyond float32's range": contexts.astype(np.float64) * 1e300,  # was: "NaN or inf"
+        "values beyond float32's range (+-3.4e+38)": contexts.astype(np.float64) * 1e300,  # was: "NaN or inf"
         "NaN or inf; expected finite values": np.full_like(contexts, np.inf),
     }
     for message, frames in bad.items():

@@ -266,10 +266,10 @@ class Forecaster(L.LightningModule):
             # frames, a memory-mapped file); a context is small. In float64 first: float32 would turn
             # values beyond its range into inf.
             frames = np.array(frames, dtype=np.float64)
-            if (np.isfinite(frames) & (np.abs(frames) > torch.finfo(torch.float32).max)).any():
+            if (np.isfinite(frames) & (np.abs(frames) > (most := torch.finfo(torch.float32).max))).any():
                 raise ValueError(
-                    "frames hold values beyond float32's range (+-3.4e38), in which the model computes; "
-                    "expected the training data's units"
+                    f"frames hold values beyond float32's range (+-{most:.3g}), in which the model "
+                    "computes; expected the training data's units"
                 )
         x = torch.as_tensor(frames, dtype=torch.float32, device=self.angles.device)
         n_bins, context_len = len(self.angles), self.hparams.config.get("data", {}).get("context_len")
