@@ -584,7 +584,11 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("model.dropout=1", "model.dropout must be in [0, 1); got 1"),
         ("optim.optimizer.lr=-1", "optim: Invalid learning rate: -1"),  # was: a traceback mid-fit
         ("optim.scheduler.pct_start=2", "optim: Expected float between 0 and 1 pct_start, but got 2"),
-        ("loss.weights.mse=-1", "combo loss: weights {'mse': -1}; expected >= 0"),  # was: trained
+        (
+            "loss.weights.mse=-1",
+            "combo loss: weights {'mse': -1}; expected finite numbers >= 0",
+        ),  # was: trained
+        ("loss.weights.mse=inf", "combo loss: weights {'mse': inf}; expected finite"),  # was: an inf loss
         ("data=_windows", "data=... names no class to build (no _target_); expected an option of conf/data/"),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
@@ -612,6 +616,9 @@ def test_a_drift_lag_longer_than_the_context_is_refused(tmp_path: Path) -> None:
     with pytest.raises(USER_ERRORS, match=r"model.lag=8 .* data.context_len=8 frames does not hold"):
         run(tiny_config(tmp_path, "model.lag=8", model="drift"))  # experiment=smoke: context_len 8
     assert not (tmp_path / "metrics.json").exists()
+    for speed in ("nan", "inf"):  # was: "cannot convert float NaN to integer", or an OverflowError
+        with pytest.raises(USER_ERRORS, match=f"model.max_speed a finite number > 0; got 2, {speed}"):
+            run(tiny_config(tmp_path, f"model.max_speed={speed}", model="drift"))
 
 
 def test_data_path_without_a_data_option_is_read_as_data_file() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -280,12 +281,26 @@ def test_bad_inputs_say_what_was_expected() -> None:
     with pytest.raises(ValueError, match=r"weights \{'emd': 0, 'mse': 0\} are all 0, .* nothing trains"):
         losses.Combo({"emd": losses.EMD(), "mse": losses.MSE()}, {"emd": 0, "mse": 0})  # was: trained on 0
     for cosine in (losses.Cosine, losses.CumsumMSEOverCos):  # was: NaN for all-zero vectors
-        with pytest.raises(ValueError, match="eps must be > 0; got 0"):
+        with pytest.raises(ValueError, match="eps must be a finite number > 0; got 0"):
             cosine(eps=0)
-    with pytest.raises(ValueError, match="delta must be > 0; got -1"):  # was: torch's, at the first batch
-        losses.Huber(delta=-1)
-    with pytest.raises(ValueError, match="mass_weight must be >= 0 .*; got -0.1"):  # was: taken, rewarding
-        losses.EMD(mass_weight=-0.1)
+    with pytest.raises(ValueError, match="delta must be a finite number > 0; got -1"):
+        losses.Huber(delta=-1)  # was: torch's, at the first batch
+    with pytest.raises(ValueError, match="mass_weight must be a finite number >= 0 .*; got -0.1"):
+        losses.EMD(mass_weight=-0.1)  # was: taken, rewarding an energy error
+    # NaN and inf passed the plain sign checks: every batch's loss was NaN or inf (or, for the cosine's
+    # eps, the constant 1), which the fit noticed only as a non-finite loss.
+    for bad in (math.nan, math.inf):
+        for build, name in [
+            (lambda v: losses.KL(eps=v), "eps"),
+            (lambda v: losses.Cosine(eps=v), "eps"),
+            (lambda v: losses.EMD(bin_width=v), "bin_width"),
+            (lambda v: losses.EMD(mass_weight=v), "mass_weight"),
+            (lambda v: losses.Huber(delta=v), "delta"),
+        ]:
+            with pytest.raises(ValueError, match=f"{name} must be a finite number >=? 0.*; got {bad}"):
+                build(bad)
+        with pytest.raises(ValueError, match=rf"weights \{{'mse': {bad}\}}; expected finite numbers >= 0"):
+            losses.Combo({"emd": losses.EMD(), "mse": losses.MSE()}, {"emd": 1.0, "mse": bad})
 
 
 def test_unknown_loss_name_lists_the_available_ones() -> None:

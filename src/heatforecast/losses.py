@@ -45,6 +45,13 @@ def _check_scale(scale: str) -> None:
         raise ValueError(f"scale must be one of {SCALES}; got {scale!r}")
 
 
+def _check_number(name: str, value: float, zero: bool = False, why: str = "") -> None:
+    """Stop unless ``value`` is a finite number > 0 (>= 0 with ``zero``): NaN and inf pass a plain
+    ``value <= 0`` test, and a loss built with them is NaN or inf (or constant) at every batch."""
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        raise ValueError(f"{name} must be a finite number {'>=' if zero else '>'} 0{why}; got {value}")
+
+
 def log_distribution(x: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
     """Log of the distribution over bins that a vector stands for.
 
@@ -311,8 +318,7 @@ class Huber(VectorLoss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if not delta > 0:  # torch says so only at the first batch, as a traceback
-            raise ValueError(f"delta must be > 0; got {delta}")
+        _check_number("delta", delta)  # torch says so only at the first batch, as a traceback
         self.delta = delta
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -331,8 +337,7 @@ class Cosine(VectorLoss):
 
     def __init__(self, eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if not eps > 0:  # the floor under the norms: all-zero vectors would divide by zero
-            raise ValueError(f"eps must be > 0; got {eps}")
+        _check_number("eps", eps)  # the floor under the norms: all-zero vectors would divide by zero
         self.eps = eps
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -353,8 +358,7 @@ class DistributionLoss(VectorLoss):
     def __init__(self, scale: str = "linear", eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
         _check_scale(scale)
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0; got {eps}")
+        _check_number("eps", eps)
         self.scale, self.eps = scale, eps
 
 
@@ -378,8 +382,7 @@ class CdfLoss(DistributionLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(scale, eps, reduction)
-        if bin_width <= 0:
-            raise ValueError(f"bin_width must be > 0; got {bin_width}")
+        _check_number("bin_width", bin_width)
         self.bin_width, self.circular = bin_width, circular
 
 
@@ -403,10 +406,9 @@ class EMD(CdfLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(bin_width, scale, eps, circular, reduction)
-        if mass_weight < 0:
-            raise ValueError(
-                f"mass_weight must be >= 0 (a negative weight rewards an energy error); got {mass_weight}"
-            )
+        _check_number(
+            "mass_weight", mass_weight, zero=True, why=" (a negative weight rewards an energy error)"
+        )
         self.mass_weight = mass_weight
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -428,9 +430,10 @@ class Combo(VectorLoss):
                 f"combo loss: terms and weights must name the same losses; got terms "
                 f"{sorted(terms)} and weights {sorted(weights)}"
             )
-        if negative := {name: w for name, w in weights.items() if not float(w) >= 0}:
+        if bad := {name: w for name, w in weights.items() if not (math.isfinite(float(w)) and float(w) >= 0)}:
             raise ValueError(
-                f"combo loss: weights {negative}; expected >= 0 (a negative weight rewards that term's error)"
+                f"combo loss: weights {bad}; expected finite numbers >= 0 (a negative weight rewards that "
+                "term's error)"
             )
         if not any(float(w) > 0 for w in weights.values()):
             raise ValueError(

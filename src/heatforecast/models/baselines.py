@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -42,8 +43,10 @@ class Drift(nn.Module):
         context_len: int | None = None,
     ) -> None:
         super().__init__()
-        if lag < 1 or max_speed <= 0:
-            raise ValueError(f"model.lag must be >= 1 and model.max_speed > 0; got {lag}, {max_speed}")
+        if lag < 1 or not 0 < max_speed < math.inf:  # NaN fails both comparisons
+            raise ValueError(
+                f"model.lag must be >= 1 and model.max_speed a finite number > 0; got {lag}, {max_speed}"
+            )
         if context_len is not None and lag >= context_len:
             raise ValueError(
                 f"model.lag={lag} compares the last frame with the one {lag} steps back, which a context "
