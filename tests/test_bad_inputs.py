@@ -4,6 +4,7 @@ was left behind."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from hydra.errors import ConfigCompositionException, InstantiationException, Mis
 from omegaconf import OmegaConf
 
 from heatforecast.data import DataError, FileData, SyntheticData, read_heatmaps
+from heatforecast.models import Drift
 from heatforecast.training import (
     USER_ERRORS,
     CheckpointError,
@@ -523,8 +525,9 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
             {"generator": {"death_rate": 2.0}},
             "data.generator.death_rate is a probability per source and step",
         ),
-        ({"generator": {"noise_floor": 0.0}}, "data.generator.noise_floor must be > 0; got 0.0"),
-        ({"bin_width": -1.0}, "data.bin_width must be > 0; got -1.0"),
+        ({"generator": {"noise_floor": 0.0}}, "data.generator.noise_floor must be a finite number > 0"),
+        ({"bin_width": -1.0}, "data.bin_width must be a finite number > 0; got -1.0"),
+        ({"bin_width": math.inf}, "data.bin_width must be a finite number > 0; got inf"),  # was: overflow
         ({"generator": {"seed": -1}}, "data.generator.seed must be >= 0; got -1"),  # was numpy's, garbled
     ],
 )
@@ -588,7 +591,7 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "loss.weights.mse=-1",
             "combo loss: weights {'mse': -1}; expected finite numbers >= 0",
         ),  # was: trained
-        ("loss.weights.mse=inf", "combo loss: weights {'mse': inf}; expected finite"),  # was: an inf loss
+        ("loss.weights.mse=inf", "loss.weights.mse=inf: expected a finite number"),  # was: an inf loss
         ("data=_windows", "data=... names no class to build (no _target_); expected an option of conf/data/"),
         ("compile=fast", "compile='fast'; expected true, false or a mode: default,"),
         ("compile=max-autotune", "compile='max-autotune'; expected true, false or a mode: default,"),
@@ -599,6 +602,11 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "callbacks.early_stopping.min_delta=-0.5; expected >= 0",
         ),
         ("data=file", "data.path is required and not set"),  # was: omegaconf's MissingMandatoryValue
+        # NaN or inf in any setting: an OverflowError from numpy, NaN losses, a schedule gone NaN.
+        ("data.angle_start=nan", "data.angle_start=nan: expected a finite number (null where"),
+        ("optim.scheduler.pct_start=nan", "optim.scheduler.pct_start=nan: expected a finite number"),
+        ("data.splits=[0.7,nan,0.15]", "data.splits[1]=nan: expected a finite number"),
+        ("trainer.gradient_clip_val=inf", "trainer.gradient_clip_val=inf: expected a finite number"),
     ],
 )
 def test_bad_values_in_config_are_refused_before_training(
@@ -616,9 +624,9 @@ def test_a_drift_lag_longer_than_the_context_is_refused(tmp_path: Path) -> None:
     with pytest.raises(USER_ERRORS, match=r"model.lag=8 .* data.context_len=8 frames does not hold"):
         run(tiny_config(tmp_path, "model.lag=8", model="drift"))  # experiment=smoke: context_len 8
     assert not (tmp_path / "metrics.json").exists()
-    for speed in ("nan", "inf"):  # was: "cannot convert float NaN to integer", or an OverflowError
-        with pytest.raises(USER_ERRORS, match=f"model.max_speed a finite number > 0; got 2, {speed}"):
-            run(tiny_config(tmp_path, f"model.max_speed={speed}", model="drift"))
+    for speed in (math.nan, math.inf):  # was: "cannot convert float NaN to integer", or an OverflowError
+        with pytest.raises(ValueError, match=f"model.max_speed a finite number > 0; got 2, {speed}"):
+            Drift(horizon=4, max_speed=speed)  # the config's own check names such settings first
 
 
 def test_data_path_without_a_data_option_is_read_as_data_file() -> None:

@@ -408,6 +408,8 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data(
         data_for(trained, "data=file", "data.path=new.csv", "data.horizon=6")
     data, other = data_for(trained, "data.splits=[0.5,0.25,0.25]")
     assert not other and list(data.splits) == [0.5, 0.25, 0.25]
+    with pytest.raises(ConfigError, match=r"^data\.generator\.noise_floor=inf: expected a finite number"):
+        data_for(trained, "data.generator.noise_floor=inf")  # was: taken, generating inf frames
 
 
 def test_the_training_series_are_scored_on_their_test_split_under_any_name(

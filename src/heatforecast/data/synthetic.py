@@ -12,6 +12,8 @@ The motion is what makes the problem worth a model: persistence misses every mov
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -53,8 +55,8 @@ def make_synthetic(
         if value < least[name]:
             raise ValueError(f"{name} must be >= {least[name]}; got {value}")
     for name, value in {"bin_width": bin_width, "noise_floor": noise_floor}.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0; got {value}")
+        if not 0 < value < math.inf:  # NaN fails both comparisons
+            raise ValueError(f"{name} must be a finite number > 0; got {value}")
     for name, value in {"birth_rate": birth_rate, "death_rate": death_rate}.items():
         if not 0 <= value <= 1:
             raise ValueError(f"{name} is a probability per source and step; expected 0..1, got {value}")

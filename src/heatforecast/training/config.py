@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import sys
 import types
@@ -286,6 +287,20 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
         )
 
 
+def check_finite(plain: Any, key: str = "") -> None:
+    """Stop at the first number in a config (a plain container, or a value under ``key``) that is NaN or
+    inf (``loss.eps=nan``): no setting means one, and the run would meet it as NaN losses, an overflow
+    deep inside a part, or a schedule that never warms up."""
+    if isinstance(plain, dict):
+        for name, value in plain.items():
+            check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(plain, list):
+        for i, value in enumerate(plain):
+            check_finite(value, f"{key}[{i}]")
+    elif isinstance(plain, float) and not math.isfinite(plain):
+        raise ConfigError(f"{key}={plain}: expected a finite number (null where a setting may be unset)")
+
+
 SEED_MAX = 2**32 - 1  # seed_everything seeds numpy, whose generator takes 0..2**32 - 1
 
 # Lightning's names (and short forms) of the precisions that keep the batches as read: float32, with
@@ -333,7 +348,7 @@ def check_required(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """A training config's checks that need nothing built: a launcher without -m, added settings, the
-    seed, every part's keys and their plain-typed values, a schedule without a run length, the
+    seed, every part's keys and their plain-typed, finite values, a schedule without a run length, the
     precision, a GPU trainer without a GPU, and every callback entry being a callback (a misspelt
     ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
     launcher = choice("hydra/launcher")
@@ -344,6 +359,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     plain = OmegaConf.to_container(cfg, resolve=False)  # once, for all the checks below
     check_added_settings(plain)
+    check_finite(plain)
     if expected := _type_error(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
     if not 0 <= cfg.seed <= SEED_MAX:

@@ -33,6 +33,7 @@ from heatforecast.training.config import (
     CheckpointError,
     ConfigError,
     check_added_settings,
+    check_finite,
     check_keys,
     check_metric,
     check_required,
@@ -75,6 +76,7 @@ def evaluation_data(
         for key in (k for k in given if k.startswith("data.")):
             OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
     check_keys(data_cfg, "data")
+    check_finite(OmegaConf.to_container(data_cfg, resolve=False), "data")
     check_required(data_cfg)
     for key in WINDOW_KEYS:
         was, now = (c.get(key, DATA_ADDED_LATER.get(key)) for c in (trained, data_cfg))
