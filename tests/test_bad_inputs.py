@@ -529,6 +529,10 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
         ({"bin_width": -1.0}, "data.bin_width must be a finite number > 0; got -1.0"),
         ({"bin_width": math.inf}, "data.bin_width must be a finite number > 0; got inf"),  # was: overflow
         ({"generator": {"seed": -1}}, "data.generator.seed must be >= 0; got -1"),  # was numpy's, garbled
+        # was: numpy's "high - low < 0", an OverflowError, or frames with no zero under a NaN threshold
+        ({"generator": {"max_speed": -1.0}}, "data.generator.max_speed must be a finite number >= 0"),
+        ({"angle_start": math.nan}, "data.angle_start must be a finite number; got nan"),
+        ({"generator": {"threshold": math.nan}}, "data.generator.threshold must be a finite number; got nan"),
     ],
 )
 def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, message: str) -> None:

@@ -60,6 +60,11 @@ def make_synthetic(
     for name, value in {"birth_rate": birth_rate, "death_rate": death_rate}.items():
         if not 0 <= value <= 1:
             raise ValueError(f"{name} is a probability per source and step; expected 0..1, got {value}")
+    if not 0 <= max_speed < math.inf:
+        raise ValueError(f"max_speed must be a finite number >= 0 (degrees per step); got {max_speed}")
+    for name, value in {"angle_start": angle_start, "threshold": threshold}.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value}")
     rng = np.random.default_rng(seed)
     shape = (n_series, max_sources)
     lo, hi = angle_start, angle_start + bin_width * (n_bins - 1)
