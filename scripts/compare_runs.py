@@ -82,11 +82,17 @@ def read_run(run: Path, metric: str) -> dict:
         return row
     try:
         metrics = json.loads(metrics_file.read_text())
+        # What every finished run's file holds (DESIGN.md); a file of another shape is not a run's.
+        panels = {who: metrics[who]["test"] for who in ("model", "persistence")}
+        scores = {c: panels["model"][c] for c in COLUMNS}
     except json.JSONDecodeError:
         row["status"] = "unreadable metrics.json"
         return row
+    except (KeyError, TypeError):
+        row["status"] = "metrics.json without the model's and persistence's test panels"
+        return row
     row["status"] = "ok"
-    row.update({c: metrics["model"]["test"][c] for c in COLUMNS})
+    row.update(scores)
     for column, ref in INTERVALS.items():  # runs made before the intervals lack them
         if cell := metrics.get("intervals", {}).get(ref, {}).get("emd"):
             interval = (

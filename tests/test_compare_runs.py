@@ -70,6 +70,18 @@ def load_compare_runs():
     return compare_runs
 
 
+def test_a_metrics_file_that_is_not_a_run_s_is_named_in_the_status(tmp_path: Path) -> None:
+    # JSON of another shape stopped the table with a TypeError or KeyError traceback.
+    compare_runs = load_compare_runs()
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- loss=emd\n")
+    shape = "metrics.json without the model's and persistence's test panels"
+    cases = [("{bad", "unreadable metrics.json"), ('{"model": 3}', shape), ('{"model": {"test": {}}}', shape)]
+    for text, status in cases:
+        (tmp_path / "metrics.json").write_text(text)
+        assert compare_runs.read_run(tmp_path, "val/emd")["status"] == status, text
+
+
 def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
     compare_runs = load_compare_runs()
     reference = dict.fromkeys(compare_runs.COLUMNS, 1.0)
