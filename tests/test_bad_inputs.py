@@ -727,6 +727,12 @@ def test_truncated_and_foreign_checkpoints_are_refused(trained: Path, tmp_path: 
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
         load_checkpoint(tmp_path / "cut.ckpt")
+    # Files torch.save did not write met its old-pickle reader: a KeyError or IndexError traceback.
+    (tmp_path / "a.csv").write_bytes((ROOT / "data" / "sample.csv").read_bytes())
+    (tmp_path / "note.ckpt").write_text("hi\n")
+    for name in ("a.csv", "note.ckpt"):
+        with pytest.raises(CheckpointError, match="a checkpoint .*not written by torch.save"):
+            load_checkpoint(tmp_path / name)
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a heatforecast checkpoint"):
         load_checkpoint(tmp_path / "other.ckpt")

@@ -35,6 +35,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; torch reads other files as old pickles,
+        # and a CSV or a text file met its unpickler as a KeyError or IndexError traceback
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint (truncated, or not written by torch.save: it is no "
+            "zip archive)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
