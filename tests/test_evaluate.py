@@ -296,6 +296,8 @@ def test_evaluate_checks_the_keys_of_new_data_and_added_settings(trained: Path, 
         (["predict=maybe"], "predict='maybe'; expected false, true"),
         (["predict=future", "split=test"], "split=test with predict=future; expected no split"),
         (["out=f.txt"], "out=f.txt: expected a .npz, .parquet or .csv file"),
+        # was: a traceback once the whole evaluation had run (/proc takes no new folders, even from root)
+        (["out=/proc/heatforecast/f.csv"], "out=/proc/heatforecast/f.csv: cannot make its folder /proc/"),
         (["split=vall"], "split=vall; expected test, val, train or all"),
         (["optimized_metric=val/emdd"], "optimized_metric='val/emdd'; expected val/NAME or test/NAME"),
     ],
@@ -310,6 +312,16 @@ def test_evaluate_options_are_checked_before_any_work(bad: list[str], expected: 
         cfg = compose("evaluate", overrides=["ckpt_path=no/such.ckpt", *bad])
     with pytest.raises(ConfigError, match=re.escape(expected)):
         evaluate_in_process(cfg)  # the missing checkpoint would be the next error
+
+
+def test_a_forecast_file_named_as_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    from heatforecast.training.evaluation import check_out
+
+    (tmp_path / "f.csv").mkdir()  # was: IsADirectoryError once the whole evaluation had run
+    with pytest.raises(ConfigError, match=r"f\.csv: a folder; expected a file, e\.g\. out=.*/forecasts\.npz"):
+        check_out(tmp_path / "f.csv")
+    check_out(tmp_path / "new" / "f.parquet")
+    assert (tmp_path / "new").is_dir()  # its folder made, so the write at the end cannot fail on it
 
 
 def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_own(

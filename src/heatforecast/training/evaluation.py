@@ -94,6 +94,19 @@ def evaluation_data(
     return data_cfg, named
 
 
+def check_out(out: Path) -> None:
+    """Stop before any scoring unless ``out`` names a forecast file that can be written, making its
+    folder: an unwritable one was a traceback after the whole evaluation."""
+    if file_type(out) not in FORECAST_SUFFIXES:
+        raise ConfigError(f"out={out}: expected a {FORECAST_FILES} file")
+    if out.is_dir():
+        raise ConfigError(f"out={out}: a folder; expected a file, e.g. out={out / 'forecasts.npz'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"out={out}: cannot make its folder {out.parent} ({err.strerror})") from err
+
+
 def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> bool:
     """Whether a set-up datamodule holds other series than the checkpoint was trained on (scored on all
     their windows, not a test split). The checkpoint's own data (``named`` false) never does. Data the
@@ -153,8 +166,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     future = cfg.predict == "future"
     if future and cfg.split is not None:
         raise ConfigError(f"split={cfg.split} with predict=future; expected no split (nothing is scored)")
-    if cfg.out and file_type(Path(cfg.out)) not in FORECAST_SUFFIXES:
-        raise ConfigError(f"out={cfg.out}: expected a {FORECAST_FILES} file")
+    if cfg.out:
+        check_out(Path(cfg.out))
     if not cfg.ckpt_path:
         raise ConfigError(
             "ckpt_path is not set; expected a checkpoint written by train.py: python evaluate.py "
