@@ -69,7 +69,10 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = arguments().parse_args()
+    parser = arguments()
+    args = parser.parse_args()
+    if min(args.batch_size, args.batches) < 1:
+        parser.error("--batch-size and --batches must be >= 1")
     torch.manual_seed(0)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.batch_size={args.batch_size}"])

@@ -7,6 +7,7 @@ ot.wasserstein_1d on the same tensors (forward only for POT, which is what it of
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -104,7 +105,13 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = arguments().parse_args()
+    parser = arguments()
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    for spec in args.shapes.split(","):
+        if not re.fullmatch(r"[1-9]\d*x[1-9]\d*x([2-9]|[1-9]\d+)", spec):
+            parser.error(f"--shapes: {spec!r}; expected BxHxA, e.g. 8x10x181 (at least 1 x 1 x 2)")
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, float32")

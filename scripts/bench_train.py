@@ -281,12 +281,23 @@ def operator_calls(stats: pstats.Stats, steps: int) -> dict[str, float]:
     return calls
 
 
+def counts(text: str) -> list[int]:
+    """``--batch-sizes 64,256``: whole numbers >= 1 (argparse names the option when this raises)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected whole numbers >= 1, comma-separated")
+    return values
+
+
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--batch-sizes", default="64,256,1024", help="comma-separated")
+    parser.add_argument("--batch-sizes", default="64,256,1024", type=counts, help="comma-separated")
     parser.add_argument(
         "--steps", type=int, default=10, help=f"timed steps per run, after {WARMUP} warm-up steps"
     )
@@ -305,7 +316,10 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args, overrides = arguments().parse_known_args()
+    parser = arguments()
+    args, overrides = parser.parse_known_args()
+    if min(args.steps, args.repeats) < 1 or args.profile < 0:
+        parser.error("--steps and --repeats must be >= 1, --profile >= 0")
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={args.out}", *overrides])
     L.seed_everything(0, verbose=False)
@@ -317,7 +331,7 @@ def main() -> None:
     print("\n| batch | " + " | ".join(f"{n} ms" for n in names) + " | bare samples/s | peak MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     overheads, syncs = [], Counter()
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+    for batch_size in args.batch_sizes:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         # Bare and Lightning runs alternate, so a slow spell of a shared machine hits both alike.

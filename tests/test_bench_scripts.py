@@ -3,6 +3,7 @@ gpu_check.sh stops at once where there is no GPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -70,6 +71,29 @@ def test_bench_losses_times_every_loss_against_mse() -> None:
         assert re.search(rf"^\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), name
     pot = r"emd forward @ 2x3x181: heatforecast [\d.]+ ms, POT ot.wasserstein_1d [\d.]+ ms -> [\d.]+x faster"
     assert re.search(pot, out)
+
+
+@pytest.mark.parametrize(
+    "name, args, message",
+    [  # was: a ZeroDivisionError, IndexError or ValueError traceback, or an error from the data config
+        ("bench_train.py", ["--batch-sizes", "64,0"], "--batch-sizes: '64,0'; expected whole numbers >= 1"),
+        ("bench_train.py", ["--steps", "0"], "--steps and --repeats must be >= 1, --profile >= 0"),
+        ("bench_train.py", ["--repeats", "0"], "--steps and --repeats must be >= 1"),
+        ("bench_data.py", ["--batches", "0"], "--batch-size and --batches must be >= 1"),
+        ("bench_losses.py", ["--repeats", "0"], "--repeats must be >= 1"),
+        ("bench_losses.py", ["--shapes", "8x10"], "--shapes: '8x10'; expected BxHxA, e.g. 8x10x181"),
+    ],
+)
+def test_bench_scripts_refuse_sizes_that_measure_nothing(
+    name: str, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), ROOT / "scripts" / name)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs (tests/test_gpu.py's side)")
