@@ -58,8 +58,8 @@ def main() -> None:
     try:
         heatmaps = make_synthetic(**args)
         write_heatmaps(out, heatmaps, angle_grid(heatmaps.shape[-1], args["angle_start"], args["bin_width"]))
-    except ValueError as err:  # a bad setting or file type (DataError is one): one line, not a traceback
-        parser.error(str(err))
+    except (ValueError, OSError) as err:  # a bad setting, file type (DataError is a ValueError) or folder
+        parser.error(str(err))  # one line, not a traceback
     zeros = float(np.mean(heatmaps == 0))
     print(f"wrote {out}: {heatmaps.shape} (series, steps, bins), {zeros:.0%} exact zeros")
 

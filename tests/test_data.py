@@ -85,8 +85,18 @@ def test_make_synthetic_script_writes_the_generator_output(
     with pytest.raises(SystemExit) as info:
         runpy.run_path(script, run_name="__main__")
     assert info.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == (  # argparse's
-        f"make_synthetic.py: error: {tmp_path / 'x.txt'}: unknown file type '.txt'; expected one of "
-        "('.csv', '.parquet', '.npy', '.npz')"
+        f"make_synthetic.py: error: {tmp_path / 'x.txt'}: unknown file type '.txt'; expected .csv (or "
+        ".csv.gz, .csv.bz2, .csv.xz, .csv.zip), .parquet, .npy or .npz"
+    )
+    # A new folder is made; one that cannot be (/proc takes none, even from root) was a traceback.
+    monkeypatch.setattr(sys, "argv", [script, str(tmp_path / "new" / "x.npy"), *args])
+    runpy.run_path(script, run_name="__main__")
+    assert (tmp_path / "new" / "x.npy").is_file()
+    monkeypatch.setattr(sys, "argv", [script, "/proc/heatforecast/x.npy", *args])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(script, run_name="__main__")
+    assert info.value.code == 2 and "error: [Errno 2] No such file or directory: '/proc/heatforecast'" in (
+        capsys.readouterr().err
     )
 
 
@@ -271,7 +281,8 @@ def test_a_folder_or_pattern_reads_every_file_as_one_data_set(
     ):
         FileData(path=str(tmp_path), context_len=8, horizon=4).setup()
     with pytest.raises(
-        DataError, match=r"data\.path=.*\*\.h5: matches no \.csv, \.parquet, \.npy, \.npz file"
+        DataError,
+        match=r"data\.path=.*\*\.h5: matches no \.csv \(or \.csv\.gz, .*\), \.parquet, \.npy or \.npz file",
     ):
         FileData(path=str(tmp_path / "*.h5"), context_len=8, horizon=4).setup()
 

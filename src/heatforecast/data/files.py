@@ -19,6 +19,7 @@ import pandas as pd
 
 SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zip")  # a CSV that pandas decompresses by its suffix: rec.csv.gz
+DATA_FILES = ".csv (or .csv.gz, .csv.bz2, .csv.xz, .csv.zip), .parquet, .npy or .npz"  # for messages
 RESERVED = ("series", "time")
 
 
@@ -88,7 +89,7 @@ def data_files(path: str | Path) -> list[Path]:
     if not files:
         nested = subfolder_files(Path(text)) if Path(text).is_dir() else []
         hint = f"; its subfolders hold {len(nested)} (data.path='{text}/**/*' reads them)" if nested else ""
-        raise DataError(f"data.path={text}: matches no {', '.join(SUFFIXES)} file{hint}")
+        raise DataError(f"data.path={text}: matches no {DATA_FILES} file{hint}")
     return files
 
 
@@ -157,10 +158,10 @@ def read_heatmaps(
     which stops the read, or with ``split_at_gaps`` cuts the series there into parts ``<id>#1``, ..."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file (expected one of {', '.join(SUFFIXES)})")
+        raise DataError(f"{path}: no such file (expected a {DATA_FILES} file)")
     suffix = file_type(path)
     if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {SUFFIXES}")
+        raise DataError(f"{path}: unknown file type {suffix!r}; expected {DATA_FILES}")
     if suffix in (".csv", ".parquet"):
         data = _read_table(path, bin_width, angle_start, max_gap, split_at_gaps)
     else:
@@ -456,9 +457,12 @@ def _check_sign(path: Path, sid: str, values: np.ndarray, angles: np.ndarray, sc
 
 
 def write_heatmaps(path: str | Path, heatmaps: np.ndarray, angles: np.ndarray) -> None:
-    """Write (S, T, A) heatmaps in the format given by the file suffix (see data/README.md)."""
+    """Write (S, T, A) heatmaps in the format given by the file suffix (see data/README.md), making
+    the file's folder if it is not there."""
     path = Path(path)
     suffix = file_type(path)  # .csv.gz: pandas compresses by the suffix
+    if suffix in SUFFIXES:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         np.save(path, heatmaps)
     elif suffix == ".npz":
@@ -473,4 +477,4 @@ def write_heatmaps(path: str | Path, heatmaps: np.ndarray, angles: np.ndarray) -
         else:
             frame.to_parquet(path, index=False)
     else:
-        raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {SUFFIXES}")
+        raise DataError(f"{path}: unknown file type {suffix!r}; expected {DATA_FILES}")
