@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -60,10 +59,9 @@ def evaluation_data(
     chosen = "data" in given
     named = chosen or any(key.startswith(("data.path", "data.generator")) for key in given)
     if not chosen and "data.path" in given and "path" not in trained:
-        # Inside the entry point Hydra is initialised, so the file option composes as `data=file` would.
-        # A file setting was typed with + (`+data.max_gap=null`: the default data has no such key),
-        # which the file option already has: ++ sets it either way.
-        typed = [re.sub(r"^\+(?=data\.)", "++", o) for o, k in zip(overrides, given) if k.startswith("data.")]
+        # Inside the entry point Hydra is initialised, so the file option composes as `data=file` would
+        # (with_file_settings gave the file settings the ++ that sets them on either option).
+        typed = [o for o, k in zip(overrides, given) if k.startswith("data.")]
         cfg = compose("evaluate", ["data=file", *typed])
         chosen = True
     if chosen:
