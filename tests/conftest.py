@@ -20,7 +20,7 @@ CONF = ROOT / "conf"
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist runs one worker per core (`-n auto` in pyproject.toml). Each worker, and every script
     # its tests start, computes on one thread: with torch's default of a thread per core the workers
-    # contend for the cores (the suite took 2m41s against 2m13s on 2 cores).
+    # contend for the cores (docs/performance.md, "Test suite": 159 s against 133 s on 2 cores).
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
