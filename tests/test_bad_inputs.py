@@ -660,8 +660,9 @@ def test_evaluate_takes_file_settings_without_a_plus() -> None:
         assert data.max_gap is None and data.path == "a.csv"
         # No null path in evaluate.yaml hides data=file's required one: its own check names it.
         assert OmegaConf.is_missing(compose("evaluate", ["data=file"]).data, "path")
-    for unchanged in (["data=file", "data.max_gap=null"], ["data.scale=db"], ["~data.max_gap"]):
+    for unchanged in (["data.scale=db"], ["~data.max_gap"]):
         assert with_file_settings(unchanged) == unchanged
+    assert with_file_settings(["data=file", "data.max_gap=null"]) == ["data=file", "++data.max_gap=null"]
     assert with_file_settings(["+data.max_gap=null"]) == ["++data.max_gap=null"]  # the + Hydra suggests
 
 

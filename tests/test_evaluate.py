@@ -411,6 +411,10 @@ def test_evaluation_data_is_the_checkpoints_unless_the_command_names_other_data(
     assert other and alone == OmegaConf.merge(data, {"max_gap": None})
     synthetic, other = data_for(trained, "data=synthetic")  # reads no file: has no path
     assert other and synthetic._target_ == trained._target_ and "path" not in synthetic
+    # A file setting on an option that reads no file: heatforecast's message, not Hydra's "Could not
+    # override 'data.path'" (which suggests the + that then leads to this one).
+    with pytest.raises(ConfigError, match=r"^data\.path: heatforecast\.data\.SyntheticData takes no such"):
+        data_for(trained, "data=synthetic", "data.path=new.csv")
     # data=file without a path: FileData was built without one ("missing 1 required positional argument").
     with pytest.raises(ConfigError, match=r"^data\.path is required and not set \(\?\?\? in its config"):
         data_for(trained, "data=file")

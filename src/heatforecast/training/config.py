@@ -93,13 +93,12 @@ def with_data_option(args: list[str]) -> list[str]:
 
 def with_file_settings(args: list[str]) -> list[str]:
     """evaluate.py's command line with ``++`` before the settings of data=file (``data.path``,
-    ``data.max_gap``, ...) typed without a data option, or typed with the ``+`` Hydra suggests: its
-    config starts from the default data, which lacks them (Hydra said "Key 'max_gap' is not in
-    struct"), while the data evaluated may be the checkpoint's files or, with ``data.path``, another
-    file read as data=file, which has them (:func:`evaluation_data`); ``++`` sets them either way."""
+    ``data.max_gap``, ...), typed plain or with the ``+`` Hydra suggests: its config starts from the
+    default data, which lacks them (Hydra said "Key 'max_gap' is not in struct"), while the data
+    evaluated may be the checkpoint's files or, with ``data.path``, another file read as data=file,
+    which has them (:func:`evaluation_data`). ``++`` sets them either way; on a data option that takes
+    no such setting (``data=synthetic data.path=F``) :func:`check_keys` then names it."""
     keys = _override_keys(args)
-    if "data" in keys:
-        return args
     own = inspect.signature(FileData).parameters.values()
     settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD}
     plus = [k in settings and not a.startswith("~") for a, k in zip(args, keys)]
