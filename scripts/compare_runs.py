@@ -1,15 +1,15 @@
 """Compare every run under some folders: `python scripts/compare_runs.py logs/multiruns/... [--by seed]`.
 
-Finds each run (a folder with `.hydra/overrides.yaml`), reads its `metrics.json` and TensorBoard events,
-and prints a markdown table (one row per run, or per group with `--by seed`: mean +- std over seeds),
-sorted by `--sort`, with rows for the references scored on the same windows (persistence, the
-least-squares linear map, drift; a set for each set of windows when the runs used other data), and
-how each run trained (its best val metric, that epoch, the last val against the best, the train loss
-change); without `--by`, also each run's 95 % intervals of skill_emd against each reference, and up to
-which horizon step its EMD lead over each holds (every step's interval above 0). Runs without
-metrics.json are listed as `crashed or running`, not fatal. Writes the table as CSV, the val curves as
-PNG, and the test metrics against the horizon step (every run beside the references) as
-`<png>_by_horizon.png`.
+Finds each run (a folder with `.hydra/overrides.yaml`, evaluate.py's passed over), reads its
+`metrics.json` and TensorBoard events, and prints a markdown table (one row per run, or per group
+with `--by seed`: mean +- std over seeds), sorted by `--sort`, with rows for the references scored
+on the same windows (persistence, the least-squares linear map, drift; a set for each set of windows
+when the runs used other data), and how each run trained (its best val metric, that epoch, the last
+val against the best, the train loss change); without `--by`, also each run's 95 % intervals of
+skill_emd against each reference, and up to which horizon step its EMD lead over each holds (every
+step's interval above 0). Runs without metrics.json are listed as `crashed or running`, not fatal.
+Writes the table as CSV, the val curves as PNG, and the test metrics against the horizon step (every
+run beside the references) as `<png>_by_horizon.png`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,22 @@ INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metri
 LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
 
 
-def find_runs(folders: list[Path]) -> list[Path]:
-    runs = {p.parent.parent for f in folders for p in f.rglob(".hydra/overrides.yaml")}
-    return sorted(runs)
+def find_runs(folders: list[Path]) -> tuple[list[Path], int]:
+    """The training runs under ``folders`` (folders with .hydra/overrides.yaml), and how many
+    evaluate.py folders were passed over: those score a checkpoint and have no training to compare
+    (under `logs/` they sit beside the runs, failed commands' folders included)."""
+    found = {p.parent.parent for f in folders for p in f.rglob(".hydra/overrides.yaml")}
+    evaluations = {run for run in found if job_name(run) == "evaluate"}
+    return sorted(found - evaluations), len(evaluations)
+
+
+def job_name(run: Path) -> str | None:
+    """The Hydra job that made a run folder: the script's name (train, evaluate), from .hydra/hydra.yaml."""
+    try:
+        config = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
+        return config["hydra"]["job"]["name"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):  # no such file, or not Hydra's: a run
+        return None
 
 
 def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -269,7 +282,9 @@ def main() -> None:
     missing = [str(f) for f in args.folders if not f.exists()]
     if missing:
         parser.error(f"no such folder: {', '.join(missing)}")
-    runs = find_runs(args.folders)
+    runs, evaluations = find_runs(args.folders)
+    if evaluations:
+        print(f"note: passed over {evaluations} evaluate.py folder(s): they score a checkpoint, not a run")
     if not runs:
         parser.error(
             f"no runs (folders with .hydra/overrides.yaml) under {', '.join(map(str, args.folders))}"

@@ -82,6 +82,17 @@ def test_a_metrics_file_that_is_not_a_run_s_is_named_in_the_status(tmp_path: Pat
         assert compare_runs.read_run(tmp_path, "val/emd")["status"] == status, text
 
 
+def test_evaluate_folders_are_passed_over(tmp_path: Path) -> None:
+    # `compare_runs.py logs` listed every evaluate.py folder as a run, failed commands' as "crashed".
+    compare_runs = load_compare_runs()
+    for name, job in [("runs/a", "train"), ("evaluations/b", "evaluate"), ("runs/c", None)]:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("[]\n")
+        if job:  # the part of Hydra's hydra.yaml that names the script
+            (tmp_path / name / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    name: {job}\n")
+    assert compare_runs.find_runs([tmp_path]) == ([tmp_path / "runs" / "a", tmp_path / "runs" / "c"], 1)
+
+
 def test_by_seed_averages_metrics_and_lead_times_over_the_seeds() -> None:
     compare_runs = load_compare_runs()
     reference = dict.fromkeys(compare_runs.COLUMNS, 1.0)
