@@ -45,10 +45,14 @@ def _check_scale(scale: str) -> None:
         raise ValueError(f"scale must be one of {SCALES}; got {scale!r}")
 
 
-def _check_number(name: str, value: float, zero: bool = False, why: str = "") -> None:
-    """Stop unless ``value`` is a finite number > 0 (>= 0 with ``zero``): NaN and inf pass a plain
+def _is_number(value: float, zero: bool = False) -> bool:
+    """Whether ``value`` is a finite number > 0 (>= 0 with ``zero``): NaN and inf pass a plain
     ``value <= 0`` test, and a loss built with them is NaN or inf (or constant) at every batch."""
-    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+    return math.isfinite(value) and (value >= 0 if zero else value > 0)
+
+
+def _check_number(name: str, value: float, zero: bool = False, why: str = "") -> None:
+    if not _is_number(value, zero):
         raise ValueError(f"{name} must be a finite number {'>=' if zero else '>'} 0{why}; got {value}")
 
 
@@ -430,7 +434,7 @@ class Combo(VectorLoss):
                 f"combo loss: terms and weights must name the same losses; got terms "
                 f"{sorted(terms)} and weights {sorted(weights)}"
             )
-        if bad := {name: w for name, w in weights.items() if not (math.isfinite(float(w)) and float(w) >= 0)}:
+        if bad := {name: w for name, w in weights.items() if not _is_number(float(w), zero=True)}:
             raise ValueError(
                 f"combo loss: weights {bad}; expected finite numbers >= 0 (a negative weight rewards that "
                 "term's error)"
