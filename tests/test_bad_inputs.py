@@ -436,6 +436,25 @@ def test_a_precision_that_converts_the_batches_is_refused_before_anything_is_bui
         check_config(tiny_config(tmp_path, f"trainer.precision={precision}"))
 
 
+def test_a_fused_optimizer_with_16_mixed_clipping_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    # Lightning raised this pairing at the first optimizer step, after the data and model were built.
+    fused = ("optim.optimizer.fused=true", "trainer.gradient_clip_val=0.5")
+    for precision in ("16-mixed", "16"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"optim.optimizer.fused=true with trainer.precision={precision} and "
+            r"trainer.gradient_clip_val=0.5: .* expected trainer.precision=bf16-mixed",
+        ):
+            run(tiny_config(tmp_path, f"trainer.precision={precision}", *fused))
+    assert not list(tmp_path.iterdir())
+    for allowed in (
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=0",
+        "optim.optimizer.fused=null",
+    ):
+        check_config(tiny_config(tmp_path, "trainer.precision=16-mixed", *fused, allowed))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without a GPU says")
 def test_a_gpu_trainer_without_a_gpu_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trainer.accelerator=gpu .* sees no CUDA GPU; on this machine use"):

@@ -11,7 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -390,6 +392,23 @@ class Forecaster(L.LightningModule):
             optimizer, max_lr=optimizer.defaults["lr"], total_steps=total_steps
         )
         return optimizer, scheduler
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for an optimizer that unscales gradients in
+        # its own step (AdamW(fused=True)), which is right under 16-mixed's loss scaling. bf16-mixed
+        # scales nothing, so the gradients are as computed and are clipped as under 32-true (Lightning
+        # issue #21435). 16-mixed with a fused optimizer and clipping is refused by check_config.
+        plugin = self.trainer.precision_plugin
+        if gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -403,6 +403,17 @@ def check_config(cfg: DictConfig) -> None:
             "losses and metrics take float32 batches, which another '-true' precision converts (bf16-true "
             "would score rounded targets, not comparable with other runs)"
         )
+    if (
+        str(cfg.trainer.get("precision")) in ("16-mixed", "16")
+        and cfg.trainer.get("gradient_clip_val")
+        and OmegaConf.select(cfg, "optim.optimizer.fused")
+    ):
+        raise ConfigError(
+            f"optim.optimizer.fused=true with trainer.precision={cfg.trainer.precision} and "
+            f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val}: a fused optimizer removes "
+            "16-mixed's loss scale inside its step, so the gradients cannot be clipped before it; expected "
+            "trainer.precision=bf16-mixed, trainer.gradient_clip_val=0 or optim.optimizer.fused=null"
+        )
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu_only = "" if torch.version.cuda else " (a CPU-only build: README 'Install' gives a CUDA one)"
         raise ConfigError(
