@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One-GPU check, under 5 minutes on an H100/H200: the loader and the bf16 training step at batch
-# 64..4096, then the default config trained with trainer=gpu (bf16-mixed, data on the GPU), its
-# samples/s, peak GPU memory and test panel, that checkpoint scored again by evaluate.py on the CPU
-# (float32, as on a machine without a GPU), and last tests/test_gpu.py but its slow test (`python -m
-# pytest -m gpu` runs that too: a CUDA-graph fit under DDP, which compiles for over a minute). Each part
-# prints its seconds.
+# One-GPU check, under 5 minutes on an H100/H200: the bf16 training step at batch 64..4096, then the
+# default config trained with trainer=gpu (bf16-mixed, data on the GPU), its samples/s, peak GPU memory
+# and test panel, that checkpoint scored again by evaluate.py on the CPU (float32, as on a machine
+# without a GPU), and last tests/test_gpu.py but its slow test (`python -m pytest -m gpu` runs that too:
+# a CUDA-graph fit under DDP, which compiles for over a minute). Each part prints its seconds. The
+# loader's own bench is `python scripts/bench_data.py --device cuda --batches 50`.
 # Exits non-zero if no GPU was used, a metric is not finite, the CPU's scores are not the GPU's or a GPU
 # test fails (the tests run in any case). Needs the project installed with a CUDA torch and pytest
 # (README: GPUs). The compiled step's speed is a longer bench (docs/performance.md, torch.compile).
@@ -27,9 +27,6 @@ if not torch.cuda.is_available():
 print("gpu_check:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| cuda", torch.version.cuda,
       "| lightning", lightning.__version__, "| python", sys.version.split()[0])
 PY
-echo "== loader at batch 256 (bench_data.py --device cuda)"
-"$python" scripts/bench_data.py --device cuda --batches 50
-took "the loader bench"
 echo "== bf16 training step (bench_train.py trainer=gpu)"
 "$python" scripts/bench_train.py --batch-sizes 64,256,1024,4096 --steps 30 --out "$log_dir/bench" trainer=gpu
 took "the step bench"
