@@ -61,7 +61,8 @@ def test_a_fit_of_no_steps_says_the_panels_are_the_untrained_model_s(
     assert json.loads((tmp_path / "metrics.json").read_text())["fit"]["samples"] == 0
 
 
-def test_a_fused_optimizer_clips_gradients_under_bf16_mixed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_a_fused_optimizer_clips_gradients_under_bf16_mixed(tmp_path: Path, algorithm: str) -> None:
     # Lightning refuses to clip for a fused optimizer under any mixed precision (issue #21435); the
     # module clips under bf16-mixed, which scales no loss. Plain SGD, whose step follows the gradient's
     # size (Adam's hides a clip's scale), learns the same with and without fusing, and else without
@@ -72,6 +73,7 @@ def test_a_fused_optimizer_clips_gradients_under_bf16_mixed(tmp_path: Path) -> N
                 tmp_path / name,
                 "trainer.precision=bf16-mixed",
                 "trainer.gradient_clip_val=1e-3",
+                f"+trainer.gradient_clip_algorithm={algorithm}",
                 "optim.optimizer._target_=torch.optim.SGD",
                 *overrides,
             )
