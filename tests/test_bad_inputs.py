@@ -438,7 +438,9 @@ def test_a_precision_that_converts_the_batches_is_refused_before_anything_is_bui
 
 def test_a_fused_optimizer_with_16_mixed_clipping_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     # Lightning raised this pairing at the first optimizer step, after the data and model were built.
-    fused = ("optim.optimizer.fused=true", "trainer.gradient_clip_val=0.5")
+    # accelerator=auto may take a GPU; on a CPU Lightning runs 16-mixed as bf16-mixed, where the module
+    # clips.
+    fused = ("trainer.accelerator=auto", "optim.optimizer.fused=true", "trainer.gradient_clip_val=0.5")
     for precision in ("16-mixed", "16"):
         with pytest.raises(
             ConfigError,
@@ -451,6 +453,7 @@ def test_a_fused_optimizer_with_16_mixed_clipping_is_refused_before_anything_is_
         "trainer.precision=bf16-mixed",
         "trainer.gradient_clip_val=0",
         "optim.optimizer.fused=null",
+        "trainer.accelerator=cpu",
     ):
         check_config(tiny_config(tmp_path, "trainer.precision=16-mixed", *fused, allowed))
 

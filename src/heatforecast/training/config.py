@@ -403,8 +403,9 @@ def check_config(cfg: DictConfig) -> None:
             "losses and metrics take float32 batches, which another '-true' precision converts (bf16-true "
             "would score rounded targets, not comparable with other runs)"
         )
-    if (
+    if (  # Lightning runs 16-mixed as bf16-mixed on a CPU, which scales no loss
         str(cfg.trainer.get("precision")) in ("16-mixed", "16")
+        and cfg.trainer.get("accelerator") != "cpu"
         and cfg.trainer.get("gradient_clip_val")
         and OmegaConf.select(cfg, "optim.optimizer.fused")
     ):
