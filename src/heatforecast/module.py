@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from heatforecast.data.files import RESERVED
 from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import FORECASTERS, ForecastMetrics
 from heatforecast.models import Drift, LeastSquaresLinear
@@ -309,7 +310,7 @@ class Forecaster(L.LightningModule):
                     "(pd.to_datetime(table['time']) reads text)"
                 )
             table = table.sort_values("time", kind="stable")  # what the column means in a data file
-        bins = table.drop(columns=[c for c in ("series", "time") if c in table])
+        bins = table.drop(columns=[c for c in RESERVED if c in table])
         names = pd.to_numeric(pd.Series(bins.columns.astype(str)), errors="coerce").to_numpy()
         angles = self.angles.cpu().numpy()
         named = len(names) and not np.isnan(names).any()  # all numeric: angles, as in a data file
