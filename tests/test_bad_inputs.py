@@ -206,6 +206,9 @@ def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> N
     frame.to_csv(tmp_path / "semicolon.csv", sep=";", index=False)
     with pytest.raises(DataError, match=r"1 angle-bin columns \(the header holds ';'"):
         read_heatmaps(tmp_path / "semicolon.csv")
+    np.savetxt(tmp_path / "savetxt.csv", frame.to_numpy())  # numpy's default: spaces, no header
+    with pytest.raises(DataError, match=r"1 angle-bin columns \(the header holds ' '"):
+        read_heatmaps(tmp_path / "savetxt.csv")
     frame[frame.columns[::-1]].to_csv(tmp_path / "descending.csv", index=False)
     with pytest.raises(DataError, match=r"gives the bins angles 4\.\.0 .*high to low angle"):
         read_heatmaps(tmp_path / "descending.csv")
@@ -220,6 +223,42 @@ def test_table_columns_that_would_pass_for_bins_are_refused(tmp_path: Path) -> N
     (tmp_path / "names.csv").write_text("time,series,time,0,1\n0,a,0,1,1\n")
     with pytest.raises(DataError, match=r"column 'time' appears 2 times; expected each once$"):
         read_heatmaps(tmp_path / "names.csv")
+
+
+@pytest.mark.parametrize("ids, name", [(None, "long.csv"), (["a", "b"], "long.parquet")])
+def test_a_long_table_is_refused_with_the_pivot_that_makes_it_a_data_file(
+    tmp_path: Path, ids: list[str] | None, name: str
+) -> None:
+    # One row per (series,) time and angle: it read as two bins, angle and energy, each time repeated.
+    wide = {sid: good_frame(30, 4).rename(columns=float) for sid in ids or ["0"]}
+    long = pd.concat(
+        frame.rename_axis(index="time", columns="angle")
+        .stack()
+        .rename("energy")
+        .reset_index()
+        .assign(series=sid)
+        for sid, frame in wide.items()
+    )
+    long = long if ids else long.drop(columns="series")
+    path = tmp_path / name
+    long.to_parquet(path) if name.endswith(".parquet") else long.to_csv(path, index=False)
+    index = ["series", "time"] if ids else "time"
+    with pytest.raises(DataError) as info:
+        read_heatmaps(path)
+    assert str(info.value) == (
+        f"{path}: 2 bin columns (angle, energy) and several rows per time: a long table, one row per "
+        "time and angle? expected one row per time step and one column per angle bin (pandas: "
+        f"table.pivot(index={index!r}, columns=<the angle column>, values=<the energy column>).reset_index())"
+    )
+    # The pivot the message gives makes a file that reads, with the long table's values.
+    long.pivot(index=index, columns="angle", values="energy").reset_index().to_csv(
+        tmp_path / "wide.csv", index=False
+    )
+    heatmaps = read_heatmaps(tmp_path / "wide.csv")
+    assert heatmaps.ids == list(wide)
+    np.testing.assert_allclose(heatmaps.angles, [0, 1, 2, 3])
+    for got, frame in zip(heatmaps.series, wide.values(), strict=True):
+        np.testing.assert_allclose(got, frame.to_numpy(dtype=np.float32))
 
 
 def test_mixed_bin_counts_against_expected_count(tmp_path: Path) -> None:

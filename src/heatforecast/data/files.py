@@ -214,10 +214,32 @@ def _read_table(
             )
     bins = [c for c in frame.columns if str(c) not in RESERVED]
     if len(bins) < 2:
-        sep = next((s for s in (";", "\t", "|") if s in str(bins[0] if bins else "")), None)
+        # numpy.savetxt writes spaces (and no header: its first row is one long name)
+        sep = next((s for s in (";", "\t", "|", " ") if s in str(bins[0] if bins else "")), None)
         hint = f" (the header holds {sep!r}: expected values separated by commas)" if sep else ""
         raise DataError(f"{path}: {len(bins)} angle-bin columns{hint}; expected at least 2")
     angles = _column_angles(path, [str(c) for c in bins], bin_width, angle_start)
+    if "series" in frame.columns:
+        _check_present(path, frame["series"], "series", "a series id")
+        ids = frame["series"].astype(str)
+    else:
+        ids = pd.Series("0", frame.index)
+    time = _time_column(path, frame["time"]) if "time" in frame.columns else None
+    named = pd.to_numeric(pd.Series([str(c) for c in bins]), errors="coerce").isna().all()
+    if (
+        time is not None
+        and named
+        and len(bins) <= 3
+        and pd.DataFrame({"s": ids, "t": time}).duplicated().any()
+    ):
+        # A long (tidy) table, one row per time and angle, reads as two or three named bins.
+        index = "['series', 'time']" if "series" in frame.columns else "'time'"
+        raise DataError(
+            f"{path}: {len(bins)} bin columns ({', '.join(map(str, bins))}) and several rows per time: "
+            "a long table, one row per time and angle? expected one row per time step and one column "
+            f"per angle bin (pandas: table.pivot(index={index}, columns=<the angle column>, "
+            "values=<the energy column>).reset_index())"
+        )
     for col in bins:
         # true/false columns are numeric to pandas, but no energy
         if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
@@ -229,12 +251,6 @@ def _read_table(
                 f"{path}: column {col!r}, row {row}: value {value!r} is not a number; expected numeric "
                 "energy in every bin column"
             )
-    if "series" in frame.columns:
-        _check_present(path, frame["series"], "series", "a series id")
-        ids = frame["series"].astype(str)
-    else:
-        ids = pd.Series("0", frame.index)
-    time = _time_column(path, frame["time"]) if "time" in frame.columns else None
     values = frame[bins].to_numpy(dtype=np.float64)
     _check_finite(path, values, "row", [str(c) for c in bins])
     series, names, times = [], [], []
