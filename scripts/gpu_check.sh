@@ -33,7 +33,7 @@ took "the step bench"
 echo "== default config, trainer=gpu"
 run_dir="$log_dir/run"
 rm -rf "$run_dir"
-"$python" train.py trainer=gpu "hydra.run.dir=$run_dir" +trainer.enable_progress_bar=false callbacks.progress_bar=null
+"$python" train.py trainer=gpu "hydra.run.dir=$run_dir" trainer.enable_progress_bar=false
 "$python" - "$run_dir/metrics.json" <<'PY'
 import json, math, sys
 

@@ -23,7 +23,7 @@ from heatforecast.losses import DEFAULT_EPS, MSE
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster
-from heatforecast.training import build_module, run
+from heatforecast.training import build_module, build_trainer, run
 
 from .conftest import CONF, ROOT, TINY, TINY_MODEL, scalars, tiny_config
 from .helpers import RecordedMSE
@@ -425,6 +425,15 @@ def test_a_run_without_a_logger_writes_its_metrics_and_no_events(tiny, tmp_path:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["value"] == value and Path(metrics["best_checkpoint"]).is_file()
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("bar", [True, False])
+def test_one_setting_turns_the_progress_bar_on_or_off(tiny, bar: bool) -> None:
+    # The configured bar (refresh every 20 batches) or none; Lightning refused the callback without a bar.
+    trainer = build_trainer(tiny(f"trainer.enable_progress_bar={bar}"))
+    assert (trainer.progress_bar_callback.refresh_rate if bar else trainer.progress_bar_callback) == (
+        20 if bar else None
+    )
 
 
 def test_lightning_s_advertisement_is_not_printed(tiny, caplog: pytest.LogCaptureFixture) -> None:

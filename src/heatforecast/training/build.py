@@ -7,7 +7,7 @@ import inspect
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import HeatmapData
@@ -86,10 +86,13 @@ def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> L.Trainer:
     """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``.
 
-    Without a logger (``~logger``) the learning-rate monitor, which only writes to it, is left out.
+    Without a logger (``~logger``) the learning-rate monitor, which only writes to it, is left out;
+    with ``trainer.enable_progress_bar=false``, the progress bar (which Lightning would refuse).
     """
     logger = instantiate(cfg.logger) if cfg.get("logger") is not None else False  # None: Lightning's own
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.enable_progress_bar:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, *extra_callbacks])
