@@ -3,6 +3,7 @@ that run before anything is built."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
@@ -243,7 +244,8 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
                 continue
             if name not in accepted:
                 raise ConfigError(
-                    f"{key}: {target} takes no such setting; expected one of: {', '.join(sorted(accepted))} "
+                    f"{key}: {target} takes no such setting{nearest(name, accepted)}; expected one of: "
+                    f"{', '.join(sorted(accepted))} "
                     f"(to drop a key that another config set, add ~{key} to the command)"
                 )
             if expected := _type_error(value, accepted[name]):
@@ -283,9 +285,16 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
         settings = sorted(k for k, v in node.items() if k != name and (parent or not isinstance(v, dict)))
         where = f"a setting {name!r} to {parent}" if parent else f"a top-level setting {name!r}"
         raise ConfigError(
-            f"{override}: adds {where} that nothing reads; expected one of: {', '.join(settings)} "
+            f"{override}: adds {where} that nothing reads{nearest(name, settings)}; expected one of: "
+            f"{', '.join(settings)} "
             "(set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
         )
+
+
+def nearest(name: str, names: Any) -> str:
+    """`` (did you mean 'max_epochs'?)`` for the one of ``names`` closest to a mistyped ``name``, else ''."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.65)  # 0.6 offered depth -> patch
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_finite(plain: Any, key: str = "") -> None:
