@@ -172,3 +172,27 @@ def test_a_documented_script_command_parses(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU benches, on any machine
     with hydra_job("train", *overrides) as cfg:
         check_config(cfg)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_docs_links_reach_a_file_and_a_heading_there() -> None:
+    # A renamed heading or a moved file breaks its links silently on GitHub; here it fails.
+    broken, checked = [], 0
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            checked += 1
+            if not linked.exists():
+                broken.append(f"{path.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)
+                if anchor not in {slug(h) for h in headings}:
+                    broken.append(f"{path.name}: {target} (no such heading)")
+    assert checked > 20 and not broken, broken
