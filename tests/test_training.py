@@ -427,13 +427,18 @@ def test_a_run_without_a_logger_writes_its_metrics_and_no_events(tiny, tmp_path:
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("bar", [True, False])
-def test_one_setting_turns_the_progress_bar_on_or_off(tiny, bar: bool) -> None:
+@pytest.mark.parametrize(
+    ("setting", "refresh_rate"),
+    [
+        ("trainer.enable_progress_bar=true", 20),
+        ("trainer.enable_progress_bar=false", None),
+        ("~trainer.enable_progress_bar", 20),  # a trainer config without the key: Lightning's default
+    ],
+)
+def test_one_setting_turns_the_progress_bar_on_or_off(tiny, setting: str, refresh_rate: int | None) -> None:
     # The configured bar (refresh every 20 batches) or none; Lightning refused the callback without a bar.
-    trainer = build_trainer(tiny(f"trainer.enable_progress_bar={bar}"))
-    assert (trainer.progress_bar_callback.refresh_rate if bar else trainer.progress_bar_callback) == (
-        20 if bar else None
-    )
+    bar = build_trainer(tiny(setting)).progress_bar_callback
+    assert (bar and bar.refresh_rate) == refresh_rate
 
 
 def test_lightning_s_advertisement_is_not_printed(tiny, caplog: pytest.LogCaptureFixture) -> None:

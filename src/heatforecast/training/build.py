@@ -93,6 +93,6 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.enable_progress_bar:
+    if not cfg.trainer.get("enable_progress_bar", True):  # True: Lightning's default, for one's own config
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, *extra_callbacks])
