@@ -225,21 +225,8 @@ def _read_table(
     else:
         ids = pd.Series("0", frame.index)
     time = _time_column(path, frame["time"]) if "time" in frame.columns else None
-    named = pd.to_numeric(pd.Series([str(c) for c in bins]), errors="coerce").isna().all()
-    if (
-        time is not None
-        and named
-        and len(bins) <= 3
-        and pd.DataFrame({"s": ids, "t": time}).duplicated().any()
-    ):
-        # A long (tidy) table, one row per time and angle, reads as two or three named bins.
-        index = "['series', 'time']" if "series" in frame.columns else "'time'"
-        raise DataError(
-            f"{path}: {len(bins)} bin columns ({', '.join(map(str, bins))}) and several rows per time: "
-            "a long table, one row per time and angle? expected one row per time step and one column "
-            f"per angle bin (pandas: table.pivot(index={index}, columns=<the angle column>, "
-            "values=<the energy column>).reset_index())"
-        )
+    if time is not None:
+        _check_not_long(path, [str(c) for c in bins], ids, time, "series" in frame.columns)
     for col in bins:
         # true/false columns are numeric to pandas, but no energy
         if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
@@ -268,6 +255,22 @@ def _read_table(
         series.extend(values[part].astype(np.float32) for part in parts)
         names.extend([str(sid)] if len(parts) == 1 else [f"{sid}#{i}" for i in range(1, len(parts) + 1)])
     return Heatmaps(series, names, angles, times if time is not None else None)
+
+
+def _check_not_long(path: Path, bins: list[str], ids: pd.Series, time: np.ndarray, has_series: bool) -> None:
+    """Stop on a long (tidy) table, one row per time and angle: it reads as two or three bins named
+    otherwise than angles (``angle``, ``energy``), each time repeated. Before the bins' values are
+    checked, as an angle column may hold text."""
+    named = pd.to_numeric(pd.Series(bins), errors="coerce").isna().all()
+    if not named or len(bins) > 3 or not pd.DataFrame({"s": ids, "t": time}).duplicated().any():
+        return
+    index = "['series', 'time']" if has_series else "'time'"
+    raise DataError(
+        f"{path}: {len(bins)} bin columns ({', '.join(bins)}) and several rows per time: a long table, "
+        "one row per time and angle? expected one row per time step and one column per angle bin "
+        f"(pandas: table.pivot(index={index}, columns=<the angle column>, values=<the energy "
+        "column>).reset_index())"
+    )
 
 
 def _check_present(path: Path, column: pd.Series, name: str, expected: str) -> None:

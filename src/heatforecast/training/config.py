@@ -12,6 +12,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -291,7 +292,7 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
         )
 
 
-def nearest(name: str, names: Any) -> str:
+def nearest(name: str, names: Iterable[str]) -> str:
     """`` (did you mean 'max_epochs'?)`` for the one of ``names`` closest to a mistyped ``name``, else ''."""
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.65)  # 0.6 offered depth -> patch
     return f" (did you mean {close[0]!r}?)" if close else ""
