@@ -1,6 +1,7 @@
 """Every `python train.py` and `python evaluate.py` command the docs and the --help texts give
 composes and passes the entry point's checks up to the work itself, and every `python scripts/...`
-command parses: a renamed option, key or flag fails here, not in a reader's terminal."""
+command parses: a renamed option, key or flag fails here, not in a reader's terminal. Links reach
+their files and headings, and the loss study's tables are the CSVs its commands wrote."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -196,3 +198,36 @@ def test_the_docs_links_reach_a_file_and_a_heading_there() -> None:
                 if anchor not in {slug(h) for h in headings}:
                     broken.append(f"{path.name}: {target} (no such heading)")
     assert checked > 20 and not broken, broken
+
+
+def markdown_table(text: str, heading: str) -> list[list[str]]:
+    """The cells of the first table under ``## heading``, header and rule rows left out."""
+    section = text.split(f"\n## {heading}\n", 1)[1]
+    rows = re.search(r"^\|.*?(?=\n(?!\|))", section, flags=re.M | re.S).group(0).split("\n")
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def study_label(run: str) -> str:
+    """The loss-study row a compare_runs.py CSV row stands for: the training loss, DLinear, or a
+    reference (its row `persistence (same windows)` and the like)."""
+    if run.endswith("(same windows)"):
+        return run.split()[0]
+    settings = dict(part.split("=", 1) for part in run.split(","))
+    return "DLinear" if settings.get("model") == "linear" else settings["loss"]
+
+
+@pytest.mark.parametrize(("heading", "csv"), [("Linear energy", "linear"), ("dB", "db")])
+def test_the_loss_study_tables_are_the_csvs_that_compare_runs_wrote(heading: str, csv: str) -> None:
+    # docs/loss_study.md's tables are typed from the CSVs its commands write: a rerun that updates one
+    # and not the other fails here. The references' val EMD comes from a run's panel, not the CSV.
+    table = pd.read_csv(ROOT / "docs" / "figures" / f"loss_study_{csv}.csv", dtype=str)
+    written = {study_label(row["run"]): row for _, row in table.iterrows()}
+    columns = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+    rows = markdown_table((ROOT / "docs" / "loss_study.md").read_text(), heading)
+    assert len(rows) == len(written) == 14
+    for cells in rows:
+        label = re.match(r"`(\w+)`|\*\*(\w+)", cells[0]).group(1, 2)
+        row = written[label[0] or label[1]]
+        assert cells[2:] == [row[c] for c in columns], cells[0]
+        if not row["run"].endswith("(same windows)"):  # a trained model: its best val EMD is the CSV's
+            assert cells[1] == row["best val/emd"], cells[0]
