@@ -231,3 +231,25 @@ def test_the_loss_study_tables_are_the_csvs_that_compare_runs_wrote(heading: str
         assert cells[2:] == [row[c] for c in columns], cells[0]
         if not row["run"].endswith("(same windows)"):  # a trained model: its best val EMD is the CSV's
             assert cells[1] == row["best val/emd"], cells[0]
+
+
+@pytest.mark.parametrize(("scale", "csv"), [("linear", "linear"), ("dB", "db")])
+def test_the_loss_study_mass_weight_table_is_the_csvs_too(scale: str, csv: str) -> None:
+    # Its emd rows come from the mass_weight sweep's CSV; its emd_mse, DLinear and persistence rows
+    # repeat the main tables, whose CSV they must match as well.
+    figures = ROOT / "docs" / "figures"
+    written = {}
+    for name in (f"loss_study_{csv}.csv", f"loss_study_{csv}_mass.csv"):
+        for _, row in pd.read_csv(figures / name, dtype=str).iterrows():
+            weight = re.search(r"loss\.mass_weight=([\d.]+)", row["run"])
+            written[f"emd w={weight[1]}" if weight else study_label(row["run"])] = row
+    columns = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+    text = (ROOT / "docs" / "loss_study.md").read_text()
+    table = markdown_table(text, "A magnitude term for EMD: `loss.mass_weight`")
+    rows = [cells for cells in table if cells[1] == scale]
+    assert len(rows) == 6
+    for cells in rows:
+        weight = re.match(r"`emd`(?: \(w = |, w = )([\d.]+)", cells[0])
+        named = re.match(r"`(\w+)`|\*\*(\w+)", cells[0]).group(1, 2)
+        row = written[f"emd w={weight[1]}" if weight else named[0] or named[1]]
+        assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in columns], cells[0]
