@@ -253,3 +253,38 @@ def test_the_loss_study_mass_weight_table_is_the_csvs_too(scale: str, csv: str) 
         named = re.match(r"`(\w+)`|\*\*(\w+)", cells[0]).group(1, 2)
         row = written[f"emd w={weight[1]}" if weight else named[0] or named[1]]
         assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in columns], cells[0]
+
+
+def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
+    # Its intervals and step counts are the CSV's text (the page writes minus as "−"); its test EMD
+    # and skill are the CSV's numbers to the digits the page shows.
+    table = pd.read_csv(ROOT / "docs" / "figures" / "loss_study_linear_runs.csv", dtype=str)
+    written = {
+        study_label(row["run"]): row
+        for _, row in table.iterrows()
+        if "seed=1" in row["run"].split(",") or row["run"].endswith("(same windows)")
+    }
+    text = (ROOT / "docs" / "loss_study.md").read_text()
+    rows = markdown_table(text, "Lead time: up to which horizon step each loss stays ahead")
+    assert len(rows) == len(written) == 14
+
+    def same_number(shown: str, value: str) -> bool:
+        return float(shown.replace("−", "-")) == float(f"{float(value):.{len(shown.partition('.')[2])}f}")
+
+    for cells in rows:
+        named = re.match(r"`(\w+)`|\*\*(\w+)|(\w+)", cells[0]).group(1, 2, 3)
+        row = written[next(name for name in named if name)]
+        assert float(cells[1]) == float(f"{float(row['emd']):.4g}"), cells[0]
+        if row["run"].endswith("(same windows)"):
+            assert same_number(cells[2], row["skill_emd"]), cells[0]
+            continue
+        shown = [cell.replace("−", "-") for cell in cells[2:]]
+        assert shown == [
+            row[c]
+            for c in (
+                "skill_emd vs persistence 95%",
+                "skill_emd vs drift 95%",
+                "ahead of persistence to step",
+                "ahead of drift to step",
+            )
+        ], cells[0]
