@@ -207,29 +207,55 @@ def markdown_table(text: str, heading: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
 
 
+STUDY = ROOT / "docs" / "loss_study.md"
+PANEL = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]  # the tables' test columns
+
+
+def is_reference(row: pd.Series) -> bool:
+    return row["run"].endswith("(same windows)")
+
+
 def study_label(run: str) -> str:
-    """The loss-study row a compare_runs.py CSV row stands for: the training loss, DLinear, or a
-    reference (its row `persistence (same windows)` and the like)."""
+    """The loss-study row a compare_runs.py CSV row stands for: the training loss (``emd w=0.1`` for a
+    mass_weight), DLinear, or a reference (its row `persistence (same windows)` and the like)."""
     if run.endswith("(same windows)"):
         return run.split()[0]
     settings = dict(part.split("=", 1) for part in run.split(","))
+    if "loss.mass_weight" in settings:
+        return f"emd w={settings['loss.mass_weight']}"
     return "DLinear" if settings.get("model") == "linear" else settings["loss"]
+
+
+def row_label(cell: str) -> str:
+    """The same label for a table row's first cell: `` `emd_mse` ``, ``**DLinear** baseline``, `` `emd`,
+    w = 0.1``, ``persistence (same windows)``, ``**linear reference**, ...``."""
+    if weight := re.match(r"`emd`(?: \(w = |, w = )([\d.]+)", cell):
+        return f"emd w={weight[1]}"
+    return re.match(r"[`*]*(\w+)", cell)[1]
+
+
+def study_csv(*names: str, seed: str | None = None) -> dict[str, pd.Series]:
+    """Label -> row of compare_runs.py CSVs in docs/figures; with ``seed``, that seed's runs only
+    (and the references)."""
+    rows = {}
+    for name in names:
+        for _, row in pd.read_csv(ROOT / "docs" / "figures" / name, dtype=str).iterrows():
+            if seed is None or f"seed={seed}" in row["run"].split(",") or is_reference(row):
+                rows[study_label(row["run"])] = row
+    return rows
 
 
 @pytest.mark.parametrize(("heading", "csv"), [("Linear energy", "linear"), ("dB", "db")])
 def test_the_loss_study_tables_are_the_csvs_that_compare_runs_wrote(heading: str, csv: str) -> None:
     # docs/loss_study.md's tables are typed from the CSVs its commands write: a rerun that updates one
     # and not the other fails here. The references' val EMD comes from a run's panel, not the CSV.
-    table = pd.read_csv(ROOT / "docs" / "figures" / f"loss_study_{csv}.csv", dtype=str)
-    written = {study_label(row["run"]): row for _, row in table.iterrows()}
-    columns = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
-    rows = markdown_table((ROOT / "docs" / "loss_study.md").read_text(), heading)
+    written = study_csv(f"loss_study_{csv}.csv")
+    rows = markdown_table(STUDY.read_text(), heading)
     assert len(rows) == len(written) == 14
     for cells in rows:
-        label = re.match(r"`(\w+)`|\*\*(\w+)", cells[0]).group(1, 2)
-        row = written[label[0] or label[1]]
-        assert cells[2:] == [row[c] for c in columns], cells[0]
-        if not row["run"].endswith("(same windows)"):  # a trained model: its best val EMD is the CSV's
+        row = written[row_label(cells[0])]
+        assert cells[2:] == [row[c] for c in PANEL], cells[0]
+        if not is_reference(row):  # a trained model: its best val EMD is the CSV's
             assert cells[1] == row["best val/emd"], cells[0]
 
 
@@ -237,48 +263,29 @@ def test_the_loss_study_tables_are_the_csvs_that_compare_runs_wrote(heading: str
 def test_the_loss_study_mass_weight_table_is_the_csvs_too(scale: str, csv: str) -> None:
     # Its emd rows come from the mass_weight sweep's CSV; its emd_mse, DLinear and persistence rows
     # repeat the main tables, whose CSV they must match as well.
-    figures = ROOT / "docs" / "figures"
-    written = {}
-    for name in (f"loss_study_{csv}.csv", f"loss_study_{csv}_mass.csv"):
-        for _, row in pd.read_csv(figures / name, dtype=str).iterrows():
-            weight = re.search(r"loss\.mass_weight=([\d.]+)", row["run"])
-            written[f"emd w={weight[1]}" if weight else study_label(row["run"])] = row
-    columns = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
-    text = (ROOT / "docs" / "loss_study.md").read_text()
-    table = markdown_table(text, "A magnitude term for EMD: `loss.mass_weight`")
+    written = study_csv(f"loss_study_{csv}.csv", f"loss_study_{csv}_mass.csv")
+    table = markdown_table(STUDY.read_text(), "A magnitude term for EMD: `loss.mass_weight`")
     rows = [cells for cells in table if cells[1] == scale]
     assert len(rows) == 6
     for cells in rows:
-        weight = re.match(r"`emd`(?: \(w = |, w = )([\d.]+)", cells[0])
-        named = re.match(r"`(\w+)`|\*\*(\w+)", cells[0]).group(1, 2)
-        row = written[f"emd w={weight[1]}" if weight else named[0] or named[1]]
-        assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in columns], cells[0]
+        row = written[row_label(cells[0])]
+        assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in PANEL], cells[0]
 
 
 def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
     # Its intervals and step counts are the CSV's text (the page writes minus as "−"); its test EMD
     # and skill are the CSV's numbers to the digits the page shows.
-    table = pd.read_csv(ROOT / "docs" / "figures" / "loss_study_linear_runs.csv", dtype=str)
-    written = {
-        study_label(row["run"]): row
-        for _, row in table.iterrows()
-        if "seed=1" in row["run"].split(",") or row["run"].endswith("(same windows)")
-    }
-    text = (ROOT / "docs" / "loss_study.md").read_text()
-    rows = markdown_table(text, "Lead time: up to which horizon step each loss stays ahead")
+    written = study_csv("loss_study_linear_runs.csv", seed="1")
+    rows = markdown_table(STUDY.read_text(), "Lead time: up to which horizon step each loss stays ahead")
     assert len(rows) == len(written) == 14
-
-    def same_number(shown: str, value: str) -> bool:
-        return float(shown.replace("−", "-")) == float(f"{float(value):.{len(shown.partition('.')[2])}f}")
-
     for cells in rows:
-        named = re.match(r"`(\w+)`|\*\*(\w+)|(\w+)", cells[0]).group(1, 2, 3)
-        row = written[next(name for name in named if name)]
+        row = written[row_label(cells[0])]
         assert float(cells[1]) == float(f"{float(row['emd']):.4g}"), cells[0]
-        if row["run"].endswith("(same windows)"):
-            assert same_number(cells[2], row["skill_emd"]), cells[0]
-            continue
         shown = [cell.replace("−", "-") for cell in cells[2:]]
+        if is_reference(row):  # only a skill, shown to its own digits
+            digits = len(shown[0].partition(".")[2])
+            assert float(shown[0]) == float(f"{float(row['skill_emd']):.{digits}f}"), cells[0]
+            continue
         assert shown == [
             row[c]
             for c in (
