@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -333,6 +334,35 @@ def test_batches_are_the_windows_they_claim(tmp_path: Path) -> None:
     assert sum(len(b[0]) for b in val) == len(dm.windows["val"])  # last partial batch included
     order = torch.cat([b[3] + 1000 * b[2] for b in val])
     assert torch.equal(order, torch.sort(order).values)  # val in order
+
+
+def test_train_eval_scores_an_even_spread_of_train_windows_in_order_and_unaugmented() -> None:
+    dm = SyntheticData(generator=SMALL, context_len=6, horizon=3, train_eval=0.25, augment={"flip": 1.0})
+    dm.setup()
+    val, seen = dm.val_dataloader()  # the val split, then the train windows
+    train, chosen = dm.windows["train"], dm.windows["train_eval"]
+    assert len(chosen) == round(0.25 * len(train)) and len(val.windows) == len(dm.windows["val"])
+    where = torch.searchsorted(train.starts, chosen.starts)  # their places among the train windows
+    assert torch.equal(train.starts[where], chosen.starts)
+    assert where[0] == 0 and where[-1] == len(train) - 1  # from the first to the last, evenly
+    step = (len(train) - 1) / (len(chosen) - 1)
+    assert set(where.diff().tolist()) <= {math.floor(step), math.ceil(step)}
+    assert torch.equal(chosen.series, train.series[where]) and torch.equal(chosen.time, train.time[where])
+    x, y, series, time = (torch.cat(parts) for parts in zip(*seen, strict=True))
+    assert torch.equal(series, chosen.series) and torch.equal(time, chosen.time)  # in order
+    for i in (0, len(x) - 1):  # as recorded: flip=1.0 mirrors every window that trains
+        s, t = int(series[i]), int(time[i])
+        expected = torch.from_numpy(dm.heatmaps.series[s][t - 6 : t + 3]) / dm.scaler.factor
+        torch.testing.assert_close(torch.cat([x[i], y[i]]), expected)
+    off = SyntheticData(generator=SMALL, context_len=6, horizon=3)  # the default: val alone
+    off.setup()
+    assert not isinstance(off.val_dataloader(), list) and len(off.windows["train_eval"]) == 0
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
+def test_a_train_eval_share_outside_0_to_1_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match=rf"data.train_eval={share}; expected a fraction in \[0, 1\]"):
+        SyntheticData(generator=SMALL, train_eval=share)
 
 
 def test_predict_batches_hold_each_series_last_context(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def assert_same_run(one: Path, two: Path) -> None:
     a = json.loads((one / "metrics.json").read_text())
     b = json.loads((two / "metrics.json").read_text())
     for who in FORECASTERS:
-        for split in ("val", "test"):
+        for split in ("val", "test", "train_eval"):  # train_eval: data.train_eval's train windows
             for name, value in a[who][split].items():
                 assert b[who][split][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (who, split, name)
     # Every rank's test windows are gathered for the skill intervals: the same windows, the same draws
@@ -65,7 +65,7 @@ def assert_same_run(one: Path, two: Path) -> None:
     # TensorBoard shows the whole run, not rank 0's share: train/loss per step and per epoch, val/loss
     # and test/loss (the test split's 33 windows split 17/16 over the ranks), every metric.
     logged_a, logged_b = scalars(one), scalars(two)
-    assert {"train/loss", "train/loss_epoch", "val/loss", "test/loss"} <= set(logged_a)
+    assert {"train/loss", "train/loss_epoch", "val/loss", "test/loss", "train_eval/loss"} <= set(logged_a)
     assert set(logged_b) == set(logged_a)
     for tag, values in logged_a.items():
         assert logged_b[tag] == pytest.approx(values, rel=1e-5, abs=1e-9), tag

@@ -17,9 +17,10 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 
 import heatforecast.module
-from heatforecast.losses import DEFAULT_EPS, MSE
+from heatforecast.losses import DEFAULT_EPS, MSE, emd
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster
@@ -148,6 +149,47 @@ def test_returned_metric_is_the_logged_one(tiny, tmp_path: Path) -> None:
     assert {"val/forecast", "test/by_horizon"} <= set(events.Tags()["images"])
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     assert "custom_scalars__config__" in events.Tags()["tensors"]
+
+
+def custom_charts(run_dir: Path) -> dict[str, dict[str, list[str]]]:
+    """TensorBoard's Custom Scalars layout of a run: category -> chart -> the tags it overlays."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    proto = events.Tensors("custom_scalars__config__")[0].tensor_proto
+    layout = layout_pb2.Layout.FromString(proto.string_val[0])
+    return {c.title: {chart.title: list(chart.multiline.tag) for chart in c.chart} for c in layout.category}
+
+
+def test_validation_scores_train_windows_beside_val_without_changing_the_fit(tiny, tmp_path: Path) -> None:
+    # data.train_eval: the model's panel on a fixed share of train windows, in eval mode, at every
+    # validation. It draws no random numbers, so the fit and its val and test panels stay as without it.
+    whole_split = ["trainer.limit_val_batches=1.0", "trainer.max_epochs=2", "callbacks.early_stopping=null"]
+    results, configs = {}, {}
+    for share in (0.5, 0):
+        configs[share] = cfg = tiny("loss=emd", f"data.train_eval={share}", *whole_split)
+        cfg.paths.output_dir = cfg.paths.log_dir = str(tmp_path / str(share))
+        run(cfg)
+        results[share] = json.loads((tmp_path / str(share) / "metrics.json").read_text())
+    seen, without = results[0.5], results[0]
+    for who in FORECASTERS:
+        assert seen[who]["val"] == without[who]["val"] and seen[who]["test"] == without[who]["test"]
+        assert set(seen[who]["train_eval"]) == set(METRICS) and "train_eval" not in without[who]
+    logged = scalars(tmp_path / "0.5")
+    assert len(logged["train_eval/emd"]) == 3  # two epochs, then the best checkpoint's closing validation
+    assert logged["train_eval/emd"][-1] == pytest.approx(seen["model"]["train_eval"]["emd"], rel=1e-6)
+    for tag in ("train_eval/loss", "train_eval/persistence/emd", "hp/train_eval_emd"):
+        assert tag in logged, tag
+    assert not any(tag.startswith("train_eval/") for tag in scalars(tmp_path / "0"))
+    charts = {share: custom_charts(tmp_path / str(share)) for share in (0.5, 0)}
+    assert charts[0.5]["train windows vs val"]["emd"] == ["^train_eval/emd$", "^val/emd$"]
+    assert "train windows vs val" not in charts[0]
+    # Persistence needs no model: its panel there is that of the chosen train windows, by hand.
+    dm = instantiate(configs[0.5].data)
+    dm.setup()
+    x, y, *_ = (torch.cat(parts) for parts in zip(*dm.loader("train_eval"), strict=True))
+    assert len(x) == round(len(dm.windows["train"]) * 0.5)
+    by_hand = emd(x[:, -1:].expand_as(y), y).mean().item()  # emd is the same in any unit of energy
+    assert seen["persistence"]["train_eval"]["emd"] == pytest.approx(by_hand, rel=1e-5)
 
 
 @pytest.mark.parametrize(

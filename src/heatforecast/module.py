@@ -29,6 +29,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 NONE = torch.iinfo(torch.long).max  # "no batch yet" for the device-side non-finite watch
+EVAL_SPLITS = ("val", "test", "train_eval")  # what the metric panels score (data.train_eval's windows)
 
 
 class Forecaster(L.LightningModule):
@@ -99,10 +100,11 @@ class Forecaster(L.LightningModule):
         horizon = model.horizon
         eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
         # The test panel keeps each window's metrics too, for the skill intervals in metrics.json.
+        # train_eval: the train windows that validation also scores (data.train_eval), in eval mode.
         self.metrics = nn.ModuleDict(
             {
                 s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test", self.scale_factor)
-                for s in ("val", "test")
+                for s in EVAL_SPLITS
             }
         )
         # The references every split is scored beside: persistence, the fitted linear map, and drift
@@ -129,7 +131,7 @@ class Forecaster(L.LightningModule):
         # val/loss, test/loss: window-weighted means, summed across DDP ranks in float (Lightning's own
         # sync_dist mean divides an integer window count by the ranks, off when the total is odd).
         # nan_strategy="disable": a NaN loss shows as NaN, not silently dropped.
-        self.eval_loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in ("val", "test")})
+        self.eval_loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_SPLITS})
 
     def forward(self, x: Tensor) -> Tensor:
         # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
@@ -241,12 +243,14 @@ class Forecaster(L.LightningModule):
         # iteration, which frees the outputs of the last one, so the loss gets a copy of the forecast.
         # One value per window, as weights are dropped with nan_strategy="disable" (torchmetrics #3434).
         self.eval_loss[split].update(self.loss(pred.clone(), y).expand(len(x)))
-        self.log(f"{split}/loss", self.eval_loss[split], on_epoch=True)
+        # Named by split, not by Lightning's dataloader index (val/loss, train_eval/loss).
+        self.log(f"{split}/loss", self.eval_loss[split], on_epoch=True, add_dataloader_idx=False)
         if split == "val" and batch_idx == 0:
             self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])
 
-    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step("val", batch, batch_idx)
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        # The data module's val loaders: the val split, then the train windows of data.train_eval.
+        self._eval_step(("val", "train_eval")[dataloader_idx], batch, batch_idx)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step("test", batch, batch_idx)
@@ -333,6 +337,8 @@ class Forecaster(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._end_epoch("val")
+        if len(self.trainer.num_val_batches) > 1:  # every DDP rank, as computing the panel syncs them
+            self._end_epoch("train_eval")
         every = self.val_figure_every
         if self.trainer.sanity_checking or not every or self._figure_window is None:
             return

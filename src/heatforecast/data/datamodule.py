@@ -42,6 +42,13 @@ class Windows:
     def to(self, device: torch.device | str) -> Windows:
         return Windows(self.starts.to(device), self.series.to(device), self.time.to(device))
 
+    def spread(self, count: int) -> Windows:
+        """``count`` of these windows (all, if there are fewer), evenly spaced over them: the first, the
+        last and equal steps between, so every part of every series is represented, the same ones
+        every time."""
+        pick = torch.linspace(0, len(self) - 1, min(count, len(self))).round().long()
+        return Windows(self.starts[pick], self.series[pick], self.time[pick])
+
 
 def make_windows(
     lengths: list[int], context_len: int, horizon: int, stride: int, splits: tuple[float, ...]
@@ -279,6 +286,9 @@ class HeatmapData(L.LightningDataModule):
         augment: ``{flip: probability, rotate: bool}``, symmetries applied to train windows
             (:class:`Augment`); None or zeros: none.
         on_device: keep all data on the training device and gather batches there (no effect on a CPU).
+        train_eval: the share of the train windows (:meth:`Windows.spread`: evenly spaced, the same
+            ones every time) that validation also scores, as a second val loader: the model's panel
+            on windows it trains on, in eval mode, beside val's. 0: none, one val loader.
         seed: seeds the train shuffle.
     """
 
@@ -297,9 +307,14 @@ class HeatmapData(L.LightningDataModule):
         circular: bool = False,
         augment: dict | None = None,
         on_device: bool = True,
+        train_eval: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= train_eval <= 1:  # NaN too
+            raise ValueError(
+                f"data.train_eval={train_eval}; expected a fraction in [0, 1] of the train windows (0: none)"
+            )
         if scale not in ("linear", "db"):
             raise ValueError(f"data.scale must be 'linear' or 'db'; got {scale!r}")
         splits = tuple(float(f) for f in splits)
@@ -323,7 +338,7 @@ class HeatmapData(L.LightningDataModule):
         self.bin_width, self.angle_start, self.circular = bin_width, angle_start, circular
         check_settings("augment", augment or {}, Augment, {"circular"})
         self.augment = Augment(**(augment or {}), circular=circular)
-        self.on_device = on_device
+        self.on_device, self.train_eval = on_device, float(train_eval)
         self.heatmaps: Heatmaps | None = None
         self.scaler: Scaler | None = None  # fitted in setup() unless set before (a checkpoint's)
         self._device_values: dict[torch.device, Tensor] = {}
@@ -370,6 +385,9 @@ class HeatmapData(L.LightningDataModule):
             )
         self.lengths = [len(s) for s in heatmaps.series]
         self.windows = make_windows(self.lengths, self.context_len, self.horizon, self.stride, self.splits)
+        train = self.windows["train"]  # a share above 0 scores one window at least
+        share = max(1, round(len(train) * self.train_eval)) if self.train_eval else 0
+        self.windows["train_eval"] = train.spread(share)
         if self.scaler is None:
             self.check_splits(("train",))
             train_rows = [s[: round(len(s) * self.splits[0])] for s in heatmaps.series]
@@ -470,8 +488,10 @@ class HeatmapData(L.LightningDataModule):
     def train_dataloader(self) -> WindowLoader:
         return self.loader("train")
 
-    def val_dataloader(self) -> WindowLoader:
-        return self.loader("val")
+    def val_dataloader(self) -> WindowLoader | list[WindowLoader]:
+        if not self.train_eval:
+            return self.loader("val")
+        return [self.loader("val"), self.loader("train_eval")]  # dataloader_idx 0 and 1
 
     def test_dataloader(self) -> WindowLoader:
         return self.loader("test")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from heatforecast.data import HeatmapData
 from heatforecast.forecasts import per_series, write_per_series
 from heatforecast.metrics import FORECASTERS, METRICS
-from heatforecast.module import Forecaster
+from heatforecast.module import EVAL_SPLITS, Forecaster
 from heatforecast.training.build import build_module, build_trainer
 from heatforecast.training.checkpoints import check_resume, check_resumed_data, resolve_ckpt
 from heatforecast.training.config import ConfigError, absolute_path, check_config, check_metric, choice
@@ -34,18 +34,22 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def _custom_scalars(logger: Any) -> None:
-    """TensorBoard layout: train vs val loss, and each val metric beside the references', in one chart."""
+def _custom_scalars(logger: Any, train_eval: bool) -> None:
+    """TensorBoard layout: train vs val loss, each val metric beside the references', in one chart, and
+    with ``train_eval`` (data.train_eval) each metric on the train windows beside val's."""
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_custom_scalars"):
         return
     layout = {
-        "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]]},
+        "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^train_eval/loss$", "^val/loss$"]]},
         "val: model vs the references": {
             m: ["Multiline", [f"^val/{m}$", *(f"^val/{who}/{m}$" for who in FORECASTERS[1:])]]
             for m in METRICS
         },
     }
+    if train_eval:
+        pairs = {m: ["Multiline", [f"^train_eval/{m}$", f"^val/{m}$"]] for m in METRICS}
+        layout["train windows vs val"] = pairs
     writer.add_custom_scalars(layout)
 
 
@@ -103,7 +107,7 @@ def run(cfg: DictConfig) -> float:
     module = build_module(cfg, datamodule)
     logger = trainer.logger
     if trainer.is_global_zero:
-        _custom_scalars(logger)
+        _custom_scalars(logger, datamodule.train_eval > 0)
 
     best, fit = None, None
     if module.optimizer_factory is not None:
@@ -126,7 +130,8 @@ def run(cfg: DictConfig) -> float:
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
-    result = summarize(module.panels, cfg.optimized_metric, datamodule)
+    splits = tuple(s for s in EVAL_SPLITS if s in module.panels)  # train_eval with data.train_eval
+    result = summarize(module.panels, cfg.optimized_metric, datamodule, splits)
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
     result["per_series"] = per_series(
         module.panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor
@@ -134,7 +139,7 @@ def run(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         write_result(result, output_dir, logger)
         write_per_series(result["per_series"], output_dir, show=False)  # the run ends on its panel
-        final = {f"hp/{s}_{m}": result["model"][s][m] for s in ("val", "test") for m in METRICS}
+        final = {f"hp/{s}_{m}": result["model"][s][m] for s in splits for m in METRICS}
         for who, cells in result["intervals"]["per_horizon"].items():  # when there are intervals
             if (steps := cells["emd"]["ahead_steps"]) is not None:
                 final[f"hp/test_steps_ahead_of_{who}"] = steps

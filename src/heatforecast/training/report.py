@@ -65,6 +65,12 @@ def panel_table(result: dict[str, Any]) -> str:
     lines.append(
         f"skill_emd {model['skill_emd']:+.3f}   skill_mse {model['skill_mse']:+.3f}   ({'; '.join(skills)})"
     )
+    if seen := result["model"].get("train_eval"):  # data.train_eval: the same checkpoint on train windows
+        val = result["model"]["val"]
+        lines.append(
+            f"train windows vs val (data.train_eval): emd {seen['emd']:.4g} vs {val['emd']:.4g}, "
+            f"skill_emd {seen['skill_emd']:+.3f} vs {val['skill_emd']:+.3f}"
+        )
     if intervals := result.get("intervals"):
         lines.append(interval_table(intervals))
     if fit := result.get("fit"):
