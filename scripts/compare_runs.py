@@ -32,7 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
-TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"]  # from the curves
+# From the curves; train_eval_pct: the change of the metric on train windows (data.train_eval).
+TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct", "train_eval_pct"]
 REFERENCES = ("persistence", "linear", "drift")  # forecasts every run is scored beside, on the same windows
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 # How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
@@ -67,15 +68,19 @@ def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
 def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[str, float]:
     """How a run trained, from its curves: its best val/METRIC (the lowest; the highest for a skill_*)
     and the epoch of it (0-based, as in the checkpoint names), how far the fit's last val/METRIC is from
-    that best (%), and how much the epoch train loss changed from the first epoch to the last (%). A
-    train loss still falling while val sits well away from its best is overfitting; metrics.json scores
-    the best checkpoint, not the last."""
-    out = dict.fromkeys(("best_val", "best_epoch", "val_after_best_pct", "train_loss_pct"), math.nan)
+    that best (%), and how much the epoch train loss and train_eval/METRIC (the train windows of
+    data.train_eval; NaN without them) changed from the first epoch to the last (%). Train scores still
+    improving while val sits well away from its best is overfitting; a train loss that falls while
+    train_eval/METRIC does not is a loss that misses the metric. metrics.json scores the best
+    checkpoint, not the last."""
+    out = dict.fromkeys(TRAINING, math.nan)
     train = scalars.get("train/loss_epoch", [])
     val = scalars.get(f"val/{metric}", [])
     if train:  # train.py re-validates the best checkpoint after the fit: that point is not an epoch
         val = [(step, v) for step, v in val if step <= train[-1][0]] or val
         out["train_loss_pct"] = 100 * (train[-1][1] / train[0][1] - 1)
+        if seen := [v for step, v in scalars.get(f"train_eval/{metric}", []) if step <= train[-1][0]]:
+            out["train_eval_pct"] = 100 * (seen[-1] / seen[0] - 1)
     if val:
         best = max if higher_is_better(metric) else min
         step, out["best_val"] = best(val, key=lambda point: point[1])
@@ -299,6 +304,7 @@ def main() -> None:
         "best_val": f"best val/{args.metric}",
         "val_after_best_pct": f"last val/{args.metric} vs best %",
         "train_loss_pct": "train loss change %",
+        "train_eval_pct": f"train_eval/{args.metric} change %",
     }
     frame = table(rows, args.by, args.sort).rename(columns=names)
     print(frame.to_markdown(index=False, floatfmt=".4g"))

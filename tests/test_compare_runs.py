@@ -156,20 +156,31 @@ def test_runs_on_other_windows_get_reference_rows_of_their_own() -> None:
 
 def test_diagnosis_reads_overfitting_from_the_curves() -> None:
     compare_runs = load_compare_runs()
-    # Train loss halves over three epochs; val/emd is best at epoch 1 and ends 10 % above it. The point
-    # at step 31 is train.py's re-validation of the best checkpoint after the fit, not an epoch.
+    # Train loss halves over three epochs and the train windows' EMD falls by 40 %; val/emd is best at
+    # epoch 1 and ends 10 % above it. The points at step 31 are train.py's re-validation of the best
+    # checkpoint after the fit, not an epoch.
     curves = {
         "train/loss_epoch": [(10, 2.0), (20, 1.5), (30, 1.0)],
         "val/emd": [(10, 5.0), (20, 4.0), (30, 4.4), (31, 4.0)],
+        "train_eval/emd": [(10, 5.0), (20, 4.0), (30, 3.0), (31, 4.0)],
         "epoch": [(10, 0.0), (20, 1.0), (30, 2.0), (31, 3.0)],
     }
     got = compare_runs.diagnosis(curves, "emd")
     assert got == pytest.approx(
-        {"best_val": 4.0, "best_epoch": 1.0, "val_after_best_pct": 10.0, "train_loss_pct": -50.0}
+        {
+            "best_val": 4.0,
+            "best_epoch": 1.0,
+            "val_after_best_pct": 10.0,
+            "train_loss_pct": -50.0,
+            "train_eval_pct": -40.0,
+        }
     )
     untrained = compare_runs.diagnosis({"val/emd": [(0, 3.0)]}, "emd")  # model=persistence: no fit
     assert untrained["best_val"] == 3.0 and untrained["val_after_best_pct"] == 0.0
-    assert untrained["train_loss_pct"] != untrained["train_loss_pct"]  # NaN: no train curve
+    for nan in ("train_loss_pct", "train_eval_pct"):  # no train curve
+        assert untrained[nan] != untrained[nan]
+    without = compare_runs.diagnosis({k: v for k, v in curves.items() if k != "train_eval/emd"}, "emd")
+    assert without["train_eval_pct"] != without["train_eval_pct"]  # data.train_eval=0: NaN
 
     # For a skill the best validation is the highest.
     skill = {"val/skill_emd": [(10, 0.1), (20, 0.3), (30, 0.2)], "epoch": [(10, 0.0), (20, 1.0), (30, 2.0)]}
