@@ -350,6 +350,21 @@ def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    "override", ["data.augment.flip=0.5", "data.batch_size=8", "data.train_eval=0.5", "data.drop_last=true"]
+)
+def test_data_settings_only_training_reads_are_refused(trained: Path, tmp_path: Path, override: str) -> None:
+    # evaluate.py scores every window in order and unaugmented: a mirrored or subsampled score was asked
+    # for and would not have happened.
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    with hydra_job("evaluate", ckpt, override, f"paths.output_dir={tmp_path}") as cfg:
+        with pytest.raises(ConfigError) as info:
+            run_evaluate(cfg)
+    name = override.split("=")[0].split(".")[1]
+    assert str(info.value).startswith(f"data.{name}: a training setting, which evaluate.py would ignore")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -136,6 +136,9 @@ def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> 
 # What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
 # ...) is the checkpoint's.
 EVALUATE_READS = ("ckpt_path", "split", "predict", "out", "optimized_metric", "data", "paths")
+# Data settings that only training reads: evaluate.py scores every window of a split, in order,
+# unaugmented, in batches of data.eval_batch_size.
+TRAINING_ONLY_DATA = ("batch_size", "drop_last", "augment", "train_eval", "seed")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -154,6 +157,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
             f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
+        )
+    keys = [override_key(o).split(".") for o in overrides]
+    if unread := [k for k in keys if k[0] == "data" and len(k) > 1 and k[1] in TRAINING_ONLY_DATA]:
+        raise ConfigError(
+            f"data.{unread[0][1]}: a training setting, which evaluate.py would ignore: it scores every "
+            "window of the split in order, unaugmented, in batches of data.eval_batch_size; expected "
+            "other data settings"
         )
     check_metric(cfg.optimized_metric)
     if cfg.split not in (None, "test", "val", "train", "all"):
