@@ -5,7 +5,8 @@ Finds each run (a folder with `.hydra/overrides.yaml`, evaluate.py's passed over
 with `--by seed`: mean +- std over seeds), sorted by `--sort`, with rows for the references scored
 on the same windows (persistence, the least-squares linear map, drift; a set for each set of windows
 when the runs used other data), and how each run trained (its best val metric, that epoch, the last
-val against the best, the train loss change); without `--by`, also each run's 95 % intervals of
+val against the best, the change of the train loss and of the metric on train windows, and the best
+checkpoint's skill_emd on train windows and on val); without `--by`, also each run's 95 % intervals of
 skill_emd against each reference, and up to which horizon step its EMD lead over each holds (every
 step's interval above 0). Runs without metrics.json are listed as `crashed or running`, not fatal.
 Writes the table as CSV, the val curves as PNG, and the test metrics against the horizon step (every
@@ -34,6 +35,9 @@ import matplotlib.pyplot as plt
 COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
 # From the curves; train_eval_pct: the change of the metric on train windows (data.train_eval).
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct", "train_eval_pct"]
+# The best checkpoint's skill_emd on the train windows of data.train_eval and on val (metrics.json):
+# how much of what a run learnt on the windows it trained on holds on windows it did not see.
+SEEN = {"train_eval_skill": "train_eval", "val_skill": "val"}
 REFERENCES = ("persistence", "linear", "drift")  # forecasts every run is scored beside, on the same windows
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 # How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
@@ -111,6 +115,8 @@ def read_run(run: Path, metric: str) -> dict:
         return row
     row["status"] = "ok"
     row.update(scores)
+    for column, split in SEEN.items():  # runs made before data.train_eval lack its panel
+        row[column] = metrics["model"].get(split, {}).get("skill_emd", math.nan)
     for column, ref in INTERVALS.items():  # runs made before the intervals lack them
         if cell := metrics.get("intervals", {}).get(ref, {}).get("emd"):
             interval = (
@@ -172,7 +178,7 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
     ok = [r for r in rows if r["status"] == "ok"]
     # An interval is one run's: a group of seeds has none (its spread is the ± std); its lead time, in
     # steps, is averaged like the metrics.
-    columns = ["run", "status", *TRAINING, *COLUMNS, *([] if by else INTERVALS)]
+    columns = ["run", "status", *TRAINING, *SEEN, *COLUMNS, *([] if by else INTERVALS)]
     frame = pd.DataFrame([{k: r.get(k, math.nan) for k in columns} for r in rows])
     for column, ref in LEADS.items():
         frame[column] = [lead(r, ref, as_text=not by) for r in rows]
@@ -180,7 +186,7 @@ def table(rows: list[dict], by: str | None, sort: str) -> pd.DataFrame:
         # Group runs that differ only in `by` (e.g. the seed): mean +- std.
         frame["run"] = [group_name(r, by) for r in rows]
         done = frame[frame.status == "ok"]
-        averaged = [*TRAINING, *COLUMNS, *LEADS]
+        averaged = [*TRAINING, *SEEN, *COLUMNS, *LEADS]
         stats = done.groupby("run")[averaged].agg(["mean", "std"])
         out = pd.DataFrame(index=stats.index)
         for c in averaged:
@@ -305,6 +311,8 @@ def main() -> None:
         "val_after_best_pct": f"last val/{args.metric} vs best %",
         "train_loss_pct": "train loss change %",
         "train_eval_pct": f"train_eval/{args.metric} change %",
+        "train_eval_skill": "skill_emd train windows",
+        "val_skill": "skill_emd val",
     }
     frame = table(rows, args.by, args.sort).rename(columns=names)
     print(frame.to_markdown(index=False, floatfmt=".4g"))

@@ -54,6 +54,9 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
         assert row["status"] == "ok"
         assert row["emd"] == pytest.approx(metrics["model"]["test"]["emd"], rel=1e-9)
         assert row["mse"] == pytest.approx(metrics["model"]["test"]["mse"], rel=1e-9)
+        for column, split in (("skill_emd train windows", "train_eval"), ("skill_emd val", "val")):
+            assert row[column] == pytest.approx(metrics["model"][split]["skill_emd"], rel=1e-9), column
+        assert row["train_eval/emd change %"] == 0  # one epoch: its first validation is its last
         cell = metrics["intervals"]["drift"]["emd"]
         assert (
             row["skill_emd vs drift 95%"] == f"{cell['skill']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}]"
