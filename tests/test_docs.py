@@ -272,6 +272,22 @@ def test_the_loss_study_mass_weight_table_is_the_csvs_too(scale: str, csv: str) 
         assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in PANEL], cells[0]
 
 
+def test_the_loss_study_train_window_table_is_its_csv_too() -> None:
+    # Every trained row: the fit's changes and the best checkpoint's skills on train windows and on val.
+    written = study_csv("loss_study_linear.csv")
+    rows = markdown_table(STUDY.read_text(), "On the windows each loss trained on")
+    columns = [
+        "train loss change %",
+        "train_eval/emd change %",
+        "skill_emd train windows",
+        "skill_emd val",
+        "emd",
+    ]
+    assert len(rows) == sum(not is_reference(row) for row in written.values()) == 11
+    for cells in rows:
+        assert cells[1:] == [written[row_label(cells[0])][c] for c in columns], cells[0]
+
+
 def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
     # Its intervals and step counts are the CSV's text (the page writes minus as "−"); its test EMD
     # and skill are the CSV's numbers to the digits the page shows.
