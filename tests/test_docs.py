@@ -200,11 +200,12 @@ def test_the_docs_links_reach_a_file_and_a_heading_there() -> None:
     assert checked > 20 and not broken, broken
 
 
-def markdown_table(text: str, heading: str) -> list[list[str]]:
-    """The cells of the first table under ``## heading``, header and rule rows left out."""
-    section = text.split(f"\n## {heading}\n", 1)[1]
-    rows = re.search(r"^\|.*?(?=\n(?!\|))", section, flags=re.M | re.S).group(0).split("\n")
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+def markdown_table(text: str, heading: str, which: int = 0) -> list[list[str]]:
+    """The cells of the ``which``-th table (0: the first) under ``## heading``, header and rule rows
+    left out."""
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"^\|.*?(?=\n(?!\|))", section, flags=re.M | re.S)
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in tables[which].split("\n")[2:]]
 
 
 STUDY = ROOT / "docs" / "loss_study.md"
@@ -272,10 +273,11 @@ def test_the_loss_study_mass_weight_table_is_the_csvs_too(scale: str, csv: str) 
         assert [cell.strip("*") for cell in cells[2:]] == [row[c] for c in PANEL], cells[0]
 
 
-def test_the_loss_study_train_window_table_is_its_csv_too() -> None:
+@pytest.mark.parametrize(("which", "csv"), [(0, "linear"), (1, "db")])
+def test_the_loss_study_train_window_tables_are_their_csvs_too(which: int, csv: str) -> None:
     # Every trained row: the fit's changes and the best checkpoint's skills on train windows and on val.
-    written = study_csv("loss_study_linear.csv")
-    rows = markdown_table(STUDY.read_text(), "On the windows each loss trained on")
+    written = study_csv(f"loss_study_{csv}.csv")
+    rows = markdown_table(STUDY.read_text(), "On the windows each loss trained on", which)
     columns = [
         "train loss change %",
         "train_eval/emd change %",
