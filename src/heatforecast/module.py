@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from heatforecast.data.datamodule import VAL_SPLITS
 from heatforecast.data.files import RESERVED
 from heatforecast.losses import DEFAULT_EPS
 from heatforecast.metrics import FORECASTERS, ForecastMetrics
@@ -249,8 +250,7 @@ class Forecaster(L.LightningModule):
             self._figure_window = (x[0] * self.scale_factor, target[0], forecast[0])
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
-        # The data module's val loaders: the val split, then the train windows of data.train_eval.
-        self._eval_step(("val", "train_eval")[dataloader_idx], batch, batch_idx)
+        self._eval_step(VAL_SPLITS[dataloader_idx], batch, batch_idx)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step("test", batch, batch_idx)
@@ -336,9 +336,9 @@ class Forecaster(L.LightningModule):
             self.log_dict({f"{split}/{who}/{k}": v for k, v in panels[who].items()}, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        self._end_epoch("val")
-        if len(self.trainer.num_val_batches) > 1:  # every DDP rank, as computing the panel syncs them
-            self._end_epoch("train_eval")
+        # One panel per val loader, on every DDP rank (computing a panel syncs them), batches or none.
+        for split in VAL_SPLITS[: len(self.trainer.num_val_batches)]:
+            self._end_epoch(split)
         every = self.val_figure_every
         if self.trainer.sanity_checking or not every or self._figure_window is None:
             return

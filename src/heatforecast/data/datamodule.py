@@ -26,6 +26,9 @@ from heatforecast.data.files import DataError, Heatmaps, angle_grid, data_files,
 from heatforecast.data.synthetic import make_synthetic
 
 SPLITS = ("train", "val", "test")
+# What val_dataloader's loaders score, in dataloader_idx order: the val split, then (data.train_eval)
+# the train windows that every validation scores too.
+VAL_SPLITS = ("val", "train_eval")
 
 
 @dataclass
@@ -491,7 +494,7 @@ class HeatmapData(L.LightningDataModule):
     def val_dataloader(self) -> WindowLoader | list[WindowLoader]:
         if not self.train_eval:
             return self.loader("val")
-        return [self.loader("val"), self.loader("train_eval")]  # dataloader_idx 0 and 1
+        return [self.loader(split) for split in VAL_SPLITS]
 
     def test_dataloader(self) -> WindowLoader:
         return self.loader("test")

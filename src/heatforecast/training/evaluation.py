@@ -153,12 +153,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     check_added_settings(cfg)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    if ignored := [o for o in overrides if override_key(o).split(".")[0] not in EVALUATE_READS]:
+    keys = [override_key(o).split(".") for o in overrides]
+    if ignored := [o for o, k in zip(overrides, keys, strict=True) if k[0] not in EVALUATE_READS]:
         raise ConfigError(
             f"{ignored[0]}: evaluate.py takes the model, loss and training settings from the checkpoint, "
             f"so this would be ignored; expected settings of {', '.join(EVALUATE_READS)} only"
         )
-    keys = [override_key(o).split(".") for o in overrides]
     if unread := [k for k in keys if k[0] == "data" and len(k) > 1 and k[1] in TRAINING_ONLY_DATA]:
         raise ConfigError(
             f"data.{unread[0][1]}: a training setting, which evaluate.py would ignore: it scores every "
