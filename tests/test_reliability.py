@@ -130,6 +130,31 @@ def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_
     assert run(elsewhere) == json.loads((tmp_path / "metrics.json").read_text())["value"]
 
 
+@pytest.mark.parametrize(("before", "after"), [(0, 0.5), (0.5, 0)], ids=["turned on", "turned off"])
+def test_a_resume_may_change_the_share_of_train_windows_validation_scores(
+    tiny, tmp_path: Path, before: float, after: float
+) -> None:
+    # data.train_eval adds or drops a val loader that draws no random numbers: the resumed fit makes
+    # the same weights, and its validations score the train windows or not as the resume says.
+    every_epoch = ["loss=mse", "trainer.max_epochs=3", "+callbacks.model_checkpoint.save_top_k=-1"]
+    run(tiny(*every_epoch, "callbacks.early_stopping=null", f"data.train_eval={before}"))
+    resumed = tiny(
+        *every_epoch,
+        "callbacks.early_stopping=null",
+        f"data.train_eval={after}",
+        f"ckpt_path={tmp_path / 'checkpoints' / 'epoch000.ckpt'}",
+    )
+    resumed.paths.output_dir = resumed.paths.log_dir = str(tmp_path / "resumed")
+    run(resumed)
+    want, got = (
+        torch.load(d / "checkpoints" / "epoch002.ckpt")["state_dict"]
+        for d in (tmp_path, tmp_path / "resumed")
+    )
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    scored = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["model"]
+    assert ("train_eval" in scored) == (after > 0)
+
+
 def test_a_resume_takes_moved_data_and_refuses_changed_data(tiny, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -183,6 +183,9 @@ def test_validation_scores_train_windows_beside_val_without_changing_the_fit(tin
     charts = {share: custom_charts(tmp_path / str(share)) for share in (0.5, 0)}
     assert charts[0.5]["train windows vs val"]["emd"] == ["^train_eval/emd$", "^val/emd$"]
     assert "train windows vs val" not in charts[0]
+    losses = ["^train/loss_epoch$", "^train_eval/loss$", "^val/loss$"]
+    assert charts[0.5]["loss"]["train vs val"] == losses
+    assert charts[0]["loss"]["train vs val"] == [losses[0], losses[2]]  # no curve that never comes
     # Persistence needs no model: its panel there is that of the chosen train windows, by hand.
     dm = instantiate(configs[0.5].data)
     dm.setup()

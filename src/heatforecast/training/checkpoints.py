@@ -144,12 +144,13 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
 
 
 # Settings a resumed run may give otherwise than the run it continues: where it writes and what it
-# shows, the callbacks that watch it, its checks, where the data lives, evaluation batches, and the
-# device and precision it runs on (not the number of processes: each holds its share's data position),
-# and the kernels of the optimizer's step (fused or not: the same update, rounded otherwise).
+# shows, the callbacks that watch it, its checks, where the data lives, evaluation batches, the share of
+# train windows validation scores (drawing no random numbers, it leaves the fit as it is), the device and
+# precision it runs on (not the number of processes: each holds its share's data position), and the
+# kernels of the optimizer's step (fused or not: the same update, rounded otherwise).
 RESUME_MAY_CHANGE = (
     "paths", "ckpt_path", "callbacks", "logger", "val_figure_every", "nonfinite", "compile",
-    "data.on_device", "data.eval_batch_size", "optim.optimizer.fused",
+    "data.on_device", "data.eval_batch_size", "data.train_eval", "optim.optimizer.fused",
     "trainer.accelerator", "trainer.precision", "trainer.deterministic", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "trainer.log_every_n_steps",
 )  # fmt: skip

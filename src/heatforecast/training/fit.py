@@ -40,8 +40,9 @@ def _custom_scalars(logger: Any, train_eval: bool) -> None:
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_custom_scalars"):
         return
+    losses = ["^train/loss_epoch$", *(["^train_eval/loss$"] if train_eval else []), "^val/loss$"]
     layout = {
-        "loss": {"train vs val": ["Multiline", ["^train/loss_epoch$", "^train_eval/loss$", "^val/loss$"]]},
+        "loss": {"train vs val": ["Multiline", losses]},
         "val: model vs the references": {
             m: ["Multiline", [f"^val/{m}$", *(f"^val/{who}/{m}$" for who in FORECASTERS[1:])]]
             for m in METRICS
