@@ -32,7 +32,8 @@ from heatforecast.metrics import METRICS, higher_is_better
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLUMNS = ["emd", "peak_err_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+COLUMNS = ["emd", "peak_err_deg", "ospa_deg", "mse", "kl", "mass_rel_err", "skill_emd"]
+ADDED = {"ospa_deg"}  # metrics that runs made before them lack: NaN there
 # From the curves; train_eval_pct: the change of the metric on train windows (data.train_eval).
 TRAINING = ["best_val", "best_epoch", "val_after_best_pct", "train_loss_pct", "train_eval_pct"]
 # The best checkpoint's skill_emd on the train windows of data.train_eval and on val (metrics.json):
@@ -93,6 +94,12 @@ def diagnosis(scalars: dict[str, list[tuple[int, float]]], metric: str) -> dict[
     return out
 
 
+def score(panel: dict[str, float], name: str) -> float:
+    """A test panel's metric; NaN for one of ADDED in a run made before it (any other missing metric
+    is a file of another shape: KeyError)."""
+    return panel.get(name, math.nan) if name in ADDED else panel[name]
+
+
 def read_run(run: Path, metric: str) -> dict:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
@@ -106,7 +113,7 @@ def read_run(run: Path, metric: str) -> dict:
         metrics = json.loads(metrics_file.read_text())
         # What every finished run's file holds (DESIGN.md); a file of another shape is not a run's.
         panels = {who: metrics[who]["test"] for who in ("model", "persistence")}
-        scores = {c: panels["model"][c] for c in COLUMNS}
+        scores = {c: score(panels["model"], c) for c in COLUMNS}
     except json.JSONDecodeError:
         row["status"] = "unreadable metrics.json"
         return row
@@ -129,7 +136,7 @@ def read_run(run: Path, metric: str) -> dict:
     row["per_horizon"] = metrics["model"]["test_per_horizon"]
     for ref in REFERENCES:
         if ref in metrics:
-            row[ref] = {c: metrics[ref]["test"][c] for c in COLUMNS}
+            row[ref] = {c: score(metrics[ref]["test"], c) for c in COLUMNS}
             row[f"{ref}_per_horizon"] = metrics[ref]["test_per_horizon"]
     return row
 

@@ -90,6 +90,20 @@ def test_a_metrics_file_that_is_not_a_run_s_is_named_in_the_status(tmp_path: Pat
         assert compare_runs.read_run(tmp_path, "val/emd")["status"] == status, text
 
 
+def test_a_run_made_before_ospa_deg_has_nan_there_and_its_other_columns(tmp_path: Path) -> None:
+    compare_runs = load_compare_runs()
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- loss=emd\n")
+    older = {c: 1.0 for c in compare_runs.COLUMNS if c != "ospa_deg"}
+    panel = {"test": older, "test_per_horizon": {}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"model": panel, "persistence": panel}))
+    row = compare_runs.read_run(tmp_path, "val/emd")
+    assert row["status"] == "ok" and row["emd"] == 1.0 and row["ospa_deg"] != row["ospa_deg"]  # NaN
+    assert (
+        row["persistence"]["emd"] == 1.0 and row["persistence"]["ospa_deg"] != row["persistence"]["ospa_deg"]
+    )
+
+
 def test_evaluate_folders_are_passed_over(tmp_path: Path) -> None:
     # `compare_runs.py logs` listed every evaluate.py folder as a run, failed commands' as "crashed".
     compare_runs = load_compare_runs()

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import optimize, signal, stats
 from torch import Tensor
 
 from heatforecast import losses
+from heatforecast.data import make_synthetic
 from heatforecast.metrics import (
     FORECASTERS,
     MIN_SERIES,
+    OSPA_CUTOFF_DEG,
+    PEAK_DISTANCE_DEG,
+    PEAK_WITHIN_DB,
     SKILL_METRICS,
     VECTOR_METRICS,
     ForecastMetrics,
+    ospa,
+    peaks,
     series_panels,
     skill_interval,
     skill_intervals,
     vector_metrics,
 )
 from heatforecast.training.report import interval_table
+
+from .test_losses import forum_frame
 
 
 def test_circular_metrics_measure_the_shorter_way_round() -> None:
@@ -30,6 +40,8 @@ def test_circular_metrics_measure_the_shorter_way_round() -> None:
     line = dict(zip(VECTOR_METRICS, vector_metrics(pred, target, angles, eps=1e-12)))
     circle = dict(zip(VECTOR_METRICS, vector_metrics(pred, target, angles, eps=1e-12, circular=True)))
     assert line["peak_err_deg"].item() == 340.0 and circle["peak_err_deg"].item() == 20.0
+    # On a line the forecast's top is its end bin, no peak: the target's peak is missed, at the cutoff.
+    assert line["ospa_deg"].item() == OSPA_CUTOFF_DEG and circle["ospa_deg"].item() == 20.0
     assert abs(line["emd"].item() - 340.0) < 1e-6
     assert abs(circle["emd"].item() - 20.0) < 1e-6
     torch.testing.assert_close(circle["cramer"], losses.cramer(pred, target, 10.0, eps=1e-12, circular=True))
@@ -49,6 +61,106 @@ def test_metric_panel_passes_circular_to_every_update() -> None:
         panels[circular] = metrics.compute()["model"]
     assert panels[False]["peak_err_deg"].item() == 340.0 and panels[True]["peak_err_deg"].item() == 20.0
     assert abs(panels[True]["emd"].item() - 20.0) < 1e-4
+
+
+def scipy_peaks(frame: np.ndarray, scale: str, circular: bool) -> list[int]:
+    """The bins of scipy.signal.find_peaks's peaks with the metric's height and distance, highest
+    first. A circular frame is laid out three times over and the middle copy's peaks are taken."""
+    top = frame.max()
+    height = top - PEAK_WITHIN_DB if scale == "db" else top * 10 ** (-PEAK_WITHIN_DB / 10)
+    n = len(frame)
+    laid = np.tile(frame, 3) if circular else frame
+    found, _ = signal.find_peaks(laid, height=height, distance=PEAK_DISTANCE_DEG)  # 1-degree bins
+    if circular:
+        found = found[(found >= n) & (found < 2 * n)] - n
+    return found[np.argsort(-frame[found], kind="stable")].tolist()
+
+
+@pytest.mark.parametrize(
+    ("scale", "circular"),
+    [("linear", False), ("db", False), ("linear", True)],
+    ids=["linear", "dB", "circular"],
+)
+def test_peaks_are_scipy_find_peaks_highest_first(scale: str, circular: bool) -> None:
+    n_bins = 360 if circular else 181
+    frames = make_synthetic(2, 150, n_bins, scale=scale, circular=circular, seed=5).reshape(-1, n_bins)
+    angles = torch.arange(float(n_bins))
+    where, found = peaks(torch.from_numpy(frames), angles, scale, circular)
+    counts = []
+    for frame, at, ok in zip(frames, where, found, strict=True):
+        want = scipy_peaks(frame.astype(np.float64), scale, circular)
+        counts.append(len(want))
+        assert at[ok].long().tolist() == want[:4] and ok.tolist() == sorted(ok.tolist(), reverse=True)
+    assert 1 <= min(counts) and max(counts) >= 2  # frames with one source and with several
+
+
+@pytest.mark.parametrize("circular", [False, True], ids=["line", "circle"])
+def test_flat_topped_peaks_are_placed_as_scipy_places_them(circular: bool) -> None:
+    # Whole numbers make runs of equal bins: a flat top is one peak at its middle, a shelf on the way
+    # up is none, and (on a line) neither is a run that reaches an end bin.
+    frames = np.random.default_rng(2).integers(0, 4, (300, 40)).astype(np.float64)
+    frames[0] = [0, 1, 2, 2, 3, *[0] * 32, 2, 2, 2]  # a shelf, then a run to the end
+    frames[1] = 1.0  # flat: no peak
+    angles = torch.arange(40.0)
+    where, found = peaks(
+        torch.from_numpy(frames), angles, circular=circular, k=20, within_db=math.inf, distance_deg=1
+    )
+    for frame, at, ok in zip(frames, where, found, strict=True):
+        laid = np.tile(frame, 3) if circular else frame
+        want = signal.find_peaks(laid)[0]
+        if circular:
+            want = want[(want >= 40) & (want < 80)] - 40
+        assert sorted(at[ok].long().tolist()) == sorted(want.tolist())
+    assert where[0][found[0]].tolist() == ([4.0, 38.0] if circular else [4.0]) and not found[1].any()
+
+
+def test_peaks_of_the_forum_frame_in_db_are_scipys_and_skip_its_end_bin() -> None:
+    frame = forum_frame()  # 182 values in dB; its highest, 0.27 dB, is the first bin: no peak
+    angles = torch.arange(float(len(frame)))
+    where, found = peaks(frame, angles, "db")
+    assert frame.argmax().item() == 0 and 0.0 not in where[found].tolist()
+    assert where[found].long().tolist() == scipy_peaks(frame.double().numpy(), "db", False)[:4]
+
+
+def test_ospa_is_the_optimal_assignment_with_a_cutoff() -> None:
+    gen = np.random.default_rng(3)
+    n, k, cutoff = 400, 4, 30.0
+    a, b = gen.uniform(0, 360, (2, n, k))
+    b[: n // 2, :2] = (a[: n // 2, :2] + gen.normal(0, 15, (n // 2, 2))) % 360  # near matches too
+    has_a, has_b = gen.random((2, n, k)) < 0.6  # empty sets included
+    for circular in (False, True):
+        got = ospa(
+            (torch.from_numpy(a), torch.from_numpy(has_a)),
+            (torch.from_numpy(b), torch.from_numpy(has_b)),
+            cutoff,
+            circular,
+        )
+        for i in range(n):
+            x, y = a[i][has_a[i]], b[i][has_b[i]]
+            gap = np.abs(x[:, None] - y[None])
+            cost = np.minimum(np.minimum(gap, 360 - gap) if circular else gap, cutoff)
+            rows, cols = optimize.linear_sum_assignment(cost)
+            larger = max(len(x), len(y))
+            want = (cost[rows, cols].sum() + cutoff * abs(len(x) - len(y))) / larger if larger else 0.0
+            assert got[i].item() == pytest.approx(want, abs=1e-9), (i, circular)
+
+
+def test_ospa_counts_a_missed_source_that_the_argmax_does_not_see() -> None:
+    angles = torch.arange(181.0)
+
+    def bumps(*sources: tuple[float, float]) -> Tensor:
+        return sum(amp * torch.exp(-0.5 * ((angles - at) / 3.0) ** 2) for at, amp in sources)
+
+    target = bumps((40.0, 1.0), (120.0, 0.8))  # two sources
+    one_found = bumps((44.0, 1.0))  # the strongest 4 degrees off; the other missed
+    both_found = bumps((44.0, 1.0), (118.0, 0.8))
+    panel = {
+        name: dict(zip(VECTOR_METRICS, vector_metrics(f[None], target[None], angles)))
+        for name, f in (("one", one_found), ("both", both_found))
+    }
+    assert panel["one"]["peak_err_deg"].item() == panel["both"]["peak_err_deg"].item() == 4.0
+    assert panel["one"]["ospa_deg"].item() == pytest.approx((4.0 + OSPA_CUTOFF_DEG) / 2)
+    assert panel["both"]["ospa_deg"].item() == pytest.approx((4.0 + 2.0) / 2)
 
 
 @pytest.mark.parametrize("unit", [1e-25, 1e21])

@@ -8,10 +8,15 @@ Per vector (p forecast, t target, both (..., A) in the data's own units; angles 
 - ``emd``  Wasserstein-1 in degrees         - ``cramer``  d sum_a (CDF_p - CDF_t)^2
 - ``cosine``  1 - cos(p, t)                 - ``kl``  KL(t distribution || p distribution)
 - ``peak_err_deg``  |angle(argmax p) - angle(argmax t)|
+- ``ospa_deg``  the OSPA distance (p = 1, cutoff c) between the peak sets X of p and Y of t (:func:`peaks`),
+  with m = |X| <= n = |Y| (or the other way round):
+  (min over injections pi of sum_i min(|x_i - y_pi(i)|, c) + c (n - m)) / n, 0 when both are empty.
+  A peak placed within c of its match costs its distance; one missed or made up costs c: every source,
+  not only the strongest one that the argmax sees.
 
 With ``circular`` (an angle axis that wraps around, 0..360 data) emd and cramer take their circular
-forms (:func:`losses.emd`, :func:`losses.cramer`) and the peak error is the shorter way round the circle,
-min(|delta|, 360 - |delta|).
+forms (:func:`losses.emd`, :func:`losses.cramer`) and the angle between two peaks is the shorter way round
+the circle, min(|delta|, 360 - |delta|).
 
 Over a split (per horizon step and overall), each is the mean over windows, except
 ``mass_rel_err`` = sum |E(p) - E(t)| / sum E(t), E the total energy of a frame (a ratio of sums, so
@@ -22,6 +27,9 @@ all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_ms
 
 from __future__ import annotations
 
+import math
+from functools import cache
+from itertools import permutations
 from typing import Any
 
 import torch
@@ -31,7 +39,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from heatforecast import losses
 
-VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg")
+VECTOR_METRICS = ("mse", "mae", "emd", "cramer", "cosine", "kl", "peak_err_deg", "ospa_deg")
 SKILL_METRICS = ("emd", "mse")  # skill_emd, skill_mse
 SKILL_ROWS = [VECTOR_METRICS.index(name) for name in SKILL_METRICS]  # their rows in vector_metrics
 METRICS = (*VECTOR_METRICS, "mass_rel_err", *(f"skill_{name}" for name in SKILL_METRICS))
@@ -50,10 +58,120 @@ def higher_is_better(name: str) -> bool:
     return name.startswith("skill_")
 
 
+# Which bins are peaks (:func:`peaks`) and what a missed one costs (ospa_deg). Fixed, so that every run's
+# ospa_deg is on the same scale: within 3 dB of the frame's highest bin (half its power) keeps the
+# sources and drops the noise floor's spikes; 5 degrees apart drops the noise's ripples on a source's
+# top (they are 1-3 bins apart); the cutoff is beyond a source's 10-step move at the default data's
+# largest speed (2.5 degrees a step).
+PEAK_WITHIN_DB = 3.0
+PEAK_DISTANCE_DEG = 5.0
+MAX_PEAKS = 4
+OSPA_CUTOFF_DEG = 30.0
+
 FORECASTERS = ("model", "persistence", "linear", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
 MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over so few says nothing
 RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64, as much of counts)
+
+
+def _angle_gap(a: Tensor, b: Tensor, circular: bool) -> Tensor:
+    gap = (a - b).abs()
+    return torch.minimum(gap, 360.0 - gap) if circular else gap
+
+
+def peaks(
+    x: Tensor,
+    angles: Tensor,
+    scale: str = "linear",
+    circular: bool = False,
+    k: int = MAX_PEAKS,
+    within_db: float = PEAK_WITHIN_DB,
+    distance_deg: float = PEAK_DISTANCE_DEG,
+    bin_width: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The angles of the (up to) ``k`` highest peaks of each vector x (..., A): (..., k) angles, highest
+    first, and (..., k) whether each was found.
+
+    A peak is a run of equal bins (most often one bin) with a lower bin on either side, placed at the
+    run's middle (the left one of two middles); on a non-circular axis a run that reaches an end bin is
+    no peak. It must be within ``within_db`` of the vector's highest bin (linear energy: at least
+    10^(-within_db/10) of it). Of peaks closer than ``distance_deg`` only the highest is kept, highest
+    first. These are the peaks of ``scipy.signal.find_peaks(x, height=..., distance=...)`` (distance in
+    bins), which the tests compare with. ``bin_width``: angles[1] - angles[0], if the caller has it
+    (reading it from a GPU tensor waits for the GPU).
+    """
+    n = x.shape[-1]
+    width = float(angles[1] - angles[0]) if bin_width is None else bin_width
+    # last[i]: the last bin of the run of equal bins that starts at i (inf where it never ends: a run
+    # reaching a non-circular end, or a flat circle), by a reversed running minimum. Bin numbers are
+    # floats, exact to 2^24 bins: integer tensors cost conversions for the same result.
+    ahead = torch.cat([x, x], -1) if circular else x
+    steps = torch.arange(ahead.shape[-1] - 1, device=x.device, dtype=x.dtype)
+    last = steps.masked_fill(ahead[..., 1:] == ahead[..., :-1], torch.inf).flip(-1).cummin(-1).values.flip(-1)
+    if not circular:  # the last bin's run ends at the axis' end
+        last = torch.cat([last, torch.full_like(last[..., :1], torch.inf)], -1)
+    last = last[..., :n]
+    ends = last < torch.inf
+    after = ahead.gather(-1, torch.where(ends, last + 1, 0).long())
+    if circular:
+        before = x.roll(1, -1)
+    else:  # the first bin has no bin before it: never a peak
+        before = torch.cat([torch.full_like(x[..., :1], torch.inf), x[..., :-1]], -1)
+    top = x.amax(-1, keepdim=True)
+    floor = top - within_db if scale == "db" else top * 10 ** (-within_db / 10)
+    is_peak = (x > before) & ends & (after < x) & (x >= floor)
+    bins = torch.arange(n, device=x.device, dtype=x.dtype)
+    middle = torch.where(is_peak, ((bins + last) / 2).floor(), bins)  # runs do not overlap: one a bin
+    if circular:
+        middle = torch.where(middle >= n, middle - n, middle)
+    height = torch.full_like(x, -torch.inf).scatter_reduce(
+        -1, middle.long(), torch.where(is_peak, x, -torch.inf), "amax"
+    )
+    # Peaks up to `near` bins apart are closer than distance_deg. Two peaks are at least 2 bins apart, so
+    # each peak kept drops at most near // 2 on either side: the k kept are among the `keep` highest,
+    # and the greedy choice runs over those alone.
+    near = math.ceil(distance_deg / width - 1e-6) - 1
+    keep = min(n, (k - 1) * (1 + 2 * (near // 2)) + 1)
+    candidate, at = height.topk(keep, -1)  # highest first
+    left = candidate > -torch.inf
+    found, where = [], []
+    for _ in range(k):
+        first = left.float().argmax(-1, keepdim=True)  # the highest left (index 0 where none is)
+        found.append(left.gather(-1, first)[..., 0])
+        chosen = at.gather(-1, first)
+        where.append(angles[chosen[..., 0]])
+        gap = (at - chosen).abs()
+        gap = torch.minimum(gap, n - gap) if circular else gap
+        left = left & (gap > near)
+    return torch.stack(where, -1), torch.stack(found, -1)
+
+
+@cache
+def _matchings(k: int, device: torch.device) -> Tensor:
+    """The k! orderings of range(k), (k!, k), made once per device: a copy to a GPU at every batch
+    would wait for the GPU each time."""
+    return torch.tensor(list(permutations(range(k))), device=device)
+
+
+def ospa(
+    pred: tuple[Tensor, Tensor],
+    target: tuple[Tensor, Tensor],
+    cutoff: float = OSPA_CUTOFF_DEG,
+    circular: bool = False,
+) -> Tensor:
+    """The OSPA distance (order 1; module docstring) between two sets of peaks given as :func:`peaks`
+    gives them, (angles, found) of shape (..., k) each; returns (...). Exact, over all k! matchings of
+    the sets padded to k points (a padded point costs ``cutoff`` against a peak and 0 against another
+    padded one, which gives OSPA's cost of the peaks left unmatched)."""
+    (a, has_a), (b, has_b) = pred, target
+    k = a.shape[-1]
+    pairs = has_a[..., :, None] & has_b[..., None, :]
+    one_sided = has_a[..., :, None] ^ has_b[..., None, :]
+    gap = _angle_gap(a[..., :, None], b[..., None, :], circular).clamp(max=cutoff)
+    cost = torch.where(pairs, gap, torch.where(one_sided, cutoff, 0.0))  # (..., k, k)
+    total = cost[..., torch.arange(k, device=a.device), _matchings(k, a.device)].sum(-1).amin(-1)
+    larger = torch.maximum(has_a.sum(-1), has_b.sum(-1))
+    return torch.where(larger > 0, total / larger.clamp(min=1), 0.0)
 
 
 def vector_metrics(
@@ -63,13 +181,19 @@ def vector_metrics(
     scale: str = "linear",
     eps: float = 1e-3,
     circular: bool = False,
+    bin_width: float | None = None,
+    target_peaks: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...)."""
+    """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...).
+    ``bin_width`` (angles[1] - angles[0]) and ``target_peaks`` (:func:`peaks` of ``target``) where the
+    caller has them: reading the width off a GPU tensor waits for the GPU, and :class:`ForecastMetrics`
+    scores four forecasts against one target."""
     losses.check_pair(pred, target)
-    width = float(angles[1] - angles[0])
-    peak = (angles[pred.argmax(-1)] - angles[target.argmax(-1)]).abs()
-    if circular:
-        peak = torch.minimum(peak, 360.0 - peak)
+    width = float(angles[1] - angles[0]) if bin_width is None else bin_width
+    if target_peaks is None:
+        target_peaks = peaks(target, angles, scale, circular, bin_width=width)
+    peak = _angle_gap(angles[pred.argmax(-1)], angles[target.argmax(-1)], circular)
+    found = ospa(peaks(pred, angles, scale, circular, bin_width=width), target_peaks, circular=circular)
     return torch.stack(
         [
             losses.mse(pred, target),
@@ -79,6 +203,7 @@ def vector_metrics(
             losses.cosine(pred, target, eps),
             losses.kl(pred, target, scale, eps),
             peak,
+            found,
         ]
     )
 
@@ -118,6 +243,7 @@ class ForecastMetrics(Metric):
         self.unit = float(unit)
         self.keep_windows = keep_windows
         self.register_buffer("angles", angles.detach().clone().float())
+        self.bin_width = float(angles[1] - angles[0])  # read once, here, not off the GPU at every batch
         n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
         self.add_state("sums", torch.zeros(k, n, horizon, dtype=torch.float64), "sum")
         self.add_state("mass_gap", torch.zeros(k, horizon, dtype=torch.float64), "sum")
@@ -147,8 +273,12 @@ class ForecastMetrics(Metric):
         target = target.float() / unit
         mass = losses.total_energy(target, self.scale)
         per_window, per_step, gaps = [], [], []
+        width = self.bin_width
+        found = peaks(target, self.angles, self.scale, self.circular, bin_width=width)
         for i, forecast in enumerate(f.float() / unit for f in (pred, persistence, linear, drift)):
-            values = vector_metrics(forecast, target, self.angles, self.scale, eps, self.circular)
+            values = vector_metrics(
+                forecast, target, self.angles, self.scale, eps, self.circular, width, found
+            )
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
             self.mass_gap[i] += gap.double().sum(0)
