@@ -114,6 +114,15 @@ def test_flat_topped_peaks_are_placed_as_scipy_places_them(circular: bool) -> No
     assert where[0][found[0]].tolist() == ([4.0, 38.0] if circular else [4.0]) and not found[1].any()
 
 
+def test_peaks_of_bf16_frames_are_those_of_the_same_values_in_float32() -> None:
+    # Under bf16 autocast a forecast may come as bf16, whose whole numbers stop being exact past 256:
+    # bin positions of a 360-bin circle must not be computed in it.
+    frames = torch.from_numpy(make_synthetic(2, 60, 360, circular=True, seed=3)).reshape(-1, 360).bfloat16()
+    angles = torch.arange(360.0)
+    got, want = peaks(frames, angles, circular=True), peaks(frames.float(), angles, circular=True)
+    assert torch.equal(got[1], want[1]) and torch.equal(got[0][got[1]], want[0][want[1]])
+
+
 def test_peaks_of_the_forum_frame_in_db_are_scipys_and_skip_its_end_bin() -> None:
     frame = forum_frame()  # 182 values in dB; its highest, 0.27 dB, is the first bin: no peak
     angles = torch.arange(float(len(frame)))

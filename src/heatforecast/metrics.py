@@ -102,6 +102,8 @@ def peaks(
     """
     n = x.shape[-1]
     width = float(angles[1] - angles[0]) if bin_width is None else bin_width
+    # bf16 and float16 would round the height floor and lose bin numbers (bf16's past 256)
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
     # last[i]: the last bin of the run of equal bins that starts at i (inf where it never ends: a run
     # reaching a non-circular end, or a flat circle), by a reversed running minimum. Bin numbers are
     # floats, exact to 2^24 bins: integer tensors cost conversions for the same result.
