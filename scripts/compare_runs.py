@@ -43,6 +43,9 @@ REFERENCES = ("persistence", "linear", "drift")  # forecasts every run is scored
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 # How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
 LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
+# What a run shows on the terminal changes none of its results: not part of a run's label, so runs that
+# differ only there share a --by group (train.py leaves them out of folder names for the same reason).
+SHOWN_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 def find_runs(folders: list[Path]) -> tuple[list[Path], int]:
@@ -101,7 +104,8 @@ def score(panel: dict[str, float], name: str) -> float:
 
 
 def read_run(run: Path, metric: str) -> dict:
-    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    given = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    overrides = [o for o in given if o.split("=", 1)[0].lstrip("+~") not in SHOWN_ONLY]
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
     metrics_file = run / "metrics.json"
     row["curves"] = curves(run)

@@ -31,7 +31,8 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     broken = sweep / folder.format(2, "kl")  # a run that died before writing metrics.json
     shutil.copytree(runs[folder.format(0, "mse")] / ".hydra", broken / ".hydra")
     (broken / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*given, "loss=kl"]))
-    name = ",".join(given) + ",loss={}"  # the table's run: the overrides as given
+    # The table's run: the overrides as given, less what only changes the terminal's output.
+    name = ",".join(given[:-1]) + ",loss={}"
 
     csv = tmp_path / "table.csv"
     cmd = [
@@ -102,6 +103,18 @@ def test_a_run_made_before_ospa_deg_has_nan_there_and_its_other_columns(tmp_path
     assert (
         row["persistence"]["emd"] == 1.0 and row["persistence"]["ospa_deg"] != row["persistence"]["ospa_deg"]
     )
+
+
+def test_what_a_run_only_shows_on_the_terminal_is_not_part_of_its_label(tmp_path: Path) -> None:
+    # A seed run with the progress bar off and one with it on are the same experiment: one --by group.
+    compare_runs = load_compare_runs()
+    (tmp_path / ".hydra").mkdir()
+    given = (
+        "- loss=emd\n- trainer.enable_progress_bar=False\n- +trainer.enable_model_summary=false\n- seed=2\n"
+    )
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(given)
+    row = compare_runs.read_run(tmp_path, "val/emd")
+    assert row["run"] == "loss=emd,seed=2" and compare_runs.group_name(row, "seed") == "loss=emd"
 
 
 def test_evaluate_folders_are_passed_over(tmp_path: Path) -> None:
