@@ -290,6 +290,16 @@ def test_the_loss_study_train_window_tables_are_their_csvs_too(which: int, csv: 
         assert cells[1:] == [written[row_label(cells[0])][c] for c in columns], cells[0]
 
 
+def test_the_loss_study_ospa_table_is_the_csvs_too() -> None:
+    linear, db = study_csv("loss_study_linear.csv"), study_csv("loss_study_db.csv")
+    rows = markdown_table(STUDY.read_text(), "Every source at its angle: `ospa_deg`")
+    assert len(rows) == len(linear) == len(db) == 14
+    for cells in rows:
+        label = row_label(cells[0])
+        written = [linear[label]["ospa_deg"], linear[label]["emd"], db[label]["ospa_deg"], db[label]["emd"]]
+        assert [cell.strip("*") for cell in cells[1:]] == written, cells[0]
+
+
 def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
     # Its intervals and step counts are the CSV's text (the page writes minus as "−"); its test EMD
     # and skill are the CSV's numbers to the digits the page shows.
