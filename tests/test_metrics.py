@@ -102,9 +102,8 @@ def test_flat_topped_peaks_are_placed_as_scipy_places_them(circular: bool) -> No
     frames[0] = [0, 1, 2, 2, 3, *[0] * 32, 2, 2, 2]  # a shelf, then a run to the end
     frames[1] = 1.0  # flat: no peak
     angles = torch.arange(40.0)
-    where, found = peaks(
-        torch.from_numpy(frames), angles, circular=circular, k=20, within_db=math.inf, distance_deg=1
-    )
+    every_peak = {"k": 20, "within_db": math.inf, "distance_deg": 0}  # 0: no peak drops another
+    where, found = peaks(torch.from_numpy(frames), angles, circular=circular, **every_peak)
     for frame, at, ok in zip(frames, where, found, strict=True):
         laid = np.tile(frame, 3) if circular else frame
         want = signal.find_peaks(laid)[0]

@@ -132,7 +132,7 @@ def peaks(
     # Peaks up to `near` bins apart are closer than distance_deg. Two peaks are at least 2 bins apart, so
     # each peak kept drops at most near // 2 on either side: the k kept are among the `keep` highest,
     # and the greedy choice runs over those alone.
-    near = math.ceil(distance_deg / width - 1e-6) - 1
+    near = max(math.ceil(distance_deg / width - 1e-6) - 1, 0)  # 0: each peak drops itself only
     keep = min(n, (k - 1) * (1 + 2 * (near // 2)) + 1)
     candidate, at = height.topk(keep, -1)  # highest first
     left = candidate > -torch.inf
