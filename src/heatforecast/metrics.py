@@ -74,9 +74,10 @@ MIN_UNITS = 5  # below this many series or blocks, no interval: a bootstrap over
 RESAMPLE_CHUNK = 2**22  # draws held at once by skill_interval (32 MB of int64, as much of counts)
 
 
-def _angle_gap(a: Tensor, b: Tensor, circular: bool) -> Tensor:
+def _angle_gap(a: Tensor, b: Tensor, circular: bool, turn: float = 360.0) -> Tensor:
+    """|a - b|, the shorter way round a circle of ``turn`` (degrees, or bins) when ``circular``."""
     gap = (a - b).abs()
-    return torch.minimum(gap, 360.0 - gap) if circular else gap
+    return torch.minimum(gap, turn - gap) if circular else gap
 
 
 def peaks(
@@ -142,9 +143,7 @@ def peaks(
         found.append(left.gather(-1, first)[..., 0])
         chosen = at.gather(-1, first)
         where.append(angles[chosen[..., 0]])
-        gap = (at - chosen).abs()
-        gap = torch.minimum(gap, n - gap) if circular else gap
-        left = left & (gap > near)
+        left = left & (_angle_gap(at, chosen, circular, turn=n) > near)
     return torch.stack(where, -1), torch.stack(found, -1)
 
 
@@ -195,7 +194,7 @@ def vector_metrics(
     if target_peaks is None:
         target_peaks = peaks(target, angles, scale, circular, bin_width=width)
     peak = _angle_gap(angles[pred.argmax(-1)], angles[target.argmax(-1)], circular)
-    found = ospa(peaks(pred, angles, scale, circular, bin_width=width), target_peaks, circular=circular)
+    sources = ospa(peaks(pred, angles, scale, circular, bin_width=width), target_peaks, circular=circular)
     return torch.stack(
         [
             losses.mse(pred, target),
@@ -205,7 +204,7 @@ def vector_metrics(
             losses.cosine(pred, target, eps),
             losses.kl(pred, target, scale, eps),
             peak,
-            found,
+            sources,
         ]
     )
 
@@ -276,10 +275,10 @@ class ForecastMetrics(Metric):
         mass = losses.total_energy(target, self.scale)
         per_window, per_step, gaps = [], [], []
         width = self.bin_width
-        found = peaks(target, self.angles, self.scale, self.circular, bin_width=width)
+        target_peaks = peaks(target, self.angles, self.scale, self.circular, bin_width=width)
         for i, forecast in enumerate(f.float() / unit for f in (pred, persistence, linear, drift)):
             values = vector_metrics(
-                forecast, target, self.angles, self.scale, eps, self.circular, width, found
+                forecast, target, self.angles, self.scale, eps, self.circular, width, target_peaks
             )
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()
