@@ -16,6 +16,7 @@ run beside the references) as `<png>_by_horizon.png`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -27,7 +28,7 @@ import pandas as pd
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from heatforecast.metrics import METRICS, higher_is_better
+from heatforecast.metrics import DEFAULT_PEAKS, METRICS, higher_is_better
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -126,6 +127,7 @@ def read_run(run: Path, metric: str) -> dict:
         return row
     row["status"] = "ok"
     row.update(scores)
+    row["peaks"] = metrics.get("peaks", dataclasses.asdict(DEFAULT_PEAKS))  # older runs: the defaults
     for column, split in SEEN.items():  # runs made before data.train_eval lack its panel
         row[column] = metrics["model"].get(split, {}).get("skill_emd", math.nan)
     for column, ref in INTERVALS.items():  # runs made before the intervals lack them
@@ -152,11 +154,12 @@ def scored_by(rows: list[dict], ref: str) -> dict | None:
 
 def same_windows(rows: list[dict], by: str | None) -> list[tuple[str, list[dict]]]:
     """The finished runs grouped by the windows they were scored on (told apart by their persistence
-    panel, which depends on nothing else), each with a label for its reference rows: "same windows"
-    when there is one group, else "windows of RUN" (and how many other runs share them)."""
+    panel, which depends on nothing else) and the peak settings of their ospa_deg, each with a label for
+    its reference rows: "same windows" when there is one group, else "windows of RUN" (and how many
+    other runs share them)."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(json.dumps(r["persistence"], sort_keys=True), []).append(r)
+        groups.setdefault(json.dumps([r["persistence"], r.get("peaks")], sort_keys=True), []).append(r)
     if len(groups) == 1:
         return [("same windows", rows)]
     labels = []

@@ -395,6 +395,11 @@ def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
             "logger.flush_sec: lightning.pytorch.loggers.TensorBoardLogger takes no such setting "
             "(did you mean 'flush_secs'?)",
         ),
+        (
+            ["+peaks.distance=2"],
+            "peaks.distance: heatforecast.metrics.PeakSettings takes no such setting (did you mean "
+            "'distance_deg'?)",
+        ),
         # A synthetic data setting under data=file.
         (
             ["data=file", "data.path=x.csv", "+data.generator.n_series=3"],
@@ -699,6 +704,14 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("optim.scheduler.pct_start=nan", "optim.scheduler.pct_start=nan: expected a finite number"),
         ("data.splits=[0.7,nan,0.15]", "data.splits[1]=nan: expected a finite number"),
         ("trainer.gradient_clip_val=inf", "trainer.gradient_clip_val=inf: expected a finite number"),
+        # ospa_deg's settings: an impossible one, or a matching too large to try every pairing of.
+        ("peaks.max_count=7", "peaks.max_count=7; expected a whole number 1..6 (ospa_deg tries all"),
+        ("peaks.max_count=0", "peaks.max_count=0; expected a whole number 1..6"),
+        ("peaks.max_count=2.5", "peaks.max_count=2.5: heatforecast.metrics.PeakSettings expects an integer"),
+        ("peaks.distance_deg=-1", "peaks.distance_deg=-1; expected a finite number >= 0"),
+        ("peaks.within_db=-3", "peaks.within_db=-3; expected a finite number >= 0"),
+        ("peaks.cutoff_deg=0", "peaks.cutoff_deg=0; expected a finite number > 0"),
+        ("peaks.within_db=inf", "peaks.within_db=inf: expected a finite number"),
     ],
 )
 def test_bad_values_in_config_are_refused_before_training(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from heatforecast.metrics import DEFAULT_PEAKS, PeakSettings
 
 from .conftest import ROOT
 
@@ -100,6 +103,7 @@ def test_a_run_made_before_ospa_deg_has_nan_there_and_its_other_columns(tmp_path
     (tmp_path / "metrics.json").write_text(json.dumps({"model": panel, "persistence": panel}))
     row = compare_runs.read_run(tmp_path, "val/emd")
     assert row["status"] == "ok" and row["emd"] == 1.0 and row["ospa_deg"] != row["ospa_deg"]  # NaN
+    assert row["peaks"] == dataclasses.asdict(DEFAULT_PEAKS)  # what runs made before the setting used
     assert (
         row["persistence"]["emd"] == 1.0 and row["persistence"]["ospa_deg"] != row["persistence"]["ospa_deg"]
     )
@@ -182,6 +186,10 @@ def test_runs_on_other_windows_get_reference_rows_of_their_own() -> None:
     assert len(table) == 3 + 4
     same = compare_runs.table(rows[:2], by=None, sort="emd").set_index("run")
     assert list(same.index[2:]) == ["persistence (same windows)", "drift (same windows)"]
+    # The same windows scored with other peak settings: ospa_deg on another scale, references apart.
+    rows[1]["peaks"] = dataclasses.asdict(PeakSettings(cutoff_deg=10.0))
+    scored_otherwise = compare_runs.table(rows[:2], by=None, sort="emd").set_index("run")
+    assert "persistence (windows of loss=mse)" in scored_otherwise.index and len(scored_otherwise) == 2 + 4
 
 
 def test_diagnosis_reads_overfitting_from_the_curves() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import itertools
 import json
@@ -16,12 +17,13 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import make_synthetic, write_heatmaps
 from heatforecast.forecasts import SCORED, predict
-from heatforecast.metrics import FORECASTERS
+from heatforecast.metrics import DEFAULT_PEAKS, FORECASTERS, PeakSettings
 from heatforecast.training import CheckpointError, ConfigError, run, with_file_settings
 from heatforecast.training import evaluate as run_evaluate
 from heatforecast.training.checkpoints import load_checkpoint, restore_forecaster
@@ -345,7 +347,7 @@ def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Pat
     assert str(info.value) == (
         "loss=kl: evaluate.py takes the model, loss and training settings from the checkpoint, so "
         "this would be ignored; expected settings of ckpt_path, split, predict, out, optimized_metric, "
-        "data, paths only"
+        "peaks, data, paths only"
     )
     assert not list(tmp_path.iterdir())
 
@@ -479,3 +481,38 @@ def test_the_training_series_are_scored_on_their_test_split_under_any_name(
     torch.save(elsewhere, tmp_path / "elsewhere.ckpt")
     ckpt = f"ckpt_path={tmp_path / 'elsewhere.ckpt'}"
     assert scored()["split"] == "test"
+
+
+def test_evaluate_scores_ospa_with_the_run_s_peak_settings_and_the_command_s(
+    trained: Path, tmp_path: Path
+) -> None:
+    # ospa_deg is comparable only on one set of peak settings: a checkpoint is scored with its run's
+    # (the defaults for a run made before they existed), each peaks.KEY on the command replacing one.
+    last = trained / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["hyper_parameters"]["config"]["peaks"]["cutoff_deg"] = 10.0  # a run with another cutoff
+    torch.save(ckpt, tmp_path / "cutoff_10.ckpt")
+    del ckpt["hyper_parameters"]["config"]["peaks"]  # a run from before the settings
+    torch.save(ckpt, tmp_path / "before.ckpt")
+    scored = {}
+    for name, path, extra in (
+        ("own", last, []),
+        ("before", tmp_path / "before.ckpt", []),
+        ("command", last, ["peaks.cutoff_deg=10"]),
+        ("run and command", tmp_path / "cutoff_10.ckpt", ["peaks.within_db=6"]),
+    ):
+        out = f"paths.output_dir={tmp_path / name.replace(' ', '_')}"
+        with hydra_job("evaluate", f"ckpt_path={path}", *extra, out) as cfg:
+            result = run_evaluate(cfg)
+        scored[name] = (result["peaks"], result["model"]["test"]["ospa_deg"])
+    training = json.loads((trained / "metrics.json").read_text())
+    assert scored["own"] == scored["before"] == (training["peaks"], training["model"]["test"]["ospa_deg"])
+    assert training["peaks"] == dataclasses.asdict(DEFAULT_PEAKS)
+    assert scored["command"][0] == dataclasses.asdict(PeakSettings(cutoff_deg=10.0))
+    assert scored["run and command"][0] == dataclasses.asdict(PeakSettings(within_db=6.0, cutoff_deg=10.0))
+    assert scored["command"][1] < scored["own"][1]  # a cheaper miss
+    bad = f"paths.output_dir={tmp_path / 'bad'}"
+    with hydra_job("evaluate", f"ckpt_path={last}", "peaks.max_count=9", bad) as cfg:
+        with pytest.raises(InstantiationException, match=r"peaks.max_count=9; expected a whole number 1..6"):
+            run_evaluate(cfg)
+    assert not (tmp_path / "bad").exists()

@@ -7,20 +7,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from scipy import optimize, signal, stats
 from torch import Tensor
 
 from heatforecast import losses
 from heatforecast.data import make_synthetic
 from heatforecast.metrics import (
+    DEFAULT_PEAKS,
     FORECASTERS,
     MIN_SERIES,
-    OSPA_CUTOFF_DEG,
-    PEAK_DISTANCE_DEG,
-    PEAK_WITHIN_DB,
     SKILL_METRICS,
     VECTOR_METRICS,
     ForecastMetrics,
+    PeakSettings,
     ospa,
     peaks,
     series_panels,
@@ -30,6 +31,7 @@ from heatforecast.metrics import (
 )
 from heatforecast.training.report import interval_table
 
+from .conftest import CONF
 from .test_losses import forum_frame
 
 
@@ -41,7 +43,7 @@ def test_circular_metrics_measure_the_shorter_way_round() -> None:
     circle = dict(zip(VECTOR_METRICS, vector_metrics(pred, target, angles, eps=1e-12, circular=True)))
     assert line["peak_err_deg"].item() == 340.0 and circle["peak_err_deg"].item() == 20.0
     # On a line the forecast's top is its end bin, no peak: the target's peak is missed, at the cutoff.
-    assert line["ospa_deg"].item() == OSPA_CUTOFF_DEG and circle["ospa_deg"].item() == 20.0
+    assert line["ospa_deg"].item() == DEFAULT_PEAKS.cutoff_deg and circle["ospa_deg"].item() == 20.0
     assert abs(line["emd"].item() - 340.0) < 1e-6
     assert abs(circle["emd"].item() - 20.0) < 1e-6
     torch.testing.assert_close(circle["cramer"], losses.cramer(pred, target, 10.0, eps=1e-12, circular=True))
@@ -67,10 +69,11 @@ def scipy_peaks(frame: np.ndarray, scale: str, circular: bool) -> list[int]:
     """The bins of scipy.signal.find_peaks's peaks with the metric's height and distance, highest
     first. A circular frame is laid out three times over and the middle copy's peaks are taken."""
     top = frame.max()
-    height = top - PEAK_WITHIN_DB if scale == "db" else top * 10 ** (-PEAK_WITHIN_DB / 10)
+    within = DEFAULT_PEAKS.within_db
+    height = top - within if scale == "db" else top * 10 ** (-within / 10)
     n = len(frame)
     laid = np.tile(frame, 3) if circular else frame
-    found, _ = signal.find_peaks(laid, height=height, distance=PEAK_DISTANCE_DEG)  # 1-degree bins
+    found, _ = signal.find_peaks(laid, height=height, distance=DEFAULT_PEAKS.distance_deg)  # 1-degree bins
     if circular:
         found = found[(found >= n) & (found < 2 * n)] - n
     return found[np.argsort(-frame[found], kind="stable")].tolist()
@@ -156,19 +159,71 @@ def test_ospa_is_the_optimal_assignment_with_a_cutoff() -> None:
 def test_ospa_counts_a_missed_source_that_the_argmax_does_not_see() -> None:
     angles = torch.arange(181.0)
 
-    def bumps(*sources: tuple[float, float]) -> Tensor:
-        return sum(amp * torch.exp(-0.5 * ((angles - at) / 3.0) ** 2) for at, amp in sources)
-
-    target = bumps((40.0, 1.0), (120.0, 0.8))  # two sources
-    one_found = bumps((44.0, 1.0))  # the strongest 4 degrees off; the other missed
-    both_found = bumps((44.0, 1.0), (118.0, 0.8))
+    target = bumps(angles, (40.0, 1.0), (120.0, 0.8))  # two sources
+    one_found = bumps(angles, (44.0, 1.0))  # the strongest 4 degrees off; the other missed
+    both_found = bumps(angles, (44.0, 1.0), (118.0, 0.8))
     panel = {
         name: dict(zip(VECTOR_METRICS, vector_metrics(f[None], target[None], angles)))
         for name, f in (("one", one_found), ("both", both_found))
     }
     assert panel["one"]["peak_err_deg"].item() == panel["both"]["peak_err_deg"].item() == 4.0
-    assert panel["one"]["ospa_deg"].item() == pytest.approx((4.0 + OSPA_CUTOFF_DEG) / 2)
+    assert panel["one"]["ospa_deg"].item() == pytest.approx((4.0 + DEFAULT_PEAKS.cutoff_deg) / 2)
     assert panel["both"]["ospa_deg"].item() == pytest.approx((4.0 + 2.0) / 2)
+
+
+def bumps(angles: Tensor, *sources: tuple[float, float], width: float = 3.0) -> Tensor:
+    """Gaussian sources (angle, height) of ``width`` degrees over ``angles``."""
+    return sum(amp * torch.exp(-0.5 * ((angles - at) / width) ** 2) for at, amp in sources)
+
+
+@pytest.mark.parametrize(
+    ("target_sources", "settings", "default_ospa", "ospa_with"),
+    [
+        # Two sources 4 degrees apart are one peak at 5 degrees' distance, two at 2.
+        (((40.0, 1.0), (44.0, 0.9)), {"distance_deg": 2.0}, 0.0, 15.0),
+        # A source 5.2 dB below the strongest is no peak within 3 dB, and one within 6 dB.
+        (((40.0, 1.0), (120.0, 0.3)), {"within_db": 6.0}, 0.0, 15.0),
+        # With at most one peak a frame, only the strongest source counts.
+        (((40.0, 1.0), (120.0, 0.8)), {"max_count": 1}, 15.0, 0.0),
+        # The missed source costs the cutoff.
+        (((40.0, 1.0), (120.0, 0.8)), {"cutoff_deg": 10.0}, 15.0, 5.0),
+    ],
+    ids=["distance", "within_db", "max_count", "cutoff"],
+)
+def test_peak_settings_decide_which_sources_ospa_counts(
+    target_sources: tuple, settings: dict, default_ospa: float, ospa_with: float
+) -> None:
+    angles = torch.arange(181.0)
+    target = bumps(angles, *target_sources, width=1.0)[None, None]  # (1, 1, A): one window of one step
+    pred = bumps(angles, target_sources[0], width=1.0)[None, None]  # the strongest source alone, in place
+    chosen = PeakSettings(**settings)
+    for peak_settings, want in ((DEFAULT_PEAKS, default_ospa), (chosen, ospa_with)):
+        values = dict(zip(VECTOR_METRICS, vector_metrics(pred, target, angles, peak_settings=peak_settings)))
+        assert values["ospa_deg"].item() == pytest.approx(want)
+        panel = ForecastMetrics(angles, horizon=1, peak_settings=peak_settings)
+        panel.update(pred, target, persistence=target, linear=target, drift=target)
+        assert panel.compute()["model"]["ospa_deg"].item() == pytest.approx(want)
+
+
+def test_the_default_peak_settings_are_those_of_conf_train_yaml() -> None:
+    with initialize_config_dir(str(CONF), version_base=None):
+        assert instantiate(compose("train").peaks) == DEFAULT_PEAKS
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_count": True},
+        {"max_count": 4.0},
+        {"distance_deg": math.nan},
+        {"cutoff_deg": -1.0},
+        {"within_db": "3"},
+    ],
+)
+def test_peak_settings_refuse_what_no_frame_can_mean(settings: dict) -> None:
+    with pytest.raises(ValueError, match=f"^peaks.{next(iter(settings))}="):
+        PeakSettings(**settings)
+    assert PeakSettings(within_db=0, distance_deg=0, max_count=6).max_count == 6  # the bounds are taken
 
 
 @pytest.mark.parametrize("unit", [1e-25, 1e21])

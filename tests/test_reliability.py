@@ -117,6 +117,9 @@ def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_
         ConfigError, match=r"loss._target_: 'heatforecast.losses.EMD' -> 'heatforecast.losses.MSE'"
     ):
         run(tiny("loss=mse", f"ckpt_path={last}"))
+    # ospa_deg on other peaks would change the val curve that picks the best checkpoint mid-run.
+    with pytest.raises(ConfigError, match=r"differ from the run it resumes: peaks.distance_deg: 5.0 -> 2;"):
+        run(tiny("loss=emd", "peaks.distance_deg=2", f"ckpt_path={last}"))
     # Where it writes, what it draws, how it watches itself and which kernels step the optimizer may
     # change: into another folder, here.
     elsewhere = tiny(

@@ -28,6 +28,7 @@ all-zero frames do not divide by zero), and the skills ``skill_emd``, ``skill_ms
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 from itertools import permutations
 from typing import Any
@@ -58,15 +59,50 @@ def higher_is_better(name: str) -> bool:
     return name.startswith("skill_")
 
 
-# Which bins are peaks (:func:`peaks`) and what a missed one costs (ospa_deg). Fixed, so that every run's
-# ospa_deg is on the same scale: within 3 dB of the frame's highest bin (half its power) keeps the
-# sources and drops the noise floor's spikes; 5 degrees apart drops the noise's ripples on a source's
-# top (they are 1-3 bins apart); the cutoff is beyond a source's 10-step move at the default data's
-# largest speed (2.5 degrees a step).
-PEAK_WITHIN_DB = 3.0
-PEAK_DISTANCE_DEG = 5.0
-MAX_PEAKS = 4
-OSPA_CUTOFF_DEG = 30.0
+# peaks.max_count's largest value: ospa holds (vectors, max_count!, max_count) costs, 44 MB at 6 for an
+# evaluation batch of 256 windows of 10 steps; at 7 (5040 matchings) it would be 360 MB.
+MAX_PEAK_COUNT = 6
+
+
+@dataclass(frozen=True)
+class PeakSettings:
+    """How ``ospa_deg`` reads a frame as a list of sources (``peaks:`` in conf/train.yaml): its local
+    maxima within ``within_db`` of its highest bin, ``distance_deg`` apart or more (of two closer ones the
+    higher is kept), at most ``max_count``, highest first (:func:`peaks`); a missed or made-up one costs
+    ``cutoff_deg``, and so does a matched pair further apart (:func:`ospa`).
+
+    The defaults suit the synthetic data: within 3 dB (half the power) keeps the sources and drops the
+    noise floor's spikes; 5 degrees drops the noise's ripples on a source's top (1-3 bins apart); the
+    cutoff is beyond a source's 10-step move at its largest speed (2.5 degrees a step). Runs compare on
+    ospa_deg only with the same settings.
+    """
+
+    within_db: float = 3.0
+    distance_deg: float = 5.0
+    max_count: int = 4
+    cutoff_deg: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name, bound in (("within_db", ">= 0"), ("distance_deg", ">= 0"), ("cutoff_deg", "> 0")):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not (number and (value > 0 or (value == 0 and bound == ">= 0"))):
+                raise ValueError(f"peaks.{name}={value!r}; expected a finite number {bound}")
+        count = self.max_count
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PEAK_COUNT:
+            raise ValueError(
+                f"peaks.max_count={count!r}; expected a whole number 1..{MAX_PEAK_COUNT} (ospa_deg tries "
+                "all max_count! matchings of two frames' peaks)"
+            )
+
+    def find(
+        self, x: Tensor, angles: Tensor, scale: str, circular: bool, bin_width: float | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`peaks` of ``x`` (..., A) with these settings."""
+        return peaks(x, angles, scale, circular, self.max_count, self.within_db, self.distance_deg, bin_width)
+
+
+DEFAULT_PEAKS = PeakSettings()
 
 FORECASTERS = ("model", "persistence", "linear", "drift")  # the panels, in the order update() takes them
 MIN_SERIES = 10  # the fewest series skill intervals resample whole; below, blocks of each series
@@ -85,9 +121,9 @@ def peaks(
     angles: Tensor,
     scale: str = "linear",
     circular: bool = False,
-    k: int = MAX_PEAKS,
-    within_db: float = PEAK_WITHIN_DB,
-    distance_deg: float = PEAK_DISTANCE_DEG,
+    k: int = PeakSettings.max_count,
+    within_db: float = PeakSettings.within_db,
+    distance_deg: float = PeakSettings.distance_deg,
     bin_width: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The angles of the (up to) ``k`` highest peaks of each vector x (..., A): (..., k) angles, highest
@@ -157,7 +193,7 @@ def _matchings(k: int, device: torch.device) -> Tensor:
 def ospa(
     pred: tuple[Tensor, Tensor],
     target: tuple[Tensor, Tensor],
-    cutoff: float = OSPA_CUTOFF_DEG,
+    cutoff: float = PeakSettings.cutoff_deg,
     circular: bool = False,
 ) -> Tensor:
     """The OSPA distance (order 1; module docstring) between two sets of peaks given as :func:`peaks`
@@ -182,19 +218,21 @@ def vector_metrics(
     scale: str = "linear",
     eps: float = 1e-3,
     circular: bool = False,
+    peak_settings: PeakSettings = DEFAULT_PEAKS,
     bin_width: float | None = None,
     target_peaks: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...).
-    ``bin_width`` (angles[1] - angles[0]) and ``target_peaks`` (:func:`peaks` of ``target``) where the
-    caller has them: reading the width off a GPU tensor waits for the GPU, and :class:`ForecastMetrics`
-    scores four forecasts against one target."""
+    """The per-vector metrics stacked along a new first axis: (len(VECTOR_METRICS), ...), ospa_deg with
+    ``peak_settings``. ``bin_width`` (angles[1] - angles[0]) and ``target_peaks`` (:func:`peaks` of
+    ``target``) where the caller has them: reading the width off a GPU tensor waits for the GPU, and
+    :class:`ForecastMetrics` scores four forecasts against one target."""
     losses.check_pair(pred, target)
     width = float(angles[1] - angles[0]) if bin_width is None else bin_width
     if target_peaks is None:
-        target_peaks = peaks(target, angles, scale, circular, bin_width=width)
+        target_peaks = peak_settings.find(target, angles, scale, circular, width)
+    found = peak_settings.find(pred, angles, scale, circular, width)
     peak = _angle_gap(angles[pred.argmax(-1)], angles[target.argmax(-1)], circular)
-    sources = ospa(peaks(pred, angles, scale, circular, bin_width=width), target_peaks, circular=circular)
+    sources = ospa(found, target_peaks, peak_settings.cutoff_deg, circular)
     return torch.stack(
         [
             losses.mse(pred, target),
@@ -215,9 +253,10 @@ class ForecastMetrics(Metric):
 
     States are sums on the metric's device (no host sync per batch) and are summed across DDP ranks.
     ``eps`` is the per-bin floor of the distribution mapping, in data units; ``circular`` for an angle
-    axis that wraps around. With ``keep_windows`` it also keeps every window's metrics (means over the
-    horizon, the SKILL_METRICS at each horizon step, and its energy sums) with its series and first
-    target step, gathered from all ranks, for :func:`skill_intervals` and :func:`series_panels`.
+    axis that wraps around; ``peak_settings`` how ospa_deg finds the sources. With ``keep_windows`` it
+    also keeps every window's metrics (means over the horizon, the SKILL_METRICS at each horizon step,
+    and its energy sums) with its series and first target step, gathered from all ranks, for
+    :func:`skill_intervals` and :func:`series_panels`.
 
     ``unit`` (linear energy only; the data scaler's factor) is divided out of every batch before its
     metrics and put back, in float64, into mse and mae: in data units such as 1e-25 W or 1e21 counts
@@ -235,6 +274,7 @@ class ForecastMetrics(Metric):
         circular: bool = False,
         keep_windows: bool = False,
         unit: float = 1.0,
+        peak_settings: PeakSettings = DEFAULT_PEAKS,
     ) -> None:
         super().__init__()
         if not unit > 0 or (scale == "db" and unit != 1):
@@ -242,7 +282,7 @@ class ForecastMetrics(Metric):
             raise ValueError(f"unit must be > 0, and 1 for dB data; got {unit!r} with scale={scale!r}")
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
         self.unit = float(unit)
-        self.keep_windows = keep_windows
+        self.keep_windows, self.peak_settings = keep_windows, peak_settings
         self.register_buffer("angles", angles.detach().clone().float())
         self.bin_width = float(angles[1] - angles[0])  # read once, here, not off the GPU at every batch
         n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
@@ -274,11 +314,11 @@ class ForecastMetrics(Metric):
         target = target.float() / unit
         mass = losses.total_energy(target, self.scale)
         per_window, per_step, gaps = [], [], []
-        width = self.bin_width
-        target_peaks = peaks(target, self.angles, self.scale, self.circular, bin_width=width)
+        settings, width = self.peak_settings, self.bin_width
+        target_peaks = settings.find(target, self.angles, self.scale, self.circular, width)
         for i, forecast in enumerate(f.float() / unit for f in (pred, persistence, linear, drift)):
             values = vector_metrics(
-                forecast, target, self.angles, self.scale, eps, self.circular, width, target_peaks
+                forecast, target, self.angles, self.scale, eps, self.circular, settings, width, target_peaks
             )
             self.sums[i] += values.double().sum(1)
             gap = (losses.total_energy(forecast, self.scale) - mass).abs()

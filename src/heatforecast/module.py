@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 from heatforecast.data.datamodule import VAL_SPLITS
 from heatforecast.data.files import RESERVED
 from heatforecast.losses import DEFAULT_EPS
-from heatforecast.metrics import FORECASTERS, ForecastMetrics
+from heatforecast.metrics import DEFAULT_PEAKS, FORECASTERS, ForecastMetrics, PeakSettings
 from heatforecast.models import Drift, LeastSquaresLinear
 from heatforecast.plots import forecast_figure
 
@@ -46,6 +46,7 @@ class Forecaster(L.LightningModule):
         scale: ``linear`` or ``db``.
         linear: the linear reference, fitted to the train split (scaled units); stored in checkpoints.
         circular: the angle axis wraps around (0..360 data): metrics take their circular forms.
+        peak_settings: how ospa_deg finds each frame's sources (``peaks:`` in conf/train.yaml).
         nonfinite: what a NaN/inf training loss does: ``raise`` (stop, naming the batch; checked on the
             device and read every ``log_every_n_steps`` steps, so no host sync per step), ``skip`` (the
             batch; a host sync per step), or ``off`` (no check).
@@ -69,6 +70,7 @@ class Forecaster(L.LightningModule):
         scale: str,
         linear: LeastSquaresLinear,
         circular: bool = False,
+        peak_settings: PeakSettings = DEFAULT_PEAKS,
         loss_name: str = "",
         nonfinite: str = "raise",
         val_figure_every: int = 1,
@@ -104,7 +106,9 @@ class Forecaster(L.LightningModule):
         # train_eval: the train windows that validation also scores (data.train_eval), in eval mode.
         self.metrics = nn.ModuleDict(
             {
-                s: ForecastMetrics(angles, horizon, scale, eps, circular, s == "test", self.scale_factor)
+                s: ForecastMetrics(
+                    angles, horizon, scale, eps, circular, s == "test", self.scale_factor, peak_settings
+                )
                 for s in EVAL_SPLITS
             }
         )

@@ -60,6 +60,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
             scale=datamodule.scale,
             linear=linear,
             circular=datamodule.circular,
+            peak_settings=instantiate(cfg.peaks),
             loss_name=loss_name,
             nonfinite=cfg.nonfinite,
             val_figure_every=cfg.val_figure_every,

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import DataError, HeatmapData, Scaler
+from heatforecast.metrics import DEFAULT_PEAKS, PeakSettings
 from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster
 from heatforecast.training.build import build_model, linear_reference
@@ -91,9 +92,12 @@ def _fit_linear_reference(ckpt: dict[str, Any], path: Path) -> None:
     )
 
 
-def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
-    """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU."""
+def restore_forecaster(ckpt: dict[str, Any], peak_settings: PeakSettings | None = None) -> Forecaster:
+    """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU, scoring
+    ospa_deg with ``peak_settings`` (None: the run's)."""
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    if peak_settings is None:  # a run made before the settings existed used the defaults
+        peak_settings = instantiate(stored.peaks) if "peaks" in stored else DEFAULT_PEAKS
     angles, linear = ckpt["state_dict"]["angles"], ckpt["state_dict"]["linear.weight"]
     module = Forecaster(
         model=build_model(stored, angles.numel()),
@@ -105,6 +109,7 @@ def restore_forecaster(ckpt: dict[str, Any]) -> Forecaster:
         scale=stored.data.scale,
         linear=LeastSquaresLinear(linear.shape[1], linear.shape[0]),  # load_state_dict fills it
         circular=stored.data.get("circular", DATA_ADDED_LATER["circular"]),
+        peak_settings=peak_settings,
         config=ckpt["hyper_parameters"]["config"],
     )
     module.load_state_dict(ckpt["state_dict"])

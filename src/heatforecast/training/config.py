@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException, OverrideParseException
 from hydra.types import RunMode
-from hydra.utils import get_object
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -383,6 +383,7 @@ def check_config(cfg: DictConfig) -> None:
                 f"option of conf/{group}/ that does (files starting with _ are shared settings)"
             )
     check_keys(plain)
+    instantiate(cfg.peaks)  # checks its values (PeakSettings), before any data is read
     if (limit := cfg.trainer.get("limit_val_batches")) is not None and limit <= 0:
         raise ConfigError(
             f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "

@@ -27,6 +27,7 @@ from heatforecast.forecasts import (
     write_forecasts,
     write_per_series,
 )
+from heatforecast.metrics import PeakSettings
 from heatforecast.training.checkpoints import DATA_ADDED_LATER, load_checkpoint, restore_forecaster
 from heatforecast.training.config import (
     CheckpointError,
@@ -92,6 +93,20 @@ def evaluation_data(
     return data_cfg, named
 
 
+def evaluation_peaks(cfg: DictConfig, trained: DictConfig, overrides: list[str]) -> PeakSettings:
+    """ospa_deg's settings to score a checkpoint with: those of its run (``trained``, the checkpoint's
+    config) with the command's ``peaks.KEY=VALUE`` applied. A run made before the settings existed used
+    the defaults, which this config holds."""
+    if "peaks" not in trained:
+        return instantiate(cfg.peaks)
+    node = copy.deepcopy(trained.peaks)
+    for key in (override_key(o) for o in overrides):
+        if key.startswith("peaks."):
+            OmegaConf.update(node, key.removeprefix("peaks."), OmegaConf.select(cfg, key), force_add=True)
+    check_keys(node, "peaks")
+    return instantiate(node)
+
+
 def check_out(out: Path) -> None:
     """Stop before any scoring unless ``out`` names a forecast file that can be written, making its
     folder: an unwritable one was a traceback after the whole evaluation."""
@@ -135,7 +150,7 @@ def other_series(datamodule: HeatmapData, ckpt: dict[str, Any], named: bool) -> 
 
 # What evaluate.py reads from its command line; the rest of its config (model, loss, optim, trainer, seed,
 # ...) is the checkpoint's.
-EVALUATE_READS = ("ckpt_path", "split", "predict", "out", "optimized_metric", "data", "paths")
+EVALUATE_READS = ("ckpt_path", "split", "predict", "out", "optimized_metric", "peaks", "data", "paths")
 # Data settings that only training reads: evaluate.py scores every window of a split, in order,
 # unaugmented, in batches of data.eval_batch_size.
 TRAINING_ONLY_DATA = ("batch_size", "drop_last", "augment", "train_eval", "seed")
@@ -183,6 +198,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
+    peak_settings = evaluation_peaks(cfg, stored, overrides)
     data_cfg, named = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
@@ -193,7 +209,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg.ckpt_path}: trained on {trained_bins} angle bins; {datamodule.source} has "
             f"{datamodule.n_bins} (expected the same)"
         )
-    module = restore_forecaster(ckpt)
+    module = restore_forecaster(ckpt, peak_settings)
     output_dir = Path(cfg.paths.output_dir)
     if future:
         return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
@@ -213,7 +229,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     what = "every window" if split == "all" else f"the {split} split"
     print(f"scored: {what} of {datamodule.source}, {windows:,} windows")
     panels = {"test": module.metrics["test"].compute()}
-    result = summarize(panels, f"test/{cfg.optimized_metric.partition('/')[2]}", datamodule, ("test",))
+    optimized = f"test/{cfg.optimized_metric.partition('/')[2]}"
+    result = summarize(panels, optimized, datamodule, module.metrics["test"].peak_settings, ("test",))
     result.update(checkpoint=str(cfg.ckpt_path), split=split, data=datamodule.source)
     result["per_series"] = per_series(panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor)
     writer = SummaryWriter(str(output_dir))

@@ -132,7 +132,9 @@ def run(cfg: DictConfig) -> float:
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
 
     splits = tuple(s for s in EVAL_SPLITS if s in module.panels)  # train_eval with data.train_eval
-    result = summarize(module.panels, cfg.optimized_metric, datamodule, splits)
+    result = summarize(
+        module.panels, cfg.optimized_metric, datamodule, module.metrics["test"].peak_settings, splits
+    )
     result.update(best_checkpoint=best, seed=cfg.seed, fit=fit, versions=versions())
     result["per_series"] = per_series(
         module.panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from heatforecast.data import HeatmapData
-from heatforecast.metrics import FORECASTERS, METRICS, MIN_UNITS, VECTOR_METRICS, skill_intervals
+from heatforecast.metrics import (
+    FORECASTERS,
+    METRICS,
+    MIN_UNITS,
+    VECTOR_METRICS,
+    PeakSettings,
+    skill_intervals,
+)
 from heatforecast.plots import horizon_figure, plt
 
 
@@ -15,11 +23,13 @@ def summarize(
     panels: dict[str, Any],
     optimized: str,
     datamodule: HeatmapData,
+    peak_settings: PeakSettings,
     splits: tuple[str, ...] = ("val", "test"),
 ) -> dict[str, Any]:
     """The metrics.json content from the module's final panels (DESIGN.md's shape), with the test
-    skills' intervals (their bootstrap blocks span one window of ``datamodule``, L + H steps)."""
-    out: dict[str, Any] = {"optimized_metric": optimized}
+    skills' intervals (their bootstrap blocks span one window of ``datamodule``, L + H steps) and the
+    settings ospa_deg was scored with (``peaks``: runs compare on it only where they are the same)."""
+    out: dict[str, Any] = {"optimized_metric": optimized, "peaks": dataclasses.asdict(peak_settings)}
     for who in FORECASTERS:
         out[who] = {s: {k: float(v) for k, v in panels[s][who].items()} for s in splits}
         for s in splits:
