@@ -708,9 +708,9 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         ("peaks.max_count=7", "peaks.max_count=7; expected a whole number 1..6 (ospa_deg tries all"),
         ("peaks.max_count=0", "peaks.max_count=0; expected a whole number 1..6"),
         ("peaks.max_count=2.5", "peaks.max_count=2.5: heatforecast.metrics.PeakSettings expects an integer"),
-        ("peaks.distance_deg=-1", "peaks.distance_deg=-1; expected a finite number >= 0"),
-        ("peaks.within_db=-3", "peaks.within_db=-3; expected a finite number >= 0"),
-        ("peaks.cutoff_deg=0", "peaks.cutoff_deg=0; expected a finite number > 0"),
+        ("peaks.distance_deg=-1", "peaks.distance_deg must be a finite number >= 0; got -1"),
+        ("peaks.within_db=-3", "peaks.within_db must be a finite number >= 0; got -3"),
+        ("peaks.cutoff_deg=0", "peaks.cutoff_deg must be a finite number > 0; got 0"),
         ("peaks.within_db=inf", "peaks.within_db=inf: expected a finite number"),
     ],
 )

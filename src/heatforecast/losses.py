@@ -16,6 +16,7 @@ all-zero vectors, where every scale-invariant quantity (a normalised vector, a c
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +49,13 @@ def _check_scale(scale: str) -> None:
 def _is_number(value: float, zero: bool = False) -> bool:
     """Whether ``value`` is a finite number > 0 (>= 0 with ``zero``): NaN and inf pass a plain
     ``value <= 0`` test, and a loss built with them is NaN or inf (or constant) at every batch."""
-    return math.isfinite(value) and (value >= 0 if zero else value > 0)
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and math.isfinite(value) and (value >= 0 if zero else value > 0)
 
 
-def _check_number(name: str, value: float, zero: bool = False, why: str = "") -> None:
+def check_number(name: str, value: float, zero: bool = False, why: str = "") -> None:
+    """Stop with a ValueError naming ``name`` unless ``value`` is a finite number > 0 (>= 0 with
+    ``zero``); ``why`` is added to the message."""
     if not _is_number(value, zero):
         raise ValueError(f"{name} must be a finite number {'>=' if zero else '>'} 0{why}; got {value}")
 
@@ -322,7 +326,7 @@ class Huber(VectorLoss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        _check_number("delta", delta)  # torch says so only at the first batch, as a traceback
+        check_number("delta", delta)  # torch says so only at the first batch, as a traceback
         self.delta = delta
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -341,7 +345,7 @@ class Cosine(VectorLoss):
 
     def __init__(self, eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        _check_number("eps", eps)  # the floor under the norms: all-zero vectors would divide by zero
+        check_number("eps", eps)  # the floor under the norms: all-zero vectors would divide by zero
         self.eps = eps
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -362,7 +366,7 @@ class DistributionLoss(VectorLoss):
     def __init__(self, scale: str = "linear", eps: float = DEFAULT_EPS, reduction: str = "mean") -> None:
         super().__init__(reduction)
         _check_scale(scale)
-        _check_number("eps", eps)
+        check_number("eps", eps)
         self.scale, self.eps = scale, eps
 
 
@@ -386,7 +390,7 @@ class CdfLoss(DistributionLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(scale, eps, reduction)
-        _check_number("bin_width", bin_width)
+        check_number("bin_width", bin_width)
         self.bin_width, self.circular = bin_width, circular
 
 
@@ -410,7 +414,7 @@ class EMD(CdfLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(bin_width, scale, eps, circular, reduction)
-        _check_number(
+        check_number(
             "mass_weight", mass_weight, zero=True, why=" (a negative weight rewards an energy error)"
         )
         self.mass_weight = mass_weight

@@ -83,11 +83,8 @@ class PeakSettings:
     cutoff_deg: float = 30.0
 
     def __post_init__(self) -> None:
-        for name, bound in (("within_db", ">= 0"), ("distance_deg", ">= 0"), ("cutoff_deg", "> 0")):
-            value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not (number and (value > 0 or (value == 0 and bound == ">= 0"))):
-                raise ValueError(f"peaks.{name}={value!r}; expected a finite number {bound}")
+        for name, zero in (("within_db", True), ("distance_deg", True), ("cutoff_deg", False)):
+            losses.check_number(f"peaks.{name}", getattr(self, name), zero)
         count = self.max_count
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PEAK_COUNT:
             raise ValueError(
