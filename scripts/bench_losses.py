@@ -1,7 +1,9 @@
 """Forward + backward time of every loss: `python scripts/bench_losses.py [--device cpu] [--repeats 20]`.
 
 Prints, per batch shape, each loss's median time and its ratio to mse, then emd against POT's
-ot.wasserstein_1d on the same tensors (forward only for POT, which is what it offers batched here).
+ot.wasserstein_1d on the same tensors (forward only for POT, which is what it offers batched here);
+last, the metric panel's time per evaluation batch (ForecastMetrics.update: the forecast and the three
+references) at each ``peaks.max_count``, whose exact matching tries max_count! pairings.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import partial
 import torch
 
 from heatforecast import losses
+from heatforecast.metrics import MAX_PEAK_COUNT, ForecastMetrics, PeakSettings
 
 MIN_TIMING = 0.01  # seconds: the least one timing spans (calls in a row)
 LOSSES: dict[str, Callable[[], torch.nn.Module]] = {
@@ -93,6 +96,20 @@ def bench_shape(spec: str, device: torch.device, repeats: int) -> None:
     )
 
 
+def bench_panel(spec: str, device: torch.device, repeats: int) -> None:
+    batch, horizon, n_bins = (int(s) for s in spec.split("x"))
+    target, pred = torch.rand(2, batch, horizon, n_bins, device=device)  # noise: every peak slot filled
+    angles = torch.arange(float(n_bins), device=device)
+    updates = {}
+    for count in range(1, MAX_PEAK_COUNT + 1):
+        panel = ForecastMetrics(angles, horizon, peak_settings=PeakSettings(max_count=count)).to(device)
+        updates[count] = partial(panel.update, pred, target, target, target, target)
+    times = timed(updates, max(3, repeats // 4), device)
+    print(f"\n| metric panel @ {spec}: peaks.max_count | ms per batch | x max_count 4 |\n|---|---:|---:|")
+    for count, t in times.items():
+        print(f"| {count} | {t * 1e3:.1f} | {t / times[4]:.2f} |")
+
+
 def arguments() -> argparse.ArgumentParser:
     """The command line main() reads (tests/test_docs.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(
@@ -101,6 +118,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--repeats", type=int, default=20, help="timings per loss; medians are shown")
     parser.add_argument("--shapes", default="8x10x181,4096x10x181", help="comma-separated BxHxA shapes")
+    parser.add_argument(
+        "--panel-shape", default="256x10x181", help="BxHxA of the metric panel's batch (data.eval_batch_size)"
+    )
     return parser
 
 
@@ -109,14 +129,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    for spec in args.shapes.split(","):
+    for flag, spec in [
+        *(("--shapes", s) for s in args.shapes.split(",")),
+        ("--panel-shape", args.panel_shape),
+    ]:
         if not re.fullmatch(r"[1-9]\d*x[1-9]\d*x([2-9]|[1-9]\d+)", spec):
-            parser.error(f"--shapes: {spec!r}; expected BxHxA, e.g. 8x10x181 (at least 1 x 1 x 2)")
+            parser.error(f"{flag}: {spec!r}; expected BxHxA, e.g. 8x10x181 (at least 1 x 1 x 2)")
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, float32")
     for spec in args.shapes.split(","):
         bench_shape(spec, device, args.repeats)
+    bench_panel(args.panel_shape, device, args.repeats)
 
 
 if __name__ == "__main__":

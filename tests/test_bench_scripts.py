@@ -66,11 +66,14 @@ def test_bench_data_prints_both_loaders_and_the_speed_up() -> None:
 
 
 def test_bench_losses_times_every_loss_against_mse() -> None:
-    out = script("bench_losses.py", "--repeats", "1", "--shapes", "2x3x181")
+    out = script("bench_losses.py", "--repeats", "1", "--shapes", "2x3x181", "--panel-shape", "2x3x40")
     for name in ("mse", "cumsum_mse", "cosine", "emd", "kl", "cramer", "cumsum_mse_over_cos"):
         assert re.search(rf"^\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), name
     pot = r"emd forward @ 2x3x181: heatforecast [\d.]+ ms, POT ot.wasserstein_1d [\d.]+ ms -> [\d.]+x faster"
     assert re.search(pot, out)
+    assert "| metric panel @ 2x3x40: peaks.max_count | ms per batch | x max_count 4 |" in out
+    counts = re.findall(r"^\| (\d) \| [\d.]+ \| ([\d.]+) \|$", out, re.M)
+    assert [c for c, _ in counts] == list("123456") and dict(counts)["4"] == "1.00"
 
 
 @pytest.mark.parametrize(
@@ -82,6 +85,7 @@ def test_bench_losses_times_every_loss_against_mse() -> None:
         ("bench_data.py", ["--batches", "0"], "--batch-size and --batches must be >= 1"),
         ("bench_losses.py", ["--repeats", "0"], "--repeats must be >= 1"),
         ("bench_losses.py", ["--shapes", "8x10"], "--shapes: '8x10'; expected BxHxA, e.g. 8x10x181"),
+        ("bench_losses.py", ["--panel-shape", "0x10x181"], "--panel-shape: '0x10x181'; expected BxHxA"),
     ],
 )
 def test_bench_scripts_refuse_sizes_that_measure_nothing(
