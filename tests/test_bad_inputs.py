@@ -34,6 +34,7 @@ from heatforecast.training import (
 )
 from heatforecast.training.checkpoints import load_checkpoint
 from heatforecast.training.config import check_config, check_keys
+from heatforecast.training.fit import TRAIN_READS
 
 from .conftest import CONF, ROOT, TINY, hydra_job, tiny_config
 
@@ -722,6 +723,36 @@ def test_bad_values_in_config_are_refused_before_training(
         run(tiny_config(tmp_path, override))
     assert not (tmp_path / "metrics.json").exists()
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
+
+
+@pytest.mark.parametrize("key", [k for k in TRAIN_READS if k != "ckpt_path"])  # Hydra refuses ~ckpt_path
+def test_a_setting_the_run_reads_deleted_with_a_tilde_is_refused_naming_it(tmp_path: Path, key: str) -> None:
+    # Each was an omegaconf traceback somewhere in the run (~seed: "Key 'seed' is not in struct"). Without
+    # experiment=smoke, which sets keys of data and trainer again (next test).
+    with hydra_job("train", f"~{key}", f"hydra.run.dir={tmp_path / 'run'}") as cfg:
+        with pytest.raises(ConfigError, match=rf"^{key} is not set \(deleted with ~{key}\?\), and the run"):
+            run(cfg)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["peaks=null"], "peaks=None; expected ospa_deg's settings (conf/train.yaml's peaks:)"),
+        # experiment=smoke sets keys of these groups, which stay without their classes.
+        (
+            ["~trainer"],
+            "trainer=... names no class to build (no _target_); expected an option of conf/trainer/",
+        ),
+        (["~data"], "data=... names no class to build (no _target_); expected an option of conf/data/"),
+    ],
+)
+def test_a_node_left_without_its_settings_or_class_is_refused(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(tiny_config(tmp_path, *overrides))
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_drift_lag_longer_than_the_context_is_refused(tmp_path: Path) -> None:

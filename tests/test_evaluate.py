@@ -352,6 +352,18 @@ def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("key", ["peaks", "predict", "optimized_metric", "data"])  # Hydra refuses ~ of a null
+def test_a_setting_evaluate_reads_deleted_with_a_tilde_is_refused(
+    trained: Path, tmp_path: Path, key: str
+) -> None:
+    # ~peaks: a traceback for a checkpoint from before the settings, and ignored for a newer one.
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    with hydra_job("evaluate", ckpt, f"~{key}", f"paths.output_dir={tmp_path}") as cfg:
+        with pytest.raises(ConfigError, match=rf"^{key} is not set \(deleted with ~{key}\?\)"):
+            run_evaluate(cfg)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "override", ["data.augment.flip=0.5", "data.batch_size=8", "data.train_eval=0.5", "data.drop_last=true"]
 )

@@ -145,6 +145,22 @@ def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
 OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
 
 
+def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:
+    """Stop, naming it, at the first of ``keys`` (top-level settings and config groups that the entry
+    point reads) that the command deleted (``~seed``, ``~optim``): each met the run as an omegaconf
+    traceback somewhere inside it."""
+    if missing := [key for key in keys if key not in cfg]:
+        raise ConfigError(
+            f"{missing[0]} is not set (deleted with ~{missing[0]}?), and the run reads it; expected its "
+            f"setting or option from conf/ (without ~{missing[0]})"
+        )
+    if "peaks" in keys and not OmegaConf.is_dict(cfg.peaks):
+        raise ConfigError(
+            f"peaks={cfg.peaks}; expected ospa_deg's settings (conf/train.yaml's peaks:), set one by one "
+            "(peaks.max_count=2)"
+        )
+
+
 def check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
     """Stop unless ``name`` (optimized_metric) is ``SPLIT/NAME`` with a split of ``splits`` and a metric
     of the panel."""
@@ -375,13 +391,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed!r}: expected {expected}")
     if not 0 <= cfg.seed <= SEED_MAX:
         raise ConfigError(f"seed={cfg.seed}: expected 0..{SEED_MAX} (what numpy's generator takes)")
-    check_required(cfg)
-    for group in ("data", "model", "loss"):
+    for group in ("data", "model", "loss", "trainer"):  # before interpolations into them are resolved
         if not isinstance(plain.get(group), dict) or "_target_" not in plain[group]:
             raise ConfigError(
                 f"{group}={choice(group) or '...'} names no class to build (no _target_); expected an "
                 f"option of conf/{group}/ that does (files starting with _ are shared settings)"
             )
+    check_required(cfg)
     check_keys(plain)
     instantiate(cfg.peaks)  # checks its values (PeakSettings), before any data is read
     if (limit := cfg.trainer.get("limit_val_batches")) is not None and limit <= 0:

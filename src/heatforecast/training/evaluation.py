@@ -36,6 +36,7 @@ from heatforecast.training.config import (
     check_finite,
     check_keys,
     check_metric,
+    check_present,
     check_required,
     override_key,
 )
@@ -161,6 +162,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     windows), beside persistence; write metrics.json, figures and, with ``predict=true``, the forecasts.
     With ``predict=future``, forecast the steps after each series' last frame instead (nothing to score).
     """
+    check_present(cfg, EVALUATE_READS)
     if cfg.predict not in (False, True, "future"):
         raise ConfigError(
             f"predict={cfg.predict!r}; expected false, true (write the scored windows' forecasts) or "

@@ -23,8 +23,21 @@ from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.module import EVAL_SPLITS, Forecaster
 from heatforecast.training.build import build_module, build_trainer
 from heatforecast.training.checkpoints import check_resume, check_resumed_data, resolve_ckpt
-from heatforecast.training.config import ConfigError, absolute_path, check_config, check_metric, choice
+from heatforecast.training.config import (
+    ConfigError,
+    absolute_path,
+    check_config,
+    check_metric,
+    check_present,
+    choice,
+)
 from heatforecast.training.report import summarize, write_result
+
+# What train.py reads of its config by name (all of conf/train.yaml but the logger, which ~logger drops).
+TRAIN_READS = (
+    "seed", "compile", "ckpt_path", "optimized_metric", "nonfinite", "peaks", "val_figure_every",
+    "data", "model", "loss", "optim", "trainer", "callbacks", "paths",
+)  # fmt: skip
 
 # Two lines every run printed that say nothing about it: Lightning's advertisement for its cloud
 # logger, and its own use of a torch API that torch deprecated (lightning/pytorch/utilities/_pytree.py).
@@ -88,6 +101,7 @@ def run(cfg: DictConfig) -> float:
 
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
+    check_present(cfg, TRAIN_READS)
     check_metric(cfg.optimized_metric, ("val",))
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
