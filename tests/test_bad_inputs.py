@@ -699,6 +699,7 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "+callbacks.early_stopping.min_delta=-0.5",
             "callbacks.early_stopping.min_delta=-0.5; expected >= 0",
         ),
+        ("data.splits=null", "data.splits must be 3 positive fractions summing to 1; got None"),  # TypeError
         ("data=file", "data.path is required and not set"),  # was: omegaconf's MissingMandatoryValue
         # NaN or inf in any setting: an OverflowError from numpy, NaN losses, a schedule gone NaN.
         ("data.angle_start=nan", "data.angle_start=nan: expected a finite number (null where"),
@@ -745,6 +746,16 @@ def test_a_setting_the_run_reads_deleted_with_a_tilde_is_refused_naming_it(tmp_p
             "trainer=... names no class to build (no _target_); expected an option of conf/trainer/",
         ),
         (["~data"], "data=... names no class to build (no _target_); expected an option of conf/data/"),
+        (
+            ["~data.context_len"],
+            "model.context_len: Interpolation key 'data.context_len' not found, which it is set from "
+            "(deleted with ~?)",
+        ),
+        # Lightning ran such a fit without a step: the untrained model's panels, as if trained.
+        (
+            ["optim.optimizer=null"],
+            "optim.optimizer=null, but heatforecast.models.TransformerForecaster has weights to train",
+        ),
     ],
 )
 def test_a_node_left_without_its_settings_or_class_is_refused(

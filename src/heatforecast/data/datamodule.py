@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -320,8 +320,9 @@ class HeatmapData(L.LightningDataModule):
             )
         if scale not in ("linear", "db"):
             raise ValueError(f"data.scale must be 'linear' or 'db'; got {scale!r}")
-        splits = tuple(float(f) for f in splits)
-        if len(splits) != 3 or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
+        fractions = isinstance(splits, Sequence) and not isinstance(splits, str)
+        splits = tuple(float(f) for f in splits) if fractions else splits  # null was a TypeError
+        if not fractions or len(splits) != 3 or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
             raise ValueError(f"data.splits must be 3 positive fractions summing to 1; got {splits}")
         eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         for key, value in dict(

@@ -47,6 +47,11 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         model.compile(mode=mode)
         loss.compile(mode=mode)  # fuses the elementwise passes of the distribution losses
     trainable = any(p.requires_grad for p in model.parameters())
+    if trainable and cfg.optim.optimizer is None:  # Lightning would run the fit without a step
+        raise ConfigError(
+            f"optim.optimizer=null, but {cfg.model._target_} has weights to train; expected an optimizer "
+            "(conf/optim/), or a model without weights (model=persistence or drift)"
+        )
     loss_name = choice("loss") or cfg.loss._target_.rsplit(".", 1)[-1]
     linear = linear_reference(datamodule)
     try:  # the module checks nonfinite and val_figure_every

@@ -24,6 +24,7 @@ from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, FileData
@@ -146,10 +147,11 @@ OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
 
 
 def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:
-    """Stop, naming it, at the first of ``keys`` (top-level settings and config groups that the entry
-    point reads) that the command deleted (``~seed``, ``~optim``): each met the run as an omegaconf
-    traceback somewhere inside it."""
-    if missing := [key for key in keys if key not in cfg]:
+    """Stop, naming it, at the first of ``keys`` (settings and config groups that the entry point reads
+    by name, dotted for nested ones) that the command deleted (``~seed``, ``~optim.scheduler``): each
+    met the run as an omegaconf traceback somewhere inside it."""
+    absent = object()
+    if missing := [key for key in keys if OmegaConf.select(cfg, key, default=absent) is absent]:
         raise ConfigError(
             f"{missing[0]} is not set (deleted with ~{missing[0]}?), and the run reads it; expected its "
             f"setting or option from conf/ (without ~{missing[0]})"
@@ -397,6 +399,13 @@ def check_config(cfg: DictConfig) -> None:
                 f"{group}={choice(group) or '...'} names no class to build (no _target_); expected an "
                 f"option of conf/{group}/ that does (files starting with _ are shared settings)"
             )
+    try:  # ~data.context_len leaves model.context_len=${data.context_len} pointing at nothing
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationKeyError as err:
+        raise ConfigError(
+            f"{err.full_key}: {str(err).splitlines()[0]}, which it is set from (deleted with ~?); expected "
+            "that setting"
+        ) from None
     check_required(cfg)
     check_keys(plain)
     instantiate(cfg.peaks)  # checks its values (PeakSettings), before any data is read

@@ -36,7 +36,7 @@ from heatforecast.training.report import summarize, write_result
 # What train.py reads of its config by name (all of conf/train.yaml but the logger, which ~logger drops).
 TRAIN_READS = (
     "seed", "compile", "ckpt_path", "optimized_metric", "nonfinite", "peaks", "val_figure_every",
-    "data", "model", "loss", "optim", "trainer", "callbacks", "paths",
+    "data", "model", "loss", "optim", "optim.optimizer", "optim.scheduler", "trainer", "callbacks", "paths",
 )  # fmt: skip
 
 # Two lines every run printed that say nothing about it: Lightning's advertisement for its cloud
