@@ -634,6 +634,15 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
         SyntheticData(**settings).setup()
 
 
+@pytest.mark.parametrize("splits", [None, 0.5, "0.7,0.15,0.15"])
+def test_splits_that_are_no_list_of_fractions_name_the_setting_from_python(splits: object) -> None:
+    # The config path refuses them by type first; from Python, null was "'NoneType' object is not iterable".
+    with pytest.raises(
+        ValueError, match=re.escape(f"data.splits must be 3 positive fractions summing to 1; got {splits}")
+    ):
+        SyntheticData(splits=splits)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -699,7 +708,12 @@ def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, mes
             "+callbacks.early_stopping.min_delta=-0.5",
             "callbacks.early_stopping.min_delta=-0.5; expected >= 0",
         ),
-        ("data.splits=null", "data.splits must be 3 positive fractions summing to 1; got None"),  # TypeError
+        ("data.splits=null", "data.splits=null: heatforecast.data.SyntheticData takes no null there"),
+        (
+            "optim.optimizer.lr=null",
+            "optim.optimizer.lr=null: torch.optim.AdamW takes no null there",
+        ),  # TypeError
+        ("optimized_metric=null", "optimized_metric=None; expected val/NAME"),  # AttributeError
         ("data=file", "data.path is required and not set"),  # was: omegaconf's MissingMandatoryValue
         # NaN or inf in any setting: an OverflowError from numpy, NaN losses, a schedule gone NaN.
         ("data.angle_start=nan", "data.angle_start=nan: expected a finite number (null where"),

@@ -166,7 +166,7 @@ def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:
 def check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
     """Stop unless ``name`` (optimized_metric) is ``SPLIT/NAME`` with a split of ``splits`` and a metric
     of the panel."""
-    split, _, metric = name.partition("/")
+    split, _, metric = str(name).partition("/")  # null was an AttributeError
     if split not in splits or metric not in METRICS:
         expected = " or ".join(f"{s}/NAME" for s in splits)
         why = ""
@@ -200,7 +200,10 @@ def _arguments(target: Any) -> dict[str, Any] | None:
         except Exception:  # an annotation that does not resolve outside its library: left unchecked
             hints = {}
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        names |= {p.name: hints.get(p.name) for p in params if p.kind in kinds and p.name not in names}
+        for p in params:
+            if p.kind in kinds and p.name not in names:
+                hint = hints.get(p.name)  # a default of None takes None, whatever the annotation says
+                names[p.name] = hint | None if p.default is None and hint is not None else hint
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names
         if target in PASSED_ON:
@@ -208,6 +211,15 @@ def _arguments(target: Any) -> dict[str, Any] | None:
         if not getattr(function, "__module__", "").startswith("heatforecast."):
             return None
     return None
+
+
+def _null_refused(annotation: Any) -> bool:
+    """Whether ``annotation`` is known and has no place for None (:func:`_arguments` makes a parameter
+    whose default is None Optional)."""
+    if annotation is None or annotation is typing.Any:
+        return False
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return type(None) not in (typing.get_args(annotation) if union else (annotation,))
 
 
 def _type_error(value: Any, annotation: Any) -> str | None:
@@ -269,6 +281,8 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
                 )
             if expected := _type_error(value, accepted[name]):
                 raise ConfigError(f"{key}={value!r}: {target} expects {expected} there")
+            if value is None and _null_refused(accepted[name]):  # one the above cannot spell (a tensor)
+                raise ConfigError(f"{key}=null: {target} takes no null there; expected a value")
     for key, value in node.items():
         if key not in HYDRA_KEYS:
             check_keys(value, f"{path}.{key}" if path else str(key))
