@@ -627,11 +627,28 @@ def test_unknown_generator_and_augment_settings_name_the_key() -> None:
         ({"generator": {"max_speed": -1.0}}, "data.generator.max_speed must be a finite number >= 0"),
         ({"angle_start": math.nan}, "data.angle_start must be a finite number; got nan"),
         ({"generator": {"threshold": math.nan}}, "data.generator.threshold must be a finite number; got nan"),
+        # null (or another type) where a number goes was a TypeError from a comparison
+        ({"generator": {"seed": None}}, "data.generator.seed must be a whole number; got None"),
+        ({"generator": {"n_bins": 2.5}}, "data.generator.n_bins must be a whole number; got 2.5"),
+        ({"generator": {"max_speed": None}}, "data.generator.max_speed must be a number; got None"),
     ],
 )
 def test_impossible_synthetic_data_settings_name_the_setting(settings: dict, message: str) -> None:
     with pytest.raises(DataError, match=re.escape(message)):
         SyntheticData(**settings).setup()
+
+
+@pytest.mark.parametrize(
+    ("augment", "message"),
+    [
+        ({"flip": None}, "data.augment.flip=None; expected a probability in [0, 1]"),  # was a TypeError
+        ({"flip": True}, "data.augment.flip=True; expected a probability in [0, 1]"),
+        ({"rotate": None}, "data.augment.rotate=None; expected true or false"),  # was taken as false
+    ],
+)
+def test_augment_settings_of_another_type_name_the_setting(augment: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SyntheticData(augment=augment, circular=True)
 
 
 @pytest.mark.parametrize("splits", [None, 0.5, "0.7,0.15,0.15"])

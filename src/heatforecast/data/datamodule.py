@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,8 +123,11 @@ class Augment:
     circular: bool = False
 
     def __post_init__(self) -> None:
-        if not 0 <= self.flip <= 1:
+        number = isinstance(self.flip, numbers.Real) and not isinstance(self.flip, bool)
+        if not (number and 0 <= self.flip <= 1):  # null was a TypeError
             raise ValueError(f"data.augment.flip={self.flip}; expected a probability in [0, 1]")
+        if not isinstance(self.rotate, bool):  # null passed for false
+            raise ValueError(f"data.augment.rotate={self.rotate}; expected true or false")
         if self.rotate and not self.circular:
             raise ValueError("data.augment.rotate=true needs data.circular=true (a turn wraps round 360)")
 

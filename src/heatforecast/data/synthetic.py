@@ -13,6 +13,7 @@ The motion is what makes the problem worth a model: persistence misses every mov
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -51,6 +52,21 @@ def make_synthetic(
         "max_sources": max_sources,
         "seed": seed,
     }
+    numbers_given = {
+        "bin_width": bin_width,
+        "angle_start": angle_start,
+        "max_speed": max_speed,
+        "birth_rate": birth_rate,
+        "death_rate": death_rate,
+        "noise_floor": noise_floor,
+        "threshold": threshold,
+    }
+    for name, value in (given | numbers_given).items():  # null was a TypeError from a comparison below
+        kind = numbers.Integral if name in given else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(
+                f"{name} must be {'a whole number' if name in given else 'a number'}; got {value!r}"
+            )
     for name, value in given.items():
         if value < least[name]:
             raise ValueError(f"{name} must be >= {least[name]}; got {value}")
