@@ -149,7 +149,7 @@ OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
 def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:
     """Stop, naming it, at the first of ``keys`` (settings and config groups that the entry point reads
     by name, dotted for nested ones) that the command deleted (``~seed``, ``~optim.scheduler``): each
-    met the run as an omegaconf traceback somewhere inside it."""
+    met the run as an omegaconf traceback somewhere inside it. So does ``peaks=null`` (no settings)."""
     absent = object()
     if missing := [key for key in keys if OmegaConf.select(cfg, key, default=absent) is absent]:
         raise ConfigError(
@@ -202,8 +202,7 @@ def _arguments(target: Any) -> dict[str, Any] | None:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         for p in params:
             if p.kind in kinds and p.name not in names:
-                hint = hints.get(p.name)  # a default of None takes None, whatever the annotation says
-                names[p.name] = hint | None if p.default is None and hint is not None else hint
+                names[p.name] = _with_default(hints.get(p.name), p.default)
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names
         if target in PASSED_ON:
@@ -211,6 +210,12 @@ def _arguments(target: Any) -> dict[str, Any] | None:
         if not getattr(function, "__module__", "").startswith("heatforecast."):
             return None
     return None
+
+
+def _with_default(hint: Any, default: Any) -> Any:
+    """A parameter's annotation (as typing.get_type_hints resolved it), Optional where its default is None:
+    whatever the annotation says, the parameter takes None."""
+    return hint | None if default is None and hint is not None else hint
 
 
 def _null_refused(annotation: Any) -> bool:
