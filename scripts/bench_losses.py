@@ -3,7 +3,7 @@
 Prints, per batch shape, each loss's median time and its ratio to mse, then emd against POT's
 ot.wasserstein_1d on the same tensors (forward only for POT, which is what it offers batched here);
 last, the metric panel's time per evaluation batch (ForecastMetrics.update: the forecast and the three
-references) at each ``peaks.max_count``, whose exact matching tries max_count! pairings.
+references) at each ``peaks.max_count``, whose exact matching grows as max_count 2^max_count.
 """
 
 from __future__ import annotations

@@ -738,8 +738,8 @@ def test_splits_that_are_no_list_of_fractions_name_the_setting_from_python(split
         ("data.splits=[0.7,nan,0.15]", "data.splits[1]=nan: expected a finite number"),
         ("trainer.gradient_clip_val=inf", "trainer.gradient_clip_val=inf: expected a finite number"),
         # ospa_deg's settings: an impossible one, or a matching too large to try every pairing of.
-        ("peaks.max_count=7", "peaks.max_count=7; expected a whole number 1..6 (ospa_deg tries all"),
-        ("peaks.max_count=0", "peaks.max_count=0; expected a whole number 1..6"),
+        ("peaks.max_count=9", "peaks.max_count=9; expected a whole number 1..8 (ospa_deg's exact matching"),
+        ("peaks.max_count=0", "peaks.max_count=0; expected a whole number 1..8"),
         ("peaks.max_count=2.5", "peaks.max_count=2.5: heatforecast.metrics.PeakSettings expects an integer"),
         ("peaks.distance_deg=-1", "peaks.distance_deg must be a finite number >= 0; got -1"),
         ("peaks.within_db=-3", "peaks.within_db must be a finite number >= 0; got -3"),

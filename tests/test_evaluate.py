@@ -525,6 +525,6 @@ def test_evaluate_scores_ospa_with_the_run_s_peak_settings_and_the_command_s(
     assert scored["command"][1] < scored["own"][1]  # a cheaper miss
     bad = f"paths.output_dir={tmp_path / 'bad'}"
     with hydra_job("evaluate", f"ckpt_path={last}", "peaks.max_count=9", bad) as cfg:
-        with pytest.raises(InstantiationException, match=r"peaks.max_count=9; expected a whole number 1..6"):
+        with pytest.raises(InstantiationException, match=r"peaks.max_count=9; expected a whole number 1..8"):
             run_evaluate(cfg)
     assert not (tmp_path / "bad").exists()

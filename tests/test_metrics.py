@@ -17,6 +17,7 @@ from heatforecast.data import make_synthetic
 from heatforecast.metrics import (
     DEFAULT_PEAKS,
     FORECASTERS,
+    MAX_PEAK_COUNT,
     MIN_SERIES,
     SKILL_METRICS,
     VECTOR_METRICS,
@@ -133,11 +134,13 @@ def test_peaks_of_the_forum_frame_in_db_are_scipys_and_skip_its_end_bin() -> Non
     assert where[found].long().tolist() == scipy_peaks(frame.double().numpy(), "db", False)[:4]
 
 
-def test_ospa_is_the_optimal_assignment_with_a_cutoff() -> None:
+@pytest.mark.parametrize("k", [1, 4, MAX_PEAK_COUNT])
+def test_ospa_is_the_optimal_assignment_with_a_cutoff(k: int) -> None:
     gen = np.random.default_rng(3)
-    n, k, cutoff = 400, 4, 30.0
+    n, cutoff = 400, 30.0
     a, b = gen.uniform(0, 360, (2, n, k))
-    b[: n // 2, :2] = (a[: n // 2, :2] + gen.normal(0, 15, (n // 2, 2))) % 360  # near matches too
+    near = max(1, k // 2)  # peaks of b placed near peaks of a in half the pairs, the rest anywhere
+    b[: n // 2, :near] = (a[: n // 2, :near] + gen.normal(0, 15, (n // 2, near))) % 360
     has_a, has_b = gen.random((2, n, k)) < 0.6  # empty sets included
     for circular in (False, True):
         got = ospa(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from itertools import permutations
 from typing import Any
 
 import torch
@@ -59,9 +58,8 @@ def higher_is_better(name: str) -> bool:
     return name.startswith("skill_")
 
 
-# peaks.max_count's largest value: ospa holds (vectors, max_count!, max_count) costs, 44 MB at 6 for an
-# evaluation batch of 256 windows of 10 steps; at 7 (5040 matchings) it would be 360 MB.
-MAX_PEAK_COUNT = 6
+# peaks.max_count's largest value: ospa's work grows as max_count 2^max_count (bench_losses.py times it).
+MAX_PEAK_COUNT = 8
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,8 @@ class PeakSettings:
         count = self.max_count
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PEAK_COUNT:
             raise ValueError(
-                f"peaks.max_count={count!r}; expected a whole number 1..{MAX_PEAK_COUNT} (ospa_deg tries "
-                "all max_count! matchings of two frames' peaks)"
+                f"peaks.max_count={count!r}; expected a whole number 1..{MAX_PEAK_COUNT} (ospa_deg's exact "
+                "matching of two frames' peaks grows as max_count 2^max_count)"
             )
 
     def find(
@@ -181,10 +179,21 @@ def peaks(
 
 
 @cache
-def _matchings(k: int, device: torch.device) -> Tensor:
-    """The k! orderings of range(k), (k!, k), made once per device: a copy to a GPU at every batch
-    would wait for the GPU each time."""
-    return torch.tensor(list(permutations(range(k))), device=device)
+def _assignment_steps(k: int, device: torch.device) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """The moves of :func:`ospa`'s dynamic program over k rows and columns: for each row i, every
+    (columns taken so far, next column, columns taken then) with i columns taken so far, the sets as
+    bit masks. Made once per device: a copy to a GPU at every batch would wait for the GPU each time."""
+    steps = []
+    for row in range(k):
+        moves = [
+            (taken, column, taken | 1 << column)
+            for taken in range(1 << k)
+            if taken.bit_count() == row
+            for column in range(k)
+            if not taken >> column & 1
+        ]
+        steps.append(tuple(torch.tensor(m, device=device) for m in zip(*moves)))
+    return steps
 
 
 def ospa(
@@ -194,16 +203,23 @@ def ospa(
     circular: bool = False,
 ) -> Tensor:
     """The OSPA distance (order 1; module docstring) between two sets of peaks given as :func:`peaks`
-    gives them, (angles, found) of shape (..., k) each; returns (...). Exact, over all k! matchings of
+    gives them, (angles, found) of shape (..., k) each; returns (...). Exact: the cheapest matching of
     the sets padded to k points (a padded point costs ``cutoff`` against a peak and 0 against another
-    padded one, which gives OSPA's cost of the peaks left unmatched)."""
+    padded one, which gives OSPA's cost of the peaks left unmatched), by a dynamic program over the
+    subsets of columns, best[taken] = the least cost of matching the first |taken| rows to the columns
+    in ``taken``: k 2^(k-1) moves where trying all k! matchings takes k k! (720 x 6 at k = 6)."""
     (a, has_a), (b, has_b) = pred, target
     k = a.shape[-1]
     pairs = has_a[..., :, None] & has_b[..., None, :]
     one_sided = has_a[..., :, None] ^ has_b[..., None, :]
     gap = _angle_gap(a[..., :, None], b[..., None, :], circular).clamp(max=cutoff)
     cost = torch.where(pairs, gap, torch.where(one_sided, cutoff, 0.0))  # (..., k, k)
-    total = cost[..., torch.arange(k, device=a.device), _matchings(k, a.device)].sum(-1).amin(-1)
+    best = torch.full((*cost.shape[:-2], 1 << k), torch.inf, dtype=cost.dtype, device=cost.device)
+    best[..., 0] = 0
+    for row, (taken, column, then) in enumerate(_assignment_steps(k, a.device)):
+        moves = best[..., taken] + cost[..., row, column]
+        best = best.scatter_reduce(-1, then.expand(moves.shape), moves, "amin")
+    total = best[..., -1]  # every column taken
     larger = torch.maximum(has_a.sum(-1), has_b.sum(-1))
     return torch.where(larger > 0, total / larger.clamp(min=1), 0.0)
 
