@@ -179,20 +179,18 @@ def peaks(
 
 
 @cache
-def _assignment_steps(k: int, device: torch.device) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """The moves of :func:`ospa`'s dynamic program over k rows and columns: for each row i, every
-    (columns taken so far, next column, columns taken then) with i columns taken so far, the sets as
-    bit masks. Made once per device: a copy to a GPU at every batch would wait for the GPU each time."""
+def _assignment_steps(k: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """The moves of :func:`ospa`'s dynamic program over k rows and columns, one pair per row i: for
+    each set of i + 1 columns (bit masks in increasing order), the positions of its i-column subsets
+    among the sets of i columns and the column each leaves out, (C(k, i + 1), i + 1) each. Made once per
+    device: a copy to a GPU at every batch would wait for the GPU each time."""
+    layers = [[mask for mask in range(1 << k) if mask.bit_count() == size] for size in range(k + 1)]
     steps = []
     for row in range(k):
-        moves = [
-            (taken, column, taken | 1 << column)
-            for taken in range(1 << k)
-            if taken.bit_count() == row
-            for column in range(k)
-            if not taken >> column & 1
-        ]
-        steps.append(tuple(torch.tensor(m, device=device) for m in zip(*moves)))
+        position = {mask: n for n, mask in enumerate(layers[row])}
+        columns = [[c for c in range(k) if mask >> c & 1] for mask in layers[row + 1]]
+        before = [[position[mask ^ 1 << c] for c in cs] for mask, cs in zip(layers[row + 1], columns)]
+        steps.append((torch.tensor(before, device=device), torch.tensor(columns, device=device)))
     return steps
 
 
@@ -206,20 +204,20 @@ def ospa(
     gives them, (angles, found) of shape (..., k) each; returns (...). Exact: the cheapest matching of
     the sets padded to k points (a padded point costs ``cutoff`` against a peak and 0 against another
     padded one, which gives OSPA's cost of the peaks left unmatched), by a dynamic program over the
-    subsets of columns, best[taken] = the least cost of matching the first |taken| rows to the columns
-    in ``taken``: k 2^(k-1) moves where trying all k! matchings takes k k! (720 x 6 at k = 6)."""
+    subsets of columns: best[taken], the least cost of matching the first |taken| rows to the columns in
+    ``taken``, is the least over c in ``taken`` of best[taken - c] + cost[|taken| - 1, c]. That is
+    k 2^(k-1) moves, where trying all k! matchings takes k k! (720 x 6 at k = 6); gathers and minima
+    only, which are deterministic on a GPU too."""
     (a, has_a), (b, has_b) = pred, target
     k = a.shape[-1]
     pairs = has_a[..., :, None] & has_b[..., None, :]
     one_sided = has_a[..., :, None] ^ has_b[..., None, :]
     gap = _angle_gap(a[..., :, None], b[..., None, :], circular).clamp(max=cutoff)
     cost = torch.where(pairs, gap, torch.where(one_sided, cutoff, 0.0))  # (..., k, k)
-    best = torch.full((*cost.shape[:-2], 1 << k), torch.inf, dtype=cost.dtype, device=cost.device)
-    best[..., 0] = 0
-    for row, (taken, column, then) in enumerate(_assignment_steps(k, a.device)):
-        moves = best[..., taken] + cost[..., row, column]
-        best = best.scatter_reduce(-1, then.expand(moves.shape), moves, "amin")
-    total = best[..., -1]  # every column taken
+    best = cost.new_zeros((*cost.shape[:-2], 1))  # no column taken yet: nothing paid
+    for row, (before, columns) in enumerate(_assignment_steps(k, a.device)):
+        best = (best[..., before] + cost[..., row, columns]).amin(-1)  # the sets of row + 1 columns
+    total = best[..., 0]  # every column taken
     larger = torch.maximum(has_a.sum(-1), has_b.sum(-1))
     return torch.where(larger > 0, total / larger.clamp(min=1), 0.0)
 
