@@ -52,7 +52,12 @@ def make_synthetic(
         "max_sources": max_sources,
         "seed": seed,
     }
-    numbers_given = {
+    for name, value in given.items():  # null was a TypeError from the comparison
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be a whole number; got {value!r}")
+        if value < least[name]:
+            raise ValueError(f"{name} must be >= {least[name]}; got {value}")
+    reals = {
         "bin_width": bin_width,
         "angle_start": angle_start,
         "max_speed": max_speed,
@@ -61,15 +66,9 @@ def make_synthetic(
         "noise_floor": noise_floor,
         "threshold": threshold,
     }
-    for name, value in (given | numbers_given).items():  # null was a TypeError from a comparison below
-        kind = numbers.Integral if name in given else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise ValueError(
-                f"{name} must be {'a whole number' if name in given else 'a number'}; got {value!r}"
-            )
-    for name, value in given.items():
-        if value < least[name]:
-            raise ValueError(f"{name} must be >= {least[name]}; got {value}")
+    for name, value in reals.items():  # the same, before the range checks below
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number; got {value!r}")
     for name, value in {"bin_width": bin_width, "noise_floor": noise_floor}.items():
         if not 0 < value < math.inf:  # NaN fails both comparisons
             raise ValueError(f"{name} must be a finite number > 0; got {value}")

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from heatforecast.data import HeatmapData
 from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster
-from heatforecast.training.config import ConfigError, choice
+from heatforecast.training.config import ConfigError, choice, peak_settings
 
 # torch.compile's modes (None: its default) that a fit was run with on a GPU (docs/performance.md);
 # max-autotune (CUDA graphs plus kernel autotuning) never was, so it is not offered.
@@ -65,7 +65,7 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
             scale=datamodule.scale,
             linear=linear,
             circular=datamodule.circular,
-            peak_settings=instantiate(cfg.peaks),
+            peak_settings=peak_settings(cfg.peaks),
             loss_name=loss_name,
             nonfinite=cfg.nonfinite,
             val_figure_every=cfg.val_figure_every,

@@ -18,7 +18,13 @@ from heatforecast.metrics import DEFAULT_PEAKS, PeakSettings
 from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster
 from heatforecast.training.build import build_model, linear_reference
-from heatforecast.training.config import CheckpointError, ConfigError, absolute_path, as_override
+from heatforecast.training.config import (
+    CheckpointError,
+    ConfigError,
+    absolute_path,
+    as_override,
+    peak_settings,
+)
 
 # Data keys that checkpoints made before they existed lack, with what those runs meant.
 DATA_ADDED_LATER = {"circular": False}
@@ -92,12 +98,12 @@ def _fit_linear_reference(ckpt: dict[str, Any], path: Path) -> None:
     )
 
 
-def restore_forecaster(ckpt: dict[str, Any], peak_settings: PeakSettings | None = None) -> Forecaster:
+def restore_forecaster(ckpt: dict[str, Any], peaks: PeakSettings | None = None) -> Forecaster:
     """The trained Forecaster of a checkpoint (:func:`load_checkpoint`), in eval mode on the CPU, scoring
-    ospa_deg with ``peak_settings`` (None: the run's)."""
+    ospa_deg with ``peaks`` (None: the run's settings)."""
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    if peak_settings is None:  # a run made before the settings existed used the defaults
-        peak_settings = instantiate(stored.peaks) if "peaks" in stored else DEFAULT_PEAKS
+    if peaks is None:  # a run made before the settings existed used the defaults
+        peaks = peak_settings(stored.peaks) if "peaks" in stored else DEFAULT_PEAKS
     angles, linear = ckpt["state_dict"]["angles"], ckpt["state_dict"]["linear.weight"]
     module = Forecaster(
         model=build_model(stored, angles.numel()),
@@ -109,7 +115,7 @@ def restore_forecaster(ckpt: dict[str, Any], peak_settings: PeakSettings | None 
         scale=stored.data.scale,
         linear=LeastSquaresLinear(linear.shape[1], linear.shape[0]),  # load_state_dict fills it
         circular=stored.data.get("circular", DATA_ADDED_LATER["circular"]),
-        peak_settings=peak_settings,
+        peak_settings=peaks,
         config=ckpt["hyper_parameters"]["config"],
     )
     module.load_state_dict(ckpt["state_dict"])

@@ -28,7 +28,7 @@ from omegaconf.errors import InterpolationKeyError
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, FileData
-from heatforecast.metrics import METRICS, higher_is_better
+from heatforecast.metrics import METRICS, PeakSettings, higher_is_better
 from heatforecast.module import NonFiniteLossError
 
 
@@ -149,18 +149,25 @@ OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
 def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:
     """Stop, naming it, at the first of ``keys`` (settings and config groups that the entry point reads
     by name, dotted for nested ones) that the command deleted (``~seed``, ``~optim.scheduler``): each
-    met the run as an omegaconf traceback somewhere inside it. So does ``peaks=null`` (no settings)."""
+    met the run as an omegaconf traceback somewhere inside it."""
     absent = object()
     if missing := [key for key in keys if OmegaConf.select(cfg, key, default=absent) is absent]:
         raise ConfigError(
             f"{missing[0]} is not set (deleted with ~{missing[0]}?), and the run reads it; expected its "
             f"setting or option from conf/ (without ~{missing[0]})"
         )
-    if "peaks" in keys and not OmegaConf.is_dict(cfg.peaks):
+
+
+def peak_settings(node: Any) -> PeakSettings:
+    """ospa_deg's settings from a ``peaks`` config node: its keys checked (:func:`check_keys`), then its
+    values (by PeakSettings, as Hydra builds it); ``peaks=null`` is no node and is refused."""
+    if not OmegaConf.is_dict(node):
         raise ConfigError(
-            f"peaks={cfg.peaks}; expected ospa_deg's settings (conf/train.yaml's peaks:), set one by one "
+            f"peaks={node}; expected ospa_deg's settings (conf/train.yaml's peaks:), set one by one "
             "(peaks.max_count=2)"
         )
+    check_keys(node, "peaks")
+    return instantiate(node)
 
 
 def check_metric(name: str, splits: tuple[str, ...] = ("val", "test")) -> None:
@@ -427,7 +434,7 @@ def check_config(cfg: DictConfig) -> None:
         ) from None
     check_required(cfg)
     check_keys(plain)
-    instantiate(cfg.peaks)  # checks its values (PeakSettings), before any data is read
+    peak_settings(cfg.peaks)  # its values, before any data is read
     if (limit := cfg.trainer.get("limit_val_batches")) is not None and limit <= 0:
         raise ConfigError(
             f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but the "

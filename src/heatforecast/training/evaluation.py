@@ -39,6 +39,7 @@ from heatforecast.training.config import (
     check_present,
     check_required,
     override_key,
+    peak_settings,
 )
 from heatforecast.training.report import summarize, write_result
 
@@ -94,18 +95,20 @@ def evaluation_data(
     return data_cfg, named
 
 
-def evaluation_peaks(cfg: DictConfig, trained: DictConfig, overrides: list[str]) -> PeakSettings:
-    """ospa_deg's settings to score a checkpoint with: those of its run (``trained``, the checkpoint's
-    config) with the command's ``peaks.KEY=VALUE`` applied. A run made before the settings existed used
-    the defaults, which this config holds."""
-    if "peaks" not in trained:
-        return instantiate(cfg.peaks)
+def evaluation_peaks(cfg: DictConfig, trained: DictConfig, overrides: list[str]) -> PeakSettings | None:
+    """ospa_deg's settings to score a checkpoint with where the command sets any (None: its run's,
+    which :func:`restore_forecaster` takes): the run's (``trained``, the checkpoint's config) with the
+    command's ``peaks.KEY=VALUE`` applied. A run made before the settings existed used the defaults,
+    which this config holds with the command's keys applied, as it does a whole ``peaks=...``."""
+    keys = [key for key in map(override_key, overrides) if key.split(".")[0] == "peaks"]
+    if not keys:
+        return None
+    if "peaks" in keys or "peaks" not in trained:
+        return peak_settings(cfg.peaks)
     node = copy.deepcopy(trained.peaks)
-    for key in (override_key(o) for o in overrides):
-        if key.startswith("peaks."):
-            OmegaConf.update(node, key.removeprefix("peaks."), OmegaConf.select(cfg, key), force_add=True)
-    check_keys(node, "peaks")
-    return instantiate(node)
+    for key in keys:
+        OmegaConf.update(node, key.removeprefix("peaks."), OmegaConf.select(cfg, key), force_add=True)
+    return peak_settings(node)
 
 
 def check_out(out: Path) -> None:
@@ -200,7 +203,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    peak_settings = evaluation_peaks(cfg, stored, overrides)
+    peaks = evaluation_peaks(cfg, stored, overrides)
     data_cfg, named = evaluation_data(cfg, stored.data, overrides, str(cfg.ckpt_path))
     datamodule: HeatmapData = instantiate(data_cfg)
     datamodule.scaler = Scaler(ckpt["hyper_parameters"]["scale_factor"])  # the training scaler
@@ -211,7 +214,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg.ckpt_path}: trained on {trained_bins} angle bins; {datamodule.source} has "
             f"{datamodule.n_bins} (expected the same)"
         )
-    module = restore_forecaster(ckpt, peak_settings)
+    module = restore_forecaster(ckpt, peaks)
     output_dir = Path(cfg.paths.output_dir)
     if future:
         return forecast_future(module, datamodule, output_dir, Path(cfg.out) if cfg.out else None)
