@@ -32,6 +32,7 @@ LOSSES: dict[str, Callable[[], torch.nn.Module]] = {
     "emd_circular": lambda: losses.EMD(circular=True),
     "cramer": losses.Cramer,
     "kl": losses.KL,
+    "w2": losses.W2,
     "combo(emd+mse)": lambda: losses.Combo({"emd": losses.EMD(), "mse": losses.MSE()}, {"emd": 1, "mse": 1}),
 }
 

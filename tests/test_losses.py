@@ -94,6 +94,39 @@ def test_emd_matches_scipy_and_pot_batched() -> None:
     np.testing.assert_allclose(ours, pot, rtol=1e-5)
 
 
+def test_w2_matches_pot_batched() -> None:
+    gen = torch.Generator().manual_seed(3)
+    pred = torch.rand(4, 10, 181, generator=gen, dtype=torch.float64) ** 4
+    target = torch.rand(4, 10, 181, generator=gen, dtype=torch.float64) ** 4
+    pred[0, 0], target[0, 0] = 0.0, 0.0  # point masses: the quantile functions' steps coincide
+    pred[0, 0, [10, 30]], target[0, 0, 20] = 1.0, 2.0
+    bin_width = 0.5
+    angles = np.arange(181) * bin_width
+    ours = losses.w2(pred, target, bin_width=bin_width, eps=1e-12).numpy().reshape(-1)
+    p, t = pred.reshape(-1, 181).numpy(), target.reshape(-1, 181).numpy()
+    grid = np.tile(angles[:, None], (1, len(p)))
+    u, v = (p / p.sum(1, keepdims=True)).T, (t / t.sum(1, keepdims=True)).T
+    pot = ot.wasserstein_1d(grid, grid, u, v, p=2) ** 0.5  # POT gives W2 squared
+    np.testing.assert_allclose(ours, pot, rtol=1e-5)
+    assert ours[0] == pytest.approx(5.0)  # two half lobes 10 degrees either side of the target
+
+
+def test_w2_charges_a_split_source_more_than_emd_does() -> None:
+    # The target is a source at 80 or at 100 degrees, alike: one peak at 90 and two half lobes at 80
+    # and 100 cost EMD the same on average; W2 charges the split more (its docstring's example).
+    def delta(*angles: int) -> torch.Tensor:
+        x = torch.zeros(181, dtype=torch.float64)
+        x[list(angles)] = 1.0
+        return x
+
+    targets = torch.stack([delta(80), delta(100)])
+    one_peak, split = delta(90).expand(2, -1), delta(80, 100).expand(2, -1)
+    assert losses.emd(one_peak, targets, eps=1e-12).mean().item() == pytest.approx(10.0)
+    assert losses.emd(split, targets, eps=1e-12).mean().item() == pytest.approx(10.0)
+    assert losses.w2(one_peak, targets, eps=1e-12).mean().item() == pytest.approx(10.0)
+    assert losses.w2(split, targets, eps=1e-12).mean().item() == pytest.approx(200**0.5)
+
+
 def test_circular_emd_is_the_minimum_over_cyclic_shifts() -> None:
     gen = torch.Generator().manual_seed(2)
     n = 36  # 0..350 deg in 10 deg bins
@@ -235,7 +268,7 @@ def forum_frame() -> torch.Tensor:
     return torch.tensor(np.loadtxt(path, delimiter=",", skiprows=1), dtype=torch.float32)
 
 
-@pytest.mark.parametrize("name", ["emd", "kl", "cramer", "combo"])
+@pytest.mark.parametrize("name", ["emd", "kl", "cramer", "w2", "combo"])
 def test_forum_frame_as_db_gives_finite_losses_and_gradients(name: str) -> None:
     frame = forum_frame()  # the real frame a user posted: zeros and negative dB values
     target = frame.expand(2, -1)
@@ -259,7 +292,7 @@ def test_forum_frame_as_db_gives_finite_losses_and_gradients(name: str) -> None:
 def test_db_distribution_losses_are_finite_for_any_db_values(a: list, b: list) -> None:
     pred = torch.tensor(a, requires_grad=True)
     target = torch.tensor(b)
-    for fn in (losses.emd, losses.cramer, losses.kl):
+    for fn in (losses.emd, losses.cramer, losses.w2, losses.kl):
         value = fn(pred, target, scale="db")
         (grad,) = torch.autograd.grad(value, pred)
         assert torch.isfinite(value) and value >= -1e-6
@@ -287,6 +320,8 @@ def test_bad_inputs_say_what_was_expected() -> None:
         losses.Huber(delta=-1)  # was: torch's, at the first batch
     with pytest.raises(ValueError, match="mass_weight must be a finite number >= 0 .*; got -0.1"):
         losses.EMD(mass_weight=-0.1)  # was: taken, rewarding an energy error
+    with pytest.raises(ValueError, match="loss w2 has no circular form .* use loss=emd or loss=cramer"):
+        losses.W2(circular=True)
     # NaN and inf passed the plain sign checks: every batch's loss was NaN or inf (or, for the cosine's
     # eps, the constant 1), which the fit noticed only as a non-finite loss.
     for bad in (math.nan, math.inf):

@@ -371,6 +371,7 @@ def test_trainer_predict_forecasts_the_steps_after_each_series(tiny) -> None:
 
 
 def test_data_circular_makes_losses_metrics_and_model_wrap(tiny) -> None:
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from heatforecast.losses import CdfLoss
@@ -387,6 +388,11 @@ def test_data_circular_makes_losses_metrics_and_model_wrap(tiny) -> None:
     assert np.isfinite(run(cfg))
     with pytest.raises(ConfigError, match="loss.terms.emd.circular=false but data.circular=true"):
         build_module(tiny(*circle, "loss=emd_mse", "loss.terms.emd.circular=false"), datamodule)
+    # w2 has no circular form: it takes data.circular like the others and refuses true, naming the way out.
+    with pytest.raises(
+        InstantiationException, match="loss w2 has no circular form .* use loss=emd or loss=cramer"
+    ):
+        build_module(tiny(*circle, "loss=w2"), datamodule)
 
 
 @pytest.mark.parametrize("mode", ["true", "default", "reduce-overhead", "max-autotune-no-cudagraphs"])

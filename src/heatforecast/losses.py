@@ -228,6 +228,34 @@ def cramer(
     return _CdfDistance.apply(pred, target, bin_width, scale, eps, 2, circular)
 
 
+def w2(
+    pred: Tensor, target: Tensor, bin_width: float = 1.0, scale: str = "linear", eps: float = DEFAULT_EPS
+) -> Tensor:
+    """Wasserstein-2 distance in degrees between the bin distributions P, Q of p and t, each bin's
+    mass at its centre: ``sqrt(int_0^1 (F_P^-1(u) - F_Q^-1(u))^2 du)``, F^-1 the quantile functions.
+
+    Exact on the grid: the 2A CDF levels of P and Q, merged in order, cut [0, 1] into intervals on
+    each of which both quantile functions stay on one bin; on the k-th, the bins differ by
+    ``D_k = (levels of P below it) - (levels of Q below it)``, so ``W2^2 = d^2 sum_k du_k D_k^2``
+    (d = bin_width). Unlike EMD (W1), W2 charges a source split into lobes more than one peak
+    between them: with the target at 80 or 100 degrees alike, two half lobes there cost EMD 10 degrees
+    on average, as one peak at 90 does, and cost W2 14.1 against 10 (W2^2's optimum is the mean of the
+    targets' quantile functions: one peak per source). No circular form: on a circle the quantile
+    functions depend on where it is cut.
+    """
+    _check_scale(scale)
+    cdf_p = _normalise(pred, scale, eps)[0].cumsum(-1)
+    cdf_t = _normalise(target, scale, eps)[0].cumsum(-1)
+    levels, order = torch.cat([cdf_p, cdf_t], -1).sort(-1)
+    step = torch.where(order < pred.shape[-1], 1.0, -1.0)  # a level of P raises D, one of Q lowers it
+    gap = step.cumsum(-1).sub_(step)  # D on the interval that ends at each level
+    du = torch.diff(levels, dim=-1, prepend=levels.new_zeros(()).expand(*levels.shape[:-1], 1))
+    squared = (du * gap.square()).sum(-1) * bin_width**2
+    # sqrt's derivative is infinite at 0 (identical distributions): there the gradient is 0.
+    zero = squared <= 0
+    return torch.where(zero, 0.0, squared.masked_fill(zero, 1.0).sqrt())
+
+
 def kl(pred: Tensor, target: Tensor, scale: str = "linear", eps: float = DEFAULT_EPS) -> Tensor:
     """KL(Q || P) = sum_a Q_a (log Q_a - log P_a), Q the target's and P the prediction's distribution,
     computed from log-probabilities (no log of a rounded-to-zero probability).
@@ -421,6 +449,31 @@ class EMD(CdfLoss):
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
         return emd(pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight)
+
+
+class W2(DistributionLoss):
+    """Wasserstein-2 in degrees: sqrt(int_0^1 (F_p^-1(u) - F_t^-1(u))^2 du) (see :func:`w2`).
+    ``circular=True`` is refused: W2 has no form here that does not depend on where a circle is cut."""
+
+    def __init__(
+        self,
+        bin_width: float = 1.0,
+        scale: str = "linear",
+        eps: float = DEFAULT_EPS,
+        circular: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(scale, eps, reduction)
+        check_number("bin_width", bin_width)
+        if circular:
+            raise ValueError(
+                "loss w2 has no circular form (on a circle its quantile functions depend on where the "
+                "circle is cut); for data.circular=true use loss=emd or loss=cramer, which have one"
+            )
+        self.bin_width = bin_width
+
+    def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
+        return w2(pred, target, self.bin_width, self.scale, self.eps)
 
 
 class Combo(VectorLoss):
