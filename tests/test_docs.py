@@ -252,7 +252,7 @@ def test_the_loss_study_tables_are_the_csvs_that_compare_runs_wrote(heading: str
     # and not the other fails here. The references' val EMD comes from a run's panel, not the CSV.
     written = study_csv(f"loss_study_{csv}.csv")
     rows = markdown_table(STUDY.read_text(), heading)
-    assert len(rows) == len(written) == 14
+    assert len(rows) == len(written) == 15
     for cells in rows:
         row = written[row_label(cells[0])]
         assert cells[2:] == [row[c] for c in PANEL], cells[0]
@@ -285,7 +285,7 @@ def test_the_loss_study_train_window_tables_are_their_csvs_too(which: int, csv: 
         "skill_emd val",
         "emd",
     ]
-    assert len(rows) == sum(not is_reference(row) for row in written.values()) == 11
+    assert len(rows) == sum(not is_reference(row) for row in written.values()) == 12
     for cells in rows:
         assert cells[1:] == [written[row_label(cells[0])][c] for c in columns], cells[0]
 
@@ -293,7 +293,7 @@ def test_the_loss_study_train_window_tables_are_their_csvs_too(which: int, csv: 
 def test_the_loss_study_ospa_table_is_the_csvs_too() -> None:
     linear, db = study_csv("loss_study_linear.csv"), study_csv("loss_study_db.csv")
     rows = markdown_table(STUDY.read_text(), "Every source at its angle: `ospa_deg`")
-    assert len(rows) == len(linear) == len(db) == 14
+    assert len(rows) == len(linear) == len(db) == 15
     for cells in rows:
         label = row_label(cells[0])
         written = [linear[label]["ospa_deg"], linear[label]["emd"], db[label]["ospa_deg"], db[label]["emd"]]
@@ -305,7 +305,7 @@ def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
     # and skill are the CSV's numbers to the digits the page shows.
     written = study_csv("loss_study_linear_runs.csv", seed="1")
     rows = markdown_table(STUDY.read_text(), "Lead time: up to which horizon step each loss stays ahead")
-    assert len(rows) == len(written) == 14
+    assert len(rows) == len(written) == 15
     for cells in rows:
         row = written[row_label(cells[0])]
         assert float(cells[1]) == float(f"{float(row['emd']):.4g}"), cells[0]
