@@ -5,8 +5,8 @@ Every loss compares a prediction ``p`` and a target ``t`` of shape ``(..., A)``:
 ``(...)``, plus a thin ``nn.Module`` whose ``reduction`` is ``"mean"`` (the mean over every leading dim,
 a scalar) or ``"none"`` (the per-vector values).
 
-Distribution losses (``emd``, ``cramer``, ``kl``) first map each vector to a distribution over bins with
-:func:`log_distribution`, one differentiable mapping documented there.
+Distribution losses (``emd``, ``cramer``, ``w2``, ``kl``) first map each vector to a distribution over
+bins with :func:`log_distribution`, one differentiable mapping documented there.
 
 ``eps`` arguments are in the units the loss sees. During training that is the scaled data, whose train
 mean per bin is 1 for linear energy, so ``eps=1e-3`` is a 0.1 % floor per bin; it bounds gradients near
