@@ -77,7 +77,7 @@ if bad:
     sys.exit("gpu_check: evaluate.py disagrees with train.py's test panel: " + "; ".join(bad))
 PY
 took "the CPU scoring"
-echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs)"
+echo "== GPU tests (pytest -m gpu: bf16 fit, loader on the GPU, no host sync in training steps, CUDA graphs, deterministic circular)"
 if "$python" -c "import pytest" 2>/dev/null; then
     # -o addopts=: in this process, one test at a time (pyproject's `-n auto` would share the GPU
     # between workers), and pytest-xdist need not be installed.
