@@ -419,7 +419,10 @@ class KL(DistributionLoss):
 
 class CdfLoss(DistributionLoss):
     """Base of the losses on the CDFs of the bin distributions, in degrees: ``bin_width`` is d;
-    ``circular`` for an angle axis that wraps around (0..360 data)."""
+    ``circular`` for an angle axis that wraps around (0..360 data), refused by a loss without a
+    circular form (``has_circular_form``)."""
+
+    has_circular_form = True
 
     def __init__(
         self,
@@ -431,6 +434,12 @@ class CdfLoss(DistributionLoss):
     ) -> None:
         super().__init__(scale, eps, reduction)
         check_number("bin_width", bin_width)
+        if circular and not self.has_circular_form:
+            raise ValueError(
+                f"loss {type(self).__name__.lower()} has no circular form (on a circle its quantile "
+                "functions depend on where the circle is cut); for data.circular=true use loss=emd or "
+                "loss=cramer, which have one"
+            )
         self.bin_width, self.circular = bin_width, circular
 
 
@@ -463,26 +472,12 @@ class EMD(CdfLoss):
         return emd(pred, target, self.bin_width, self.scale, self.eps, self.circular, self.mass_weight)
 
 
-class W2(DistributionLoss):
-    """Wasserstein-2 in degrees: sqrt(int_0^1 (F_p^-1(u) - F_t^-1(u))^2 du) (see :func:`w2`).
-    ``circular=True`` is refused: W2 has no form here that does not depend on where a circle is cut."""
+class W2(CdfLoss):
+    """Wasserstein-2 in degrees: sqrt(int_0^1 (F_p^-1(u) - F_t^-1(u))^2 du) (see :func:`w2`), from the
+    quantile functions of the CDFs. ``circular=True`` is refused: W2 has no form that does not depend
+    on where a circle is cut."""
 
-    def __init__(
-        self,
-        bin_width: float = 1.0,
-        scale: str = "linear",
-        eps: float = DEFAULT_EPS,
-        circular: bool = False,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(scale, eps, reduction)
-        check_number("bin_width", bin_width)
-        if circular:
-            raise ValueError(
-                "loss w2 has no circular form (on a circle its quantile functions depend on where the "
-                "circle is cut); for data.circular=true use loss=emd or loss=cramer, which have one"
-            )
-        self.bin_width = bin_width
+    has_circular_form = False
 
     def per_vector(self, pred: Tensor, target: Tensor) -> Tensor:
         return w2(pred, target, self.bin_width, self.scale, self.eps)
