@@ -338,6 +338,23 @@ def test_a_checkpoint_saved_before_runs_kept_the_linear_reference_gets_the_runs_
     assert "old.ckpt: saved before runs kept the linear reference; fitted it to" in capsys.readouterr().out
 
 
+def test_a_checkpoint_with_the_panels_own_angles_loads(trained: Path, tmp_path: Path) -> None:
+    # Saved before 2026-11-28, a checkpoint held a copy of the angles per metric panel (val and test),
+    # and none for train_eval, added later: loading it stopped with "Missing key(s)".
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not [key for key in ckpt["state_dict"] if key.startswith("metrics.")]  # no longer stored
+    for split in ("val", "test"):
+        ckpt["state_dict"][f"metrics.{split}.angles"] = ckpt["state_dict"]["angles"].clone()
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    old, new = (
+        restore_forecaster(load_checkpoint(path))
+        for path in (tmp_path / "old.ckpt", trained / "checkpoints" / "last.ckpt")
+    )
+    frames = torch.rand(2, old.hparams.config["data"]["context_len"], len(old.angles))
+    torch.testing.assert_close(old.forecast(frames), new.forecast(frames))
+    torch.testing.assert_close(old.metrics["train_eval"].angles, new.angles)
+
+
 def test_settings_evaluate_would_ignore_are_refused(trained: Path, tmp_path: Path) -> None:
     # The model, loss and training settings are the checkpoint's: loss=kl used to score with emd silently.
     ckpt = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"

@@ -33,7 +33,7 @@ from functools import cache
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
@@ -258,6 +258,10 @@ def vector_metrics(
     )
 
 
+def _drop_stored_angles(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    state_dict.pop(prefix + "angles", None)
+
+
 class ForecastMetrics(Metric):
     """Accumulates the metric panels of a forecast and of the references (persistence, linear, drift),
     over (B, H, A) batches.
@@ -294,7 +298,10 @@ class ForecastMetrics(Metric):
         self.scale, self.eps, self.horizon, self.circular = scale, eps, horizon, circular
         self.unit = float(unit)
         self.keep_windows, self.peak_settings = keep_windows, peak_settings
-        self.register_buffer("angles", angles.detach().clone().float())
+        # Not stored in checkpoints: the Forecaster keeps the angles. Those saved before 2026-11-28 hold
+        # a copy per panel, and none for panels added later (train_eval), so loading drops it.
+        self.register_buffer("angles", angles.detach().clone().float(), persistent=False)
+        self.register_load_state_dict_pre_hook(_drop_stored_angles)
         self.bin_width = float(angles[1] - angles[0])  # read once, here, not off the GPU at every batch
         n, k = len(VECTOR_METRICS), len(FORECASTERS)  # first index: FORECASTERS
         self.add_state("sums", torch.zeros(k, n, horizon, dtype=torch.float64), "sum")
