@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import math
 import pstats
 import resource
@@ -63,6 +64,7 @@ class StepTimer(L.Callback):
             if device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("warn")
             if self.profiler:
+                gc.collect()  # as for the bare loop's profile
                 self.profiler.enable()
         if trainer.global_step >= self.warmup:
             self.steps += 1
@@ -157,6 +159,7 @@ def bare_steps(
     sync(device)
     start = time.perf_counter()
     if profiler:
+        gc.collect()  # not the finalizers of earlier fits' objects (Lightning's among them) in this profile
         profiler.enable()
     windows = run(steps, lambda: pool[next(turn) % len(pool)], lambda phase: None)
     sync(device)
