@@ -24,7 +24,7 @@ RESUMABLE = [
     "experiment=smoke",
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=4",
-    "callbacks.model_checkpoint.every_n_train_steps=1",
+    "callbacks.last_checkpoint.every_n_train_steps=1",
     "callbacks.early_stopping=null",
 ]
 

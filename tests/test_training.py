@@ -102,9 +102,20 @@ def test_a_fused_optimizer_clips_gradients_under_bf16_mixed(tmp_path: Path, algo
             "callbacks.model_checkpoint.monitor=val/loss",
             "the checkpoint callback monitors val/loss); the panels below are of /",
         ),
-        ("callbacks.model_checkpoint=null", "Lightning's own keeps the last); the panels below are of /"),
+        (  # callbacks.last_checkpoint, then the first checkpoint callback, keeps last.ckpt
+            "callbacks.model_checkpoint=null",
+            "the checkpoint callback keeps the latest); the panels below are of /",
+        ),
+        (  # Lightning adds its own, which keeps the latest as well
+            "callbacks.model_checkpoint=null callbacks.last_checkpoint=null",
+            "the checkpoint callback keeps the latest); the panels below are of /",
+        ),
         (  # was: AttributeError on the missing callback's best_model_path
             "callbacks.model_checkpoint=null +trainer.enable_checkpointing=false",
+            "no checkpoint callback); the panels below are of the fit's last weights",
+        ),
+        (  # was: Lightning's refusal of the configured checkpoint callbacks
+            "+trainer.enable_checkpointing=false",
             "no checkpoint callback); the panels below are of the fit's last weights",
         ),
     ],
@@ -116,6 +127,19 @@ def test_panels_not_of_the_best_checkpoint_on_the_optimized_metric_say_so(
     run(tiny(*override.split()))
     assert "note: no checkpoint was kept as the best on optimized_metric=val/emd (" + panels_of in (
         capsys.readouterr().out
+    )
+
+
+def test_last_ckpt_is_the_latest_state_when_the_best_epoch_is_an_earlier_one(tiny, tmp_path: Path) -> None:
+    # Lightning's save_last refreshed last.ckpt only with a new best: a run whose val EMD stopped
+    # improving kept last.ckpt at its best epoch, and ckpt_path=last trained the epochs after it again.
+    run(tiny("optim.optimizer.lr=0.05", "trainer.max_epochs=5", "callbacks.early_stopping=null"))
+    best = json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]
+    assert Path(best).name != "epoch004.ckpt"  # this lr makes the val EMD worse after an early epoch
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 4  # saved at the last epoch's validation
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == sorted(
+        [Path(best).name, "last.ckpt"]
     )
 
 

@@ -7,7 +7,7 @@ import inspect
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import HeatmapData
@@ -93,12 +93,16 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``.
 
     Without a logger (``~logger``) the learning-rate monitor, which only writes to it, is left out;
-    with ``trainer.enable_progress_bar=false``, the progress bar (which Lightning would refuse).
+    with ``trainer.enable_progress_bar=false``, the progress bar, and with
+    ``trainer.enable_checkpointing=false`` the checkpoint callbacks (Lightning would refuse both).
     """
     logger = instantiate(cfg.logger) if cfg.get("logger") is not None else False  # None: Lightning's own
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # True: Lightning's default, for one's own config
+    # True: Lightning's defaults, for one's own trainer config
+    if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not cfg.trainer.get("enable_checkpointing", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, *extra_callbacks])

@@ -133,11 +133,12 @@ def run(cfg: DictConfig) -> float:
         if trainer.global_step == 0 and trainer.is_global_zero:  # e.g. trainer.max_epochs=0
             print("note: the fit made no optimizer step; the panels below are the untrained model's")
         elif (best is None or monitor != cfg.optimized_metric) and trainer.is_global_zero:
-            # callbacks.model_checkpoint changed (save_top_k=0, another monitor) or null (Lightning's
-            # own then keeps the last epoch): the panels are not the best on optimized_metric.
+            # callbacks.model_checkpoint changed (save_top_k=0, another monitor) or null (the first
+            # checkpoint callback left, last_checkpoint or Lightning's own, keeps the latest): the panels
+            # are not the best on optimized_metric.
             kept = f"the checkpoint callback monitors {monitor}"
             if not monitor:
-                kept = "Lightning's own keeps the last" if callback else "no checkpoint callback"
+                kept = "the checkpoint callback keeps the latest" if callback else "no checkpoint callback"
             print(
                 f"note: no checkpoint was kept as the best on optimized_metric={cfg.optimized_metric} "
                 f"({kept}); the panels below are of " + ("the fit's last weights" if best is None else best)
