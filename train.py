@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import USER_ERRORS, error_message, run, unquoted_value, with_data_option
+from heatforecast.training import USER_ERRORS, error_message, run, unquoted_value, with_implied_settings
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -19,5 +19,5 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     if message := unquoted_value(sys.argv[1:]):  # before Hydra, whose parser cannot say what is wrong
         sys.exit(f"error: {message}")
-    sys.argv[1:] = with_data_option(sys.argv[1:])
+    sys.argv[1:] = with_implied_settings(sys.argv[1:])
     main()

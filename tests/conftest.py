@@ -55,9 +55,9 @@ def hydra_job(config: str, *overrides: str) -> Iterator[DictConfig]:
     command line), with Hydra's job state (the command's overrides, the chosen options, the run mode)
     set as inside it: its checks run in-process, without the few seconds a new Python process spends
     importing torch and Lightning."""
-    from heatforecast.training import with_data_option, with_file_settings
+    from heatforecast.training import with_file_settings, with_implied_settings
 
-    args = (with_file_settings if config == "evaluate" else with_data_option)(list(overrides))
+    args = (with_file_settings if config == "evaluate" else with_implied_settings)(list(overrides))
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(config, args, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)

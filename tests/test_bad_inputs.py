@@ -29,8 +29,8 @@ from heatforecast.training import (
     evaluate,
     run,
     unquoted_value,
-    with_data_option,
     with_file_settings,
+    with_implied_settings,
 )
 from heatforecast.training.checkpoints import load_checkpoint
 from heatforecast.training.config import check_config, check_keys
@@ -809,18 +809,34 @@ def test_a_drift_lag_longer_than_the_context_is_refused(tmp_path: Path) -> None:
 
 def test_data_path_without_a_data_option_is_read_as_data_file() -> None:
     # The default data is generated: Hydra's refusal ("Key 'path' is not in struct") named no way out.
-    assert with_data_option(["-m", "data.path=a.csv", "loss=mse,emd"]) == [
+    assert with_implied_settings(["-m", "data.path=a.csv", "loss=mse,emd"]) == [
         "-m", "data.path=a.csv", "data=file", "loss=mse,emd"
     ]  # fmt: skip
     # Not at the end, where argparse would take it after --cfg's value and refuse the command.
-    assert with_data_option(["data.path=a.csv", "--cfg", "job"]) == [
+    assert with_implied_settings(["data.path=a.csv", "--cfg", "job"]) == [
         "data.path=a.csv",
         "data=file",
         "--cfg",
         "job",
     ]
-    assert with_data_option(["data=file", "data.path=a.csv"]) == ["data=file", "data.path=a.csv"]
-    assert with_data_option(["loss=emd"]) == ["loss=emd"]
+    assert with_implied_settings(["data=file", "data.path=a.csv"]) == ["data=file", "data.path=a.csv"]
+    assert with_implied_settings(["loss=emd"]) == ["loss=emd"]
+
+
+def test_a_moved_setting_works_under_its_old_name(capsys: pytest.CaptureFixture) -> None:
+    # last.ckpt's step interval moved to callbacks.last_checkpoint; the old key was README's, and
+    # Hydra's own refusal suggested a "+" that would have set it on the best-checkpoint callback.
+    new = "callbacks.last_checkpoint.every_n_train_steps"
+    for typed in ("", "+"):
+        old = f"{typed}callbacks.model_checkpoint.every_n_train_steps=1,5"
+        assert with_implied_settings(["-m", old, "loss=emd"]) == ["-m", f"{new}=1,5", "loss=emd"]
+    assert f"note: callbacks.model_checkpoint.every_n_train_steps is now {new}" in capsys.readouterr().err
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=with_implied_settings(["callbacks.model_checkpoint.every_n_train_steps=5"])
+        )
+    assert cfg.callbacks.last_checkpoint.every_n_train_steps == 5
+    assert "every_n_train_steps" not in cfg.callbacks.model_checkpoint
 
 
 def test_evaluate_takes_file_settings_without_a_plus() -> None:

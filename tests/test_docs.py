@@ -24,8 +24,8 @@ from heatforecast.training import (
     CheckpointError,
     evaluate,
     unquoted_value,
-    with_data_option,
     with_file_settings,
+    with_implied_settings,
 )
 from heatforecast.training.config import check_config, override_key
 
@@ -147,7 +147,7 @@ def test_a_documented_command_composes_and_passes_the_checks(
     assert unquoted_value(args) is None, where
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if not a.startswith("-")]
-    args = with_data_option(args) if script == "train" else with_file_settings(args)
+    args = with_implied_settings(args) if script == "train" else with_file_settings(args)
     if multirun:
         args = first_of_each_sweep(with_sweeper_params(script, args))
         args.append("hydra.mode=MULTIRUN")

@@ -14,8 +14,8 @@ from heatforecast.training.config import (
     ConfigError,
     error_message,
     unquoted_value,
-    with_data_option,
     with_file_settings,
+    with_implied_settings,
 )
 from heatforecast.training.evaluation import evaluate
 from heatforecast.training.fit import run
@@ -32,6 +32,6 @@ __all__ = [
     "load_forecaster",
     "run",
     "unquoted_value",
-    "with_data_option",
     "with_file_settings",
+    "with_implied_settings",
 ]

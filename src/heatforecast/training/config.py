@@ -82,10 +82,23 @@ def _override_keys(args: list[str]) -> list[str]:
     return [override_key(a) if not a.startswith("-") else "" for a in args]
 
 
-def with_data_option(args: list[str]) -> list[str]:
-    """train.py's command line with ``data=file`` added where it sets ``data.path`` but no data option:
-    the default data is generated and reads no file, and Hydra's own refusal names only the key."""
+# Settings that moved, by their old key: a command (or a job script) that sets one keeps working.
+RENAMED = {
+    # last.ckpt has had a callback of its own since 2026-11-28 (conf/callbacks/default.yaml)
+    "callbacks.model_checkpoint.every_n_train_steps": "callbacks.last_checkpoint.every_n_train_steps",
+}
+
+
+def with_implied_settings(args: list[str]) -> list[str]:
+    """train.py's command line with the keys of RENAMED under their new names (typed plain or with the
+    ``+`` Hydra suggests for a key it does not know), and ``data=file`` added where it sets
+    ``data.path`` but no data option: the default data is generated and reads no file, and Hydra's
+    own refusal names only the key."""
     keys = _override_keys(args)
+    for i, key in enumerate(keys):
+        if key in RENAMED and not args[i].startswith("~"):
+            print(f"note: {key} is now {RENAMED[key]}", file=sys.stderr)
+            args = [*args[:i], RENAMED[key] + args[i].lstrip("+")[len(key) :], *args[i + 1 :]]
     if "data.path" in keys and "data" not in keys:
         print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
         # Beside data.path, not at the end: after a flag's value (--cfg job) argparse takes no overrides.
