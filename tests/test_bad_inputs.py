@@ -4,6 +4,7 @@ was left behind."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -948,15 +949,20 @@ def test_a_missing_checkpoint_path_or_a_run_folder_for_one_is_refused(trained: P
         cfg = compose("evaluate")
     with pytest.raises(ConfigError, match="ckpt_path is not set; expected a checkpoint written by train.py"):
         evaluate(cfg)
-    # The run's folder instead of a file in it: refused, naming the file it may have meant.
-    meant = trained / "checkpoints" / "last.ckpt"
-    with pytest.raises(
-        CheckpointError, match=re.escape(f"a folder; expected a .ckpt file, e.g. ckpt_path={meant}")
-    ):
+    # The run's folder instead of a file in it: refused, naming the files it may have meant.
+    best = json.loads((trained / "metrics.json").read_text())["best_checkpoint"]
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(trained)
-    # A sweep's run folder: the hint is typed as Hydra can read it.
+    assert str(info.value).endswith(
+        f"a folder; expected a .ckpt file written by train.py, e.g. ckpt_path={best} (the best, whose "
+        f"panels metrics.json holds) or ckpt_path={trained / 'checkpoints' / 'last.ckpt'} (the latest)"
+    )
+    # A sweep's run folder cut short (no metrics.json): the hint is typed as Hydra can read it.
     meant = tmp_path / "1_loss=emd" / "checkpoints" / "last.ckpt"
     meant.parent.mkdir(parents=True)
     meant.touch()
-    with pytest.raises(CheckpointError, match=re.escape(f"e.g. \"ckpt_path='{meant}'\" (written")):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(meant.parents[1])
+    assert str(info.value).endswith(f"train.py, e.g. \"ckpt_path='{meant}'\" (the latest)")
+    with pytest.raises(CheckpointError, match=re.escape(f"e.g. \"ckpt_path='{meant}'\" (the latest)")):
+        load_checkpoint(meant.parent)  # its checkpoints/ folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -35,10 +36,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     unpickles tensors and plain containers, and the config inside is plain data."""
     path = Path(path)
     if path.is_dir():
-        inside = [p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()]
-        hint = f", e.g. {as_override('ckpt_path', inside[0])}" if inside else ""
         raise CheckpointError(
-            f"ckpt_path={path}: a folder; expected a .ckpt file{hint} (written by train.py)"
+            f"ckpt_path={path}: a folder; expected a .ckpt file written by train.py{_files_in(path)}"
         )
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
@@ -67,6 +66,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     ):
         raise CheckpointError(f"{path}: not a heatforecast checkpoint (no stored run config)")
     return ckpt
+
+
+def _files_in(folder: Path) -> str:
+    """A hint naming the checkpoints in a run folder (or its checkpoints/ folder): the best, which its
+    metrics.json names, and last.ckpt, those that are there."""
+    try:
+        best = json.loads((folder / "metrics.json").read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError):  # no metrics.json (a run cut short), or another file
+        best = None
+    last = next(
+        (p for p in (folder / "checkpoints" / "last.ckpt", folder / "last.ckpt") if p.is_file()), None
+    )
+    named = {"the best, whose panels metrics.json holds": best, "the latest": last}
+    found = [
+        f"{as_override('ckpt_path', p)} ({what})" for what, p in named.items() if p and Path(p).is_file()
+    ]
+    return f", e.g. {' or '.join(found)}" if found else ""
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
