@@ -199,7 +199,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.ckpt_path:
         raise ConfigError(
             "ckpt_path is not set; expected a checkpoint written by train.py: python evaluate.py "
-            "ckpt_path=logs/runs/<time>/<run>/checkpoints/last.ckpt"
+            "ckpt_path=logs/runs/<time>/<run>/checkpoints/<file>.ckpt (its best is metrics.json's "
+            "best_checkpoint)"
         )
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["hyper_parameters"]["config"])
