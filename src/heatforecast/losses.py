@@ -255,9 +255,8 @@ def w2(
     targets' quantile functions: one peak per source). No circular form: on a circle the quantile
     functions depend on where it is cut.
     """
-    _check_scale(scale)
-    cdf_p = _normalise(pred, scale, eps)[0].cumsum(-1)
-    cdf_t = _normalise(target, scale, eps)[0].cumsum(-1)
+    cdf_p = distribution(pred, scale, eps).cumsum(-1)
+    cdf_t = distribution(target, scale, eps).cumsum(-1)
     levels, order = torch.cat([cdf_p, cdf_t], -1).sort(-1)
     step = torch.where(order < pred.shape[-1], 1.0, -1.0)  # a level of P raises D, one of Q lowers it
     gap = step.cumsum(-1).sub_(step)  # D on the interval that ends at each level
