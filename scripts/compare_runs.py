@@ -44,9 +44,13 @@ REFERENCES = ("persistence", "linear", "drift")  # forecasts every run is scored
 INTERVALS = {f"skill_emd vs {ref} 95%": ref for ref in REFERENCES}  # from metrics.json's intervals
 # How many horizon steps from the first the model's EMD lead holds (metrics.json's ahead_steps).
 LEADS = {f"ahead of {ref} to step": ref for ref in REFERENCES}
-# What a run shows on the terminal changes none of its results: not part of a run's label, so runs that
-# differ only there share a --by group (train.py leaves them out of folder names for the same reason).
-SHOWN_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary")
+# What a run shows on the terminal, where it writes and whether it was resumed change none of its
+# results: not part of a run's label, so runs that differ only there share a --by group (train.py leaves
+# them out of folder names too), and a sweep's jobs resumed with ckpt_path=last keep their labels.
+NOT_RESULTS = (
+    "trainer.enable_progress_bar", "trainer.enable_model_summary", "ckpt_path", "paths.log_dir",
+    "paths.output_dir",
+)  # fmt: skip
 
 
 def find_runs(folders: list[Path]) -> tuple[list[Path], int]:
@@ -106,7 +110,7 @@ def score(panel: dict[str, float], name: str) -> float:
 
 def read_run(run: Path, metric: str) -> dict:
     given = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    overrides = [o for o in given if o.split("=", 1)[0].lstrip("+~") not in SHOWN_ONLY]
+    overrides = [o for o in given if o.split("=", 1)[0].lstrip("+~") not in NOT_RESULTS]
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
     metrics_file = run / "metrics.json"
     row["curves"] = curves(run)

@@ -109,12 +109,14 @@ def test_a_run_made_before_ospa_deg_has_nan_there_and_its_other_columns(tmp_path
     )
 
 
-def test_what_a_run_only_shows_on_the_terminal_is_not_part_of_its_label(tmp_path: Path) -> None:
-    # A seed run with the progress bar off and one with it on are the same experiment: one --by group.
+def test_what_changes_none_of_a_run_s_results_is_not_part_of_its_label(tmp_path: Path) -> None:
+    # A seed run with the progress bar off and one with it on are the same experiment: one --by group;
+    # so are a sweep's job resumed with ckpt_path=last (its overrides.yaml then holds it) and the others.
     compare_runs = load_compare_runs()
     (tmp_path / ".hydra").mkdir()
     given = (
         "- loss=emd\n- trainer.enable_progress_bar=False\n- +trainer.enable_model_summary=false\n- seed=2\n"
+        "- paths.log_dir=/elsewhere\n- ckpt_path=last\n"
     )
     (tmp_path / ".hydra" / "overrides.yaml").write_text(given)
     row = compare_runs.read_run(tmp_path, "val/emd")
