@@ -407,7 +407,9 @@ def test_a_run_on_a_relative_path_evaluates_and_resumes_from_any_folder(
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     stored = load_checkpoint(last)["hyper_parameters"]["config"]["data"]["path"]
     assert stored == str(ROOT / "data" / "sample.csv")
+    (tmp_path / "run" / "metrics.json").unlink()  # cut short after its last checkpoint: not finished
     run(tiny_config(tmp_path / "run", *data, "ckpt_path=last"))  # the same relative path resumes
+    assert (tmp_path / "run" / "metrics.json").is_file()
     monkeypatch.chdir(tmp_path)
     with hydra_job("evaluate", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}") as cfg:
         result = run_evaluate(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -106,6 +107,53 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> Non
     assert "no checkpoint at" in done.stderr and "last.ckpt" in done.stderr
 
 
+def test_a_sweep_cut_short_resumes_each_job_where_it_stopped(tmp_path: Path) -> None:
+    # Before, the sweep's command again with ckpt_path=last stopped at the first job that had not
+    # started (no last.ckpt), and without it at the first that had (its folder holds a run).
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "experiment=smoke",
+        "loss=mse,emd,kl",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    finished, cut, unstarted = (
+        sweep / f"{i}_experiment=smoke,loss={loss}" for i, loss in enumerate(["mse", "emd", "kl"])
+    )
+    kept = (finished / "metrics.json").stat().st_mtime_ns
+    want = {job: json.loads((job / "metrics.json").read_text()) for job in (cut, unstarted)}
+    (cut / "metrics.json").unlink()  # killed after its last checkpoint
+    shutil.rmtree(unstarted)  # the sweep was killed before this job
+    done = subprocess.run([*cmd, "ckpt_path=last"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"note: {finished} holds a finished run (its metrics.json): nothing to resume" in done.stdout
+    assert (finished / "metrics.json").stat().st_mtime_ns == kept
+    assert f"fit (resumed from {cut / 'checkpoints' / 'last.ckpt'}): no samples trained" in done.stdout
+    last = unstarted / "checkpoints" / "last.ckpt"
+    assert f"note: ckpt_path=last: this sweep job had not started (no {last}); it starts now" in done.stdout
+    for job, metrics in want.items():
+        got = json.loads((job / "metrics.json").read_text())
+        assert got["model"]["test"] == pytest.approx(metrics["model"]["test"], rel=1e-6), job.name
+
+
+def test_a_finished_run_resumed_keeps_its_result(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    value = run(tiny("loss=emd"))
+    metrics = tmp_path / "metrics.json"
+    kept = metrics.stat().st_mtime_ns
+    capsys.readouterr()
+    assert run(tiny("loss=emd", "ckpt_path=last")) == value
+    assert (
+        f"note: {tmp_path} holds a finished run (its metrics.json): nothing to resume"
+        in capsys.readouterr().out
+    )
+    assert metrics.stat().st_mtime_ns == kept
+    with pytest.raises(ConfigError, match=r"differ from the run it resumes: loss._target_"):
+        run(tiny("loss=mse", "ckpt_path=last"))  # not a finished run's result under another loss
+
+
 def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_path: Path) -> None:
     run(tiny("loss=emd"))
     last = str(tmp_path / "checkpoints" / "last.ckpt")
@@ -131,6 +179,30 @@ def test_a_resume_with_other_training_settings_is_refused_naming_them(tiny, tmp_
     )
     elsewhere.paths.output_dir = elsewhere.paths.log_dir = str(tmp_path / "elsewhere")
     assert run(elsewhere) == json.loads((tmp_path / "metrics.json").read_text())["value"]
+
+
+def test_a_fit_that_early_stopping_ended_resumes_with_nothing_left_to_train(
+    tiny, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Lightning keeps EarlyStopping's state in last.ckpt but not the stop it asked for: a run killed
+    # after its last validation (before metrics.json) trained another epoch when resumed.
+    stopping = ["optim.optimizer.lr=0.05", "trainer.max_epochs=10", "callbacks.early_stopping.patience=1"]
+    run(tiny(*stopping))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    stopped = torch.load(last, weights_only=True)
+    assert stopped["epoch"] < 9 and stopped["stopped_early"]  # early stopping ended it
+    want = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics.json").unlink()
+    capsys.readouterr()
+    run(tiny(*stopping, "ckpt_path=last"))
+    printed = capsys.readouterr().out
+    assert "resuming a fit that a callback (early stopping) had ended: nothing is left to train" in printed
+    assert f"fit (resumed from {last}): no samples trained" in printed
+    resumed = torch.load(last, weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (stopped["epoch"], stopped["global_step"])
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["best_checkpoint"] == want["best_checkpoint"] and got["model"] == want["model"]
+    assert got["fit"]["samples"] == 0 and got["fit"]["samples_per_s"] is None
 
 
 @pytest.mark.parametrize(("before", "after"), [(0, 0.5), (0.5, 0)], ids=["turned on", "turned off"])
@@ -167,7 +239,9 @@ def test_a_resume_takes_moved_data_and_refuses_changed_data(tiny, tmp_path: Path
     # Moved (to node-local scratch, say): refused before as a changed data.path, though the same series.
     data.rename(tmp_path / "moved")
     moved = ["data=file", f"data.path={tmp_path / 'moved' / 'a.csv'}", "trainer.max_epochs=2"]
+    (tmp_path / "metrics.json").unlink()  # cut short after its last checkpoint (a finished run stands)
     assert run(tiny(*moved, f"ckpt_path={last}")) == value  # nothing left to train: scored again
+    (tmp_path / "metrics.json").unlink()
     # Changed in place: the same path, other series; the resume would continue on other data.
     frame = pd.read_csv(tmp_path / "moved" / "a.csv")
     frame.iloc[5, 3] += 1.0

@@ -141,15 +141,22 @@ def test_sweep_through_submitit_local(tmp_path: Path) -> None:
     assert runs == ["0_experiment=smoke,loss=mse", "1_experiment=smoke,loss=emd"]
 
 
-def test_optuna_search_runs_seeded_trials(tmp_path: Path) -> None:
-    done = train(
-        "hparams_search=optuna", "experiment=smoke", "hydra.sweeper.n_trials=2", f"paths.log_dir={tmp_path}"
-    )
+def test_optuna_search_runs_seeded_trials_and_resumes_as_a_grid_sweep_does(tmp_path: Path) -> None:
+    search = ["hparams_search=optuna", "experiment=smoke", "hydra.sweeper.n_trials=2"]
+    done = train(*search, f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
-    (results,) = tmp_path.glob("multiruns/*/optimization_results.yaml")
+    results = tmp_path / "optimization_results.yaml"
     text = results.read_text()
     assert "best_params" in text and "loss.weights.mse" in text and "model.base" in text
-    assert len(list(tmp_path.glob("multiruns/*/*/metrics.json"))) == 2
+    first, second = sorted(p.parent for p in tmp_path.glob("*/metrics.json"))
+    # Cut short before its second trial: the seeded sampler draws the same trials again, the first
+    # one's result stands, and the second starts in the folder it had.
+    shutil.rmtree(second)
+    done = train(*search, f"hydra.sweep.dir={tmp_path}", "ckpt_path=last")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"note: {first} holds a finished run" in done.stdout
+    assert f"this sweep job had not started (no {second / 'checkpoints' / 'last.ckpt'})" in done.stdout
+    assert results.read_text() == text
 
 
 @pytest.mark.parametrize(

@@ -144,15 +144,20 @@ def load_forecaster(path: str | Path) -> Forecaster:
     return restore_forecaster(load_checkpoint(path))
 
 
-def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
+def resolve_ckpt(cfg: DictConfig, output_dir: Path, sweep: bool = False) -> str | None:
+    """The checkpoint the run in ``output_dir`` continues from ``cfg.ckpt_path`` (None: a new run).
+
+    In a multirun (``sweep``), ``ckpt_path=last`` resumes a sweep cut short: a job whose folder holds no
+    run yet had not started, and starts now, saying so (in a single run, that is a wrong folder).
+    """
     last = output_dir / "checkpoints" / "last.ckpt"
+    earlier = [*sorted((output_dir / "checkpoints").glob("*.ckpt")), *output_dir.glob("metrics.json")]
     if cfg.ckpt_path in (None, ""):
         # A submitit job (hydra/launcher=slurm or submitit_local) that was preempted or reached its time
         # limit is requeued and runs again in its own run folder: a last.ckpt there is its earlier attempt's.
         if os.environ.get("SUBMITIT_EXECUTOR") and last.is_file():
             print(f"resuming: this submitit job was requeued; continuing from {last}", flush=True)
             return str(last)
-        earlier = [*sorted((output_dir / "checkpoints").glob("*.ckpt")), *output_dir.glob("metrics.json")]
         if earlier:
             raise ConfigError(
                 f"the run folder {output_dir} already holds a run ({', '.join(p.name for p in earlier)}); a "
@@ -163,11 +168,26 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
         return None
     path = last if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     if not path.is_file():
+        if sweep and cfg.ckpt_path == "last" and not earlier:
+            print(f"note: ckpt_path=last: this sweep job had not started (no {last}); it starts now")
+            return None
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: no checkpoint at {path}; to resume, pass the run's folder as "
-            "hydra.run.dir=<run dir> with ckpt_path=last, or a .ckpt file"
+            "hydra.run.dir=<run dir> with ckpt_path=last (a multirun's folder as hydra.sweep.dir), or a "
+            ".ckpt file"
         )
     return str(path)
+
+
+def finished_run(output_dir: Path, ckpt_path: str) -> dict[str, Any] | None:
+    """The metrics.json of the run in ``output_dir`` when ``ckpt_path`` is that run's last.ckpt and the run
+    had finished (train.py writes metrics.json last, atomically); None otherwise."""
+    if Path(ckpt_path).resolve() != (output_dir / "checkpoints" / "last.ckpt").resolve():
+        return None
+    try:
+        return json.loads((output_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        return None
 
 
 # Settings a resumed run may give otherwise than the run it continues: where it writes and what it

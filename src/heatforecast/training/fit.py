@@ -22,7 +22,7 @@ from heatforecast.forecasts import per_series, write_per_series
 from heatforecast.metrics import FORECASTERS, METRICS
 from heatforecast.module import EVAL_SPLITS, Forecaster
 from heatforecast.training.build import build_module, build_trainer
-from heatforecast.training.checkpoints import check_resume, check_resumed_data, resolve_ckpt
+from heatforecast.training.checkpoints import check_resume, check_resumed_data, finished_run, resolve_ckpt
 from heatforecast.training.config import (
     ConfigError,
     absolute_path,
@@ -31,7 +31,7 @@ from heatforecast.training.config import (
     check_present,
     choice,
 )
-from heatforecast.training.report import summarize, write_result
+from heatforecast.training.report import panel_table, summarize, write_result
 
 # What train.py reads of its config by name (all of conf/train.yaml but the logger, which ~logger drops).
 TRAIN_READS = (
@@ -87,13 +87,17 @@ def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
         and not trainer.strategy.cluster_environment.creates_processes_externally
         and trainer.num_devices > 1
     )
-    if starts_processes and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if starts_processes and _in_multirun():
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.num_devices} processes in a "
             "multirun (-m) that runs its jobs here: Lightning starts each extra process by running the "
             "command line again, which would run the whole sweep again; expected one DDP run per command "
             "(no -m), or hydra/launcher=slurm, where SLURM starts the processes"
         )
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run(cfg: DictConfig) -> float:
@@ -105,8 +109,16 @@ def run(cfg: DictConfig) -> float:
     check_metric(cfg.optimized_metric, ("val",))
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt(cfg, output_dir)
+    ckpt_path = resolve_ckpt(cfg, output_dir, sweep=_in_multirun())
     trained_series = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
+    if ckpt_path is not None and (finished := finished_run(output_dir, ckpt_path)) is not None:
+        # Its training settings are the command's (check_resume): nothing to train, nothing new to score.
+        print(
+            f"note: {output_dir} holds a finished run (its metrics.json): nothing to resume; its result "
+            "stands (evaluate.py scores its checkpoints again)"
+        )
+        print(panel_table(finished))
+        return finished["value"]
     if cfg.data.get("path"):
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
         cfg.data.path = absolute_path(cfg.data.path)
@@ -182,7 +194,8 @@ def timed_fit(
     trainer: L.Trainer, module: Forecaster, datamodule: HeatmapData, ckpt_path: str | None
 ) -> dict[str, Any]:
     """Fit, and return its training throughput (validation epochs and checkpoints included) and the
-    device's peak memory."""
+    device's peak memory: of this process's part of the fit when it resumes ``ckpt_path``, and no
+    throughput (None) when nothing was left to train."""
     device = trainer.strategy.root_device
     cuda = device.type == "cuda"
     if cuda:
@@ -197,8 +210,9 @@ def timed_fit(
         "precision": str(trainer.precision),
         "samples": samples,
         "seconds": round(seconds, 3),
-        "samples_per_s": round(samples / seconds, 1),
+        "samples_per_s": round(samples / seconds, 1) if samples else None,
         "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
+        "resumed_from": ckpt_path,
     }
 
 

@@ -84,11 +84,15 @@ def panel_table(result: dict[str, Any]) -> str:
     if intervals := result.get("intervals"):
         lines.append(interval_table(intervals))
     if fit := result.get("fit"):
+        resumed = f" (resumed from {fit['resumed_from']})" if fit.get("resumed_from") else ""
         memory = f", peak GPU memory {fit['peak_memory_mb']:,.0f} MB" if fit["peak_memory_mb"] else ""
-        lines.append(
-            f"fit: {fit['samples']:,} samples in {fit['seconds']:.1f} s on {fit['device']} "
-            f"({fit['precision']}): {fit['samples_per_s']:,.0f} samples/s with validation{memory}"
-        )
+        if not fit["samples"]:
+            lines.append(f"fit{resumed}: no samples trained")
+        else:
+            lines.append(
+                f"fit{resumed}: {fit['samples']:,} samples in {fit['seconds']:.1f} s on {fit['device']} "
+                f"({fit['precision']}): {fit['samples_per_s']:,.0f} samples/s with validation{memory}"
+            )
     return "\n".join(lines)
 
 
