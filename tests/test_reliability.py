@@ -13,13 +13,14 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from heatforecast.models import DLinear, LeastSquaresLinear
 from heatforecast.module import Forecaster, NonFiniteLossError
 from heatforecast.training import ConfigError, run
 
-from .conftest import ROOT, fake_slurm_env, tiny_config
+from .conftest import ROOT, fake_slurm_env, scalars, tiny_config
 
 RESUMABLE = [
     "experiment=smoke",
@@ -105,6 +106,22 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path: Path) -> Non
     done = train(tmp_path / "empty", "ckpt_path=last")
     assert done.returncode != 0
     assert "no checkpoint at" in done.stderr and "last.ckpt" in done.stderr
+
+
+def test_a_resumed_fit_s_tensorboard_curves_hold_each_step_once(tiny, tmp_path: Path) -> None:
+    # A resume logs again the steps after its checkpoint that the run had logged before it was cut
+    # short: TensorBoard drew the curve twice over them, going back at the resumed step.
+    every_epoch = ["loss=mse", "trainer.max_epochs=2", "+callbacks.model_checkpoint.save_top_k=-1"]
+    settings = [*every_epoch, "trainer.log_every_n_steps=1", "callbacks.early_stopping=null"]
+    run(tiny(*settings))
+    want = scalars(tmp_path)["train/loss"]
+    assert len(want) == 6  # experiment=smoke: 3 steps an epoch
+    run(tiny(*settings, f"ckpt_path={tmp_path / 'checkpoints' / 'epoch000.ckpt'}"))  # steps 4-6 again
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [step for step, _ in logged] == [1, 2, 3, 4, 5, 6]
+    assert [value for _, value in logged] == pytest.approx(want, rel=1e-6)
 
 
 def test_a_sweep_cut_short_resumes_each_job_where_it_stopped(tmp_path: Path) -> None:

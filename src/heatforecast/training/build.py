@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from heatforecast.data import HeatmapData
@@ -89,14 +90,23 @@ def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:
     return LeastSquaresLinear(datamodule.context_len, datamodule.horizon).fit(datamodule.in_order("train"))
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = (), resumed_step: int | None = None
+) -> L.Trainer:
     """The configured Trainer with the configured logger and callbacks, plus ``extra_callbacks``.
 
     Without a logger (``~logger``) the learning-rate monitor, which only writes to it, is left out;
     with ``trainer.enable_progress_bar=false``, the progress bar, and with
     ``trainer.enable_checkpointing=false`` the checkpoint callbacks (Lightning would refuse both).
+    A fit resumed from a checkpoint saved at ``resumed_step`` logs again the steps after it that the
+    run it continues had logged before it was cut short: TensorBoard hides those earlier points
+    (SummaryWriter's purge_step) instead of drawing the curve twice over them. Lightning logs the next
+    step's learning rate at the checkpoint's own step, which the resume then logs again, as it was.
     """
-    logger = instantiate(cfg.logger) if cfg.get("logger") is not None else False  # None: Lightning's own
+    logger = False  # None would be Lightning's own
+    if cfg.get("logger") is not None:
+        purge = resumed_step is not None and issubclass(get_class(cfg.logger._target_), TensorBoardLogger)
+        logger = instantiate(cfg.logger, **({"purge_step": resumed_step + 1} if purge else {}))
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

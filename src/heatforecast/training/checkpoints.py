@@ -214,14 +214,16 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     }
 
 
-def check_resume(cfg: DictConfig, ckpt_path: str) -> list[str] | None:
+def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     """Stop if a resumed run's settings differ from those its checkpoint was trained with (outside
     RESUME_MAY_CHANGE and the keys set from paths): it would continue the weights, optimizer, one-cycle
     schedule and data position of another run, and fail mid-fit or silently mix the two. Keys one of
-    the two configs lacks (added to conf/ since) are not compared. Returns the digests of the series
-    the checkpoint was trained on (None if it predates them), which :func:`check_resumed_data` compares
-    with the data read now; with them, ``data.path`` may change (the data moved)."""
-    stored = read_checkpoint(ckpt_path)["hyper_parameters"]
+    the two configs lacks (added to conf/ since) are not compared. Returns the checkpoint. Its digests
+    of the series it was trained on (``hyper_parameters.data_fingerprints``; absent if it predates
+    them) are what :func:`check_resumed_data` compares with the data read now; with them, ``data.path``
+    may change (the data moved)."""
+    ckpt = read_checkpoint(ckpt_path)
+    stored = ckpt["hyper_parameters"]
     trained = _flat(stored["config"])
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
     for flat in (trained, now):  # a relative data.path names the same data as its absolute form
@@ -242,7 +244,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> list[str] | None:
             f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
             "weights, optimizer, schedule and data position"
         )
-    return stored.get("data_fingerprints")
+    return ckpt
 
 
 def check_resumed_data(trained: list[str], datamodule: HeatmapData, ckpt_path: str) -> None:

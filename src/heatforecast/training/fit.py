@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> float:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt(cfg, output_dir, sweep=_in_multirun())
-    trained_series = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
+    resumed = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
     if ckpt_path is not None and (finished := finished_run(output_dir, ckpt_path)) is not None:
         # Its training settings are the command's (check_resume): nothing to train, nothing new to score.
         print(
@@ -123,12 +123,14 @@ def run(cfg: DictConfig) -> float:
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
         cfg.data.path = absolute_path(cfg.data.path)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer = build_trainer(cfg)  # draws no random numbers, so the model's init is as before
+    # Draws no random numbers, so the model's init is as before.
+    trainer = build_trainer(cfg, resumed_step=resumed["global_step"] if resumed else None)
     _check_processes(cfg, trainer)  # before the data is read
 
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
+    trained_series = resumed["hyper_parameters"].get("data_fingerprints") if resumed else None
     if trained_series and cfg.data.get("path"):  # generated data: the same settings, the same series
         check_resumed_data(trained_series, datamodule, ckpt_path)
     module = build_module(cfg, datamodule)
