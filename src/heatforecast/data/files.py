@@ -380,7 +380,9 @@ def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_star
     if not np.allclose(angles, grid, atol=1e-6 * max(1.0, bin_width)):
         steps = np.unique(np.round(np.diff(angles), 9))
         fix = "set those two to match the file"
-        if (steps < 0).all():
+        if len(steps) == 1 and steps[0] > 0:  # an even grid, of another start or step
+            fix = f"to match the file: data.angle_start={angles[0]:g} data.bin_width={steps[0]:g}"
+        elif (steps < 0).all():
             fix = "the bins run from high to low angle: reverse their order"
         elif (steps <= 0).any() and file_type(path) == ".csv":  # no grid fits such names
             fix = "a CSV's first row names the columns; is it a row of data?"
