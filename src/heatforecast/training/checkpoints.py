@@ -7,7 +7,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from hydra.errors import InstantiationException
@@ -214,14 +214,20 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     }
 
 
-def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
+class Resumed(NamedTuple):
+    """What a resumed run needs of its checkpoint beside the weights and states Lightning restores."""
+
+    step: int  # the optimizer steps it had made (its global_step)
+    series: list[str] | None  # digests of the series it was trained on (None: it predates them)
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> Resumed:
     """Stop if a resumed run's settings differ from those its checkpoint was trained with (outside
     RESUME_MAY_CHANGE and the keys set from paths): it would continue the weights, optimizer, one-cycle
     schedule and data position of another run, and fail mid-fit or silently mix the two. Keys one of
-    the two configs lacks (added to conf/ since) are not compared. Returns the checkpoint. Its digests
-    of the series it was trained on (``hyper_parameters.data_fingerprints``; absent if it predates
-    them) are what :func:`check_resumed_data` compares with the data read now; with them, ``data.path``
-    may change (the data moved)."""
+    the two configs lacks (added to conf/ since) are not compared. The digests of the series it was
+    trained on are what :func:`check_resumed_data` compares with the data read now; with them,
+    ``data.path`` may change (the data moved)."""
     ckpt = read_checkpoint(ckpt_path)
     stored = ckpt["hyper_parameters"]
     trained = _flat(stored["config"])
@@ -244,7 +250,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
             f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
             "weights, optimizer, schedule and data position"
         )
-    return ckpt
+    return Resumed(ckpt["global_step"], stored.get("data_fingerprints"))
 
 
 def check_resumed_data(trained: list[str], datamodule: HeatmapData, ckpt_path: str) -> None:

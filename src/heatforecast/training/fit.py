@@ -124,15 +124,14 @@ def run(cfg: DictConfig) -> float:
         cfg.data.path = absolute_path(cfg.data.path)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # Draws no random numbers, so the model's init is as before.
-    trainer = build_trainer(cfg, resumed_step=resumed["global_step"] if resumed else None)
+    trainer = build_trainer(cfg, resumed_step=resumed.step if resumed else None)
     _check_processes(cfg, trainer)  # before the data is read
 
     datamodule: HeatmapData = instantiate(cfg.data)
     datamodule.setup()
     datamodule.check_splits()  # before any training, not after it
-    trained_series = resumed["hyper_parameters"].get("data_fingerprints") if resumed else None
-    if trained_series and cfg.data.get("path"):  # generated data: the same settings, the same series
-        check_resumed_data(trained_series, datamodule, ckpt_path)
+    if resumed and resumed.series and cfg.data.get("path"):  # generated: the same settings, the same series
+        check_resumed_data(resumed.series, datamodule, ckpt_path)
     module = build_module(cfg, datamodule)
     logger = trainer.logger
     if trainer.is_global_zero:
