@@ -154,6 +154,9 @@ def test_a_sweep_cut_short_resumes_each_job_where_it_stopped(tmp_path: Path) -> 
     for job, metrics in want.items():
         got = json.loads((job / "metrics.json").read_text())
         assert got["model"]["test"] == pytest.approx(metrics["model"]["test"], rel=1e-6), job.name
+    # The sweep's folder given as a run's: it holds no run, and says what it is.
+    with pytest.raises(ConfigError, match=r"is a sweep's folder \(it holds multirun\.yaml\), not a run's"):
+        run(tiny_config(sweep, "ckpt_path=last"))
 
 
 def test_a_finished_run_resumed_keeps_its_result(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

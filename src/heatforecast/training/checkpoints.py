@@ -171,6 +171,12 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path, sweep: bool = False) -> str 
         if sweep and cfg.ckpt_path == "last" and not earlier:
             print(f"note: ckpt_path=last: this sweep job had not started (no {last}); it starts now")
             return None
+        if cfg.ckpt_path == "last" and (output_dir / "multirun.yaml").is_file():
+            raise ConfigError(
+                f"ckpt_path=last: {output_dir} is a sweep's folder (it holds multirun.yaml), not a run's; "
+                f"expected the sweep's command again with -m hydra.sweep.dir={output_dir} ckpt_path=last, "
+                "or one of its job folders as hydra.run.dir"
+            )
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: no checkpoint at {path}; to resume, pass the run's folder as "
             "hydra.run.dir=<run dir> with ckpt_path=last (a multirun's folder as hydra.sweep.dir), or a "
