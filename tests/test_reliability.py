@@ -210,13 +210,15 @@ def test_a_fit_that_early_stopping_ended_resumes_with_nothing_left_to_train(
     run(tiny(*stopping))
     last = tmp_path / "checkpoints" / "last.ckpt"
     stopped = torch.load(last, weights_only=True)
-    assert stopped["epoch"] < 9 and stopped["stopped_early"]  # early stopping ended it
+    assert stopped["epoch"] < 9 and stopped["fit_stopped"]  # early stopping ended it
     want = json.loads((tmp_path / "metrics.json").read_text())
     (tmp_path / "metrics.json").unlink()
     capsys.readouterr()
     run(tiny(*stopping, "ckpt_path=last"))
     printed = capsys.readouterr().out
-    assert "resuming a fit that a callback (early stopping) had ended: nothing is left to train" in printed
+    assert (
+        "resuming a fit that had been stopped (early stopping, max_steps): nothing left to train" in printed
+    )
     assert f"fit (resumed from {last}): no samples trained" in printed
     resumed = torch.load(last, weights_only=True)
     assert (resumed["epoch"], resumed["global_step"]) == (stopped["epoch"], stopped["global_step"])

@@ -119,7 +119,7 @@ class Forecaster(L.LightningModule):
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
         self.val_figure_every, self._validations = val_figure_every, 0  # the fit's; kept in checkpoints
-        self._stopped_early = False  # a resumed checkpoint's: a callback (EarlyStopping) had ended the fit
+        self._fit_stopped = False  # a resumed checkpoint's: early stopping (or max_steps) had ended the fit
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -375,12 +375,15 @@ class Forecaster(L.LightningModule):
         # does), the train loader is built before the checkpoint is restored, and its saved position is
         # never loaded. Load it here, before the first batch is drawn; a no-op unless resuming.
         self.trainer.fit_loop._load_combined_loader_states()
-        # Lightning keeps the callbacks' state in a checkpoint but not the stop they asked for, so a
-        # resumed run that early stopping had ended trained another epoch (and could pick another best).
-        if self._stopped_early:
+        # Lightning keeps the callbacks' state in a checkpoint but not the stop they (or the max_steps
+        # check in on_train_batch_end) asked for, so a resumed run that early stopping had ended trained
+        # another epoch (and could pick another best).
+        if self._fit_stopped:
             self.trainer.should_stop = True
             if self.trainer.is_global_zero:
-                print("resuming a fit that a callback (early stopping) had ended: nothing is left to train")
+                print(
+                    "resuming a fit that had been stopped (early stopping, max_steps): nothing left to train"
+                )
 
     # The RNG (dropout) travels with the checkpoint, so a resumed run draws what the original would have;
     # so does the count of validations, so it draws the val/forecast figure where the original would,
@@ -390,11 +393,11 @@ class Forecaster(L.LightningModule):
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["validations"] = self._validations
-        checkpoint["stopped_early"] = self.trainer.should_stop
+        checkpoint["fit_stopped"] = self.trainer.should_stop
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._validations = checkpoint.get("validations", 0)
-        self._stopped_early = checkpoint.get("stopped_early", False)
+        self._fit_stopped = checkpoint.get("fit_stopped", False)
         # Saved before runs kept the linear reference: the one this run fitted to the same train split.
         for name, value in self.linear.state_dict(prefix="linear.").items():
             checkpoint["state_dict"].setdefault(name, value)
