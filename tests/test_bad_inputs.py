@@ -283,7 +283,7 @@ def test_forum_frame_is_refused_with_clear_messages() -> None:
     data = read_heatmaps(FORUM, scale="db")  # meaningful as dB: 0 is 0 dB
     assert data.n_bins == 182 and data.series[0].shape == (1, 182)
     dm = FileData(path=str(FORUM), scale="db", context_len=4, horizon=2)
-    with pytest.raises(DataError, match=r"series '0' has 1 steps; expected at least .* = 6"):
+    with pytest.raises(DataError, match=r"series '0' has 1 step; expected at least .* = 6"):
         dm.setup()
 
 

@@ -369,7 +369,8 @@ class HeatmapData(L.LightningDataModule):
         for values, sid in zip(heatmaps.series, heatmaps.ids, strict=True):
             if len(values) < need:
                 raise DataError(
-                    f"{self.source}: series {sid!r} has {len(values)} steps; expected at least "
+                    f"{self.source}: series {sid!r} has {len(values)} step{'' if len(values) == 1 else 's'}; "
+                    "expected at least "
                     + (f"context_len = {need}" if future else f"context_len + horizon = {need}")
                 )
         if self.heatmaps is not None:
