@@ -162,13 +162,20 @@ def test_a_sweep_cut_short_resumes_each_job_where_it_stopped(tmp_path: Path) -> 
 def test_a_finished_run_resumed_keeps_its_result(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     value = run(tiny("loss=emd"))
     metrics = tmp_path / "metrics.json"
+    # As a run made before ospa_deg and the skill intervals wrote it (their panel stopped such a resume).
+    result = json.loads(metrics.read_text())
+    del result["intervals"]
+    for who in ("model", "persistence", "linear", "drift"):
+        del result[who]["test"]["ospa_deg"]
+    metrics.write_text(json.dumps(result))
     kept = metrics.stat().st_mtime_ns
     capsys.readouterr()
     assert run(tiny("loss=emd", "ckpt_path=last")) == value
-    assert (
-        f"note: {tmp_path} holds a finished run (its metrics.json): nothing to resume"
-        in capsys.readouterr().out
-    )
+    model, persistence = (result[who]["test"]["emd"] for who in ("model", "persistence"))
+    emd = f"test emd {model:.4g} (persistence {persistence:.4g};"
+    printed = capsys.readouterr().out
+    assert f"note: {tmp_path} holds a finished run (its metrics.json): nothing to resume; " in printed
+    assert f"its result stands: val/emd {value:.4g}, {emd}" in printed
     assert metrics.stat().st_mtime_ns == kept
     with pytest.raises(ConfigError, match=r"differ from the run it resumes: loss._target_"):
         run(tiny("loss=mse", "ckpt_path=last"))  # not a finished run's result under another loss

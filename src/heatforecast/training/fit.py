@@ -31,7 +31,7 @@ from heatforecast.training.config import (
     check_present,
     choice,
 )
-from heatforecast.training.report import panel_table, summarize, write_result
+from heatforecast.training.report import summarize, write_result
 
 # What train.py reads of its config by name (all of conf/train.yaml but the logger, which ~logger drops).
 TRAIN_READS = (
@@ -113,11 +113,12 @@ def run(cfg: DictConfig) -> float:
     resumed = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
     if ckpt_path is not None and (finished := finished_run(output_dir, ckpt_path)) is not None:
         # Its training settings are the command's (check_resume): nothing to train, nothing new to score.
+        emd = {who: finished[who]["test"]["emd"] for who in ("model", "persistence")}
         print(
             f"note: {output_dir} holds a finished run (its metrics.json): nothing to resume; its result "
-            "stands (evaluate.py scores its checkpoints again)"
+            f"stands: {finished['optimized_metric']} {finished['value']:.4g}, test emd {emd['model']:.4g} "
+            f"(persistence {emd['persistence']:.4g}; evaluate.py scores its checkpoints again)"
         )
-        print(panel_table(finished))
         return finished["value"]
     if cfg.data.get("path"):
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
