@@ -224,7 +224,8 @@ def test_a_fit_that_early_stopping_ended_resumes_with_nothing_left_to_train(
     run(tiny(*stopping, "ckpt_path=last"))
     printed = capsys.readouterr().out
     assert (
-        "resuming a fit that had been stopped (early stopping, max_steps): nothing left to train" in printed
+        "resuming a fit that early stopping had ended: nothing left to train "
+        "(callbacks.early_stopping=null trains on)" in printed
     )
     assert f"fit (resumed from {last}): no samples trained" in printed
     resumed = torch.load(last, weights_only=True)
@@ -232,6 +233,11 @@ def test_a_fit_that_early_stopping_ended_resumes_with_nothing_left_to_train(
     got = json.loads((tmp_path / "metrics.json").read_text())
     assert got["best_checkpoint"] == want["best_checkpoint"] and got["model"] == want["model"]
     assert got["fit"]["samples"] == 0 and got["fit"]["samples_per_s"] is None
+    # Without early stopping now, the resume trains on to trainer.max_epochs, as asked.
+    on = tiny(*stopping, "callbacks.early_stopping=null", f"ckpt_path={last}")
+    on.paths.output_dir = on.paths.log_dir = str(tmp_path / "on")
+    run(on)
+    assert torch.load(tmp_path / "on" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 9
 
 
 @pytest.mark.parametrize(("before", "after"), [(0, 0.5), (0.5, 0)], ids=["turned on", "turned off"])

@@ -119,7 +119,7 @@ class Forecaster(L.LightningModule):
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
         self.val_figure_every, self._validations = val_figure_every, 0  # the fit's; kept in checkpoints
-        self._fit_stopped = False  # a resumed checkpoint's: early stopping (or max_steps) had ended the fit
+        self._fit_stopped = False  # a resumed checkpoint's: a stop was asked for (early stopping, max_steps)
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -375,14 +375,16 @@ class Forecaster(L.LightningModule):
         # does), the train loader is built before the checkpoint is restored, and its saved position is
         # never loaded. Load it here, before the first batch is drawn; a no-op unless resuming.
         self.trainer.fit_loop._load_combined_loader_states()
-        # Lightning keeps the callbacks' state in a checkpoint but not the stop they (or the max_steps
-        # check in on_train_batch_end) asked for, so a resumed run that early stopping had ended trained
-        # another epoch (and could pick another best).
-        if self._fit_stopped:
+        # Lightning keeps EarlyStopping's state in a checkpoint but not the stop it asked for, so a resumed
+        # run that early stopping had ended trained another epoch (and could pick another best). Without
+        # early stopping now, the resume trains on, as asked; a stop at max_steps Lightning keeps itself.
+        at_max_steps = 0 <= self.trainer.max_steps <= self.global_step
+        if self._fit_stopped and self.trainer.early_stopping_callbacks and not at_max_steps:
             self.trainer.should_stop = True
             if self.trainer.is_global_zero:
                 print(
-                    "resuming a fit that had been stopped (early stopping, max_steps): nothing left to train"
+                    "resuming a fit that early stopping had ended: nothing left to train "
+                    "(callbacks.early_stopping=null trains on)"
                 )
 
     # The RNG (dropout) travels with the checkpoint, so a resumed run draws what the original would have;
