@@ -225,6 +225,7 @@ class Resumed(NamedTuple):
 
     step: int  # the optimizer steps it had made (its global_step)
     series: list[str] | None  # digests of the series it was trained on (None: it predates them)
+    stopped: bool  # a stop had been asked for when it was saved (early stopping, max_steps)
 
 
 def check_resume(cfg: DictConfig, ckpt_path: str) -> Resumed:
@@ -256,7 +257,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> Resumed:
             f"{more}; expected that run's settings (its .hydra/overrides.yaml), as a resume continues its "
             "weights, optimizer, schedule and data position"
         )
-    return Resumed(ckpt["global_step"], stored.get("data_fingerprints"))
+    return Resumed(ckpt["global_step"], stored.get("data_fingerprints"), ckpt.get("fit_stopped", False))
 
 
 def check_resumed_data(trained: list[str], datamodule: HeatmapData, ckpt_path: str) -> None:

@@ -111,7 +111,14 @@ def run(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt(cfg, output_dir, sweep=_in_multirun())
     resumed = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
-    if ckpt_path is not None and (finished := finished_run(output_dir, ckpt_path)) is not None:
+    # A fit early stopping had ended trains on when resumed without it (Forecaster.on_train_start).
+    trains_on = (
+        resumed is not None
+        and resumed.stopped
+        and cfg.callbacks.get("early_stopping") is None
+        and not 0 <= cfg.trainer.get("max_steps", -1) <= resumed.step
+    )
+    if ckpt_path is not None and not trains_on and (finished := finished_run(output_dir, ckpt_path)):
         # Its training settings are the command's (check_resume): nothing to train, nothing new to score.
         emd = {who: finished[who]["test"]["emd"] for who in ("model", "persistence")}
         print(
