@@ -339,6 +339,11 @@ def main() -> None:
     by_horizon = args.png.with_name(f"{args.png.stem}_by_horizon.png")
     plot_horizons(rows, ["emd", "peak_err_deg", "mse"], args.by, by_horizon)
     print(f"\nwrote {args.csv}, {args.png} and {by_horizon}")
+    if unfinished := sum(r["status"] == "crashed or running" for r in rows):
+        print(
+            f"{unfinished} run(s) without metrics.json: a sweep cut short resumes job by job with its "
+            "command plus hydra.sweep.dir=<its folder> ckpt_path=last (a single run: hydra.run.dir=)"
+        )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "crashed or running" in done.stdout
+    assert "1 run(s) without metrics.json: a sweep cut short resumes job by job" in done.stdout
     table = pd.read_csv(csv).set_index("run")
     assert table.loc[name.format("kl"), "status"] == "crashed or running"
     for i, loss in enumerate(("mse", "emd")):
