@@ -122,7 +122,9 @@ def test_the_docs_give_commands_for_both_entry_points_and_the_scripts() -> None:
     scripts = {COMMAND.search(command).group(1) for _, command in COMMANDS}
     assert scripts == {"train", "evaluate"} and len(COMMANDS) > 40
     scripts = {SCRIPT.search(command).group(1) for _, command in SCRIPT_COMMANDS}
-    assert scripts == {"bench_data", "bench_losses", "bench_train", "compare_runs", "make_synthetic"}
+    assert scripts == {
+        "bench_data", "bench_losses", "bench_train", "compare_runs", "loss_vs_shift", "make_synthetic"
+    }  # fmt: skip
 
 
 def test_help_shows_examples_before_the_option_groups() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -377,3 +378,33 @@ def test_hand_written_backward_matches_autograd_of_the_formula(kind: str, scale:
     torch.testing.assert_close(ours, reference)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e)
+
+
+def test_loss_vs_shift_shows_which_losses_see_a_peak_s_distance_and_its_magnitude(tmp_path: Path) -> None:
+    # scripts/loss_vs_shift.py: every conf/loss option, as train.py builds it, against a peak moved by
+    # d degrees and a target scaled by a. The README's table says which see what; these are its cells.
+    spec = importlib.util.spec_from_file_location(
+        "loss_vs_shift", CONF.parent / "scripts" / "loss_vs_shift.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    values = script.loss_values()
+    shift = values[values.kind == "shift"].pivot(index="x", columns="loss", values="value")
+    magnitude = values[values.kind == "magnitude"].pivot(index="x", columns="loss", values="value")
+    assert sorted(shift.columns) == LOSS_NAMES
+    assert (shift.loc[0.0].abs() < 1e-5).all() and (magnitude.loc[1.0].abs() < 1e-5).all()
+    # Blind to distance: once the peaks stop overlapping, 60 degrees off costs what 30 does.
+    for name in ("mse", "l1", "huber", "cosine", "kl"):
+        assert shift.loc[60.0, name] == pytest.approx(shift.loc[30.0, name], rel=1e-4), name
+    # Distance-aware: EMD and W2 are the shift itself (in degrees), the others keep growing with it.
+    for name in ("emd", "w2"):
+        assert shift[name].to_numpy() == pytest.approx(shift.index.to_numpy(), rel=2e-3, abs=1e-3), name
+    for name in ("cramer", "cumsum_mse", "cumsum_mse_over_cos", "emd_mse", "combo"):
+        assert np.all(np.diff(shift[name].to_numpy()) > 0), name
+    # Magnitude: the distribution losses barely see it (their eps floor only), MSE and cumsum-MSE do.
+    for name in ("emd", "cramer", "kl", "cosine"):
+        assert magnitude.loc[2.0, name] < 1e-3 * shift.loc[60.0, name], name
+    for name in ("mse", "cumsum_mse", "l1", "emd_mse"):
+        assert magnitude.loc[2.0, name] > 0.01 * shift.loc[60.0, name], name
+    script.plot(values, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 10_000

@@ -1,0 +1,115 @@
+"""How each training loss answers a misplaced peak and a wrong magnitude, built as train.py builds it
+from conf/loss/: `python scripts/loss_vs_shift.py [--out docs/figures/loss_vs_shift]`.
+
+The target is one Gaussian peak (sigma 3 degrees, at 90 on 0..180 in 1-degree bins, scaled as training
+scales its data: a mean bin of 1). It is compared with (1) the same peak moved by d = 0..60 degrees and
+(2) the target times a = 1/4..4. Prints each loss at a few of those, and writes every value as CSV
+(<out>.csv) and both curves as PNG (<out>.png), each loss divided by its value for the peak moved
+60 degrees. A loss blind to how far a peak is misplaced is flat once the two peaks stop overlapping
+(about 2.5 sigma); one blind to magnitude is 0 at every a.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import heatforecast.training  # noqa: F401  (registers the resolvers train.py's config uses)
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+N_BINS, CENTRE, SIGMA = 181, 90.0, 3.0
+SHIFTS = np.arange(61)  # degrees
+MAGNITUDES = 2.0 ** np.linspace(-2, 2, 41)
+SHOWN_SHIFTS, SHOWN_MAGNITUDES = (1, 3, 10, 30, 60), (0.5, 2.0)
+
+
+def training_losses() -> dict[str, torch.nn.Module]:
+    """Every option of conf/loss/ with its defaults, on the default data settings (1-degree bins,
+    linear energy), as `python train.py loss=NAME` builds it."""
+    names = sorted(p.stem for p in (CONF / "loss").glob("*.yaml") if not p.stem.startswith("_"))
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return {name: instantiate(compose("train", [f"loss={name}"]).loss) for name in names}
+
+
+def peak(centre: float, height: float) -> torch.Tensor:
+    angles = torch.arange(N_BINS, dtype=torch.float32)
+    return height * torch.exp(-0.5 * ((angles - centre) / SIGMA) ** 2)
+
+
+def loss_values() -> pd.DataFrame:
+    """A row per loss, kind (shift, magnitude) and x (degrees, or the factor a): the loss's value."""
+    height = N_BINS / float(peak(CENTRE, 1.0).sum())  # the mean bin 1, as the training scaler makes it
+    target = peak(CENTRE, height)
+    moved = torch.stack([peak(CENTRE + float(d), height) for d in SHIFTS])
+    scaled = torch.stack([float(a) * target for a in MAGNITUDES])
+    rows = []
+    for name, loss in training_losses().items():
+        loss.reduction = "none"  # a value per compared vector
+        with torch.no_grad():
+            for kind, xs, preds in (("shift", SHIFTS, moved), ("magnitude", MAGNITUDES, scaled)):
+                values = loss(preds, target.expand_as(preds))
+                rows += [(name, kind, float(x), float(v)) for x, v in zip(xs, values, strict=True)]
+    return pd.DataFrame(rows, columns=["loss", "kind", "x", "value"])
+
+
+def plot(values: pd.DataFrame, path: Path) -> None:
+    """Both curves of every loss, each divided by its value for the peak moved furthest: on the same
+    axis, a loss's answer to a wrong magnitude reads against its answer to a misplaced peak."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    furthest = values[(values.kind == "shift") & (values.x == SHIFTS[-1])].set_index("loss").value
+    colours = plt.cm.tab20(np.linspace(0, 1, 20))
+    for i, (name, curves) in enumerate(values.groupby("loss")):
+        style = {"color": colours[i % 20], "ls": ("-", "--")[i % 2], "label": name}
+        for ax, kind in zip(axes, ("shift", "magnitude"), strict=True):
+            curve = curves[curves.kind == kind]
+            ax.plot(curve.x, curve.value / furthest[name], **style)
+    axes[0].axvline(2.5 * SIGMA, color="grey", ls=":", lw=1)
+    axes[0].set(
+        xlabel="peak moved by (degrees)",
+        title=f"a misplaced peak (sigma {SIGMA:g} degrees; dotted: they stop overlapping)",
+    )
+    axes[1].set_xscale("log", base=2)
+    axes[1].set(xlabel="forecast = target x a", title="a wrong magnitude (flat at 0: the loss cannot see it)")
+    for ax in axes:
+        ax.set_ylabel(f"loss / its value for a peak moved {SHIFTS[-1]} degrees")
+    axes[1].legend(fontsize=8, ncol=2)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("loss_vs_shift"), help="writes <out>.csv and <out>.png"
+    )
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    values = loss_values()
+    table = values.pivot_table(index="loss", columns=["kind", "x"], values="value")
+    shown = {f"moved {d} deg": table[("shift", float(d))] for d in SHOWN_SHIFTS}
+    shown |= {f"x{a:g}": table[("magnitude", a)] for a in SHOWN_MAGNITUDES}
+    print(pd.DataFrame(shown).to_markdown(floatfmt=".4g"))
+    values.to_csv(args.out.with_suffix(".csv"), index=False)
+    plot(values, args.out.with_suffix(".png"))
+    print(f"\nwrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
