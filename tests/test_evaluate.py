@@ -498,6 +498,7 @@ def test_the_training_series_are_scored_on_their_test_split_under_any_name(
     for name, value in training["model"]["test"].items():  # the training run's own test windows
         assert copy["model"]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
     assert scored("data=file", f"data.path={tmp_path / 'copy.npy'}", "split=all")["split"] == "all"
+    assert "\nall windows           model  persistence" in capsys.readouterr().out  # not "test metric"
     # One training series beside a new one: all windows, and a note naming the one.
     new = make_synthetic(n_series=1, n_steps=90, n_bins=37, seed=9)[0]
     write_heatmaps(tmp_path / "mixed.npy", np.stack([own.series[1], new]), own.angles)

@@ -231,7 +231,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     keep = () if not cfg.predict else SCORED if file_type(out) == ".npz" else ("forecast",)
     scored = predict(module, datamodule.loader(split), keep)
     windows = len(scored.windows["series"])
-    # The panel below is headed "test" whatever was scored (metrics.json's shape): say what it was.
     what = "every window" if split == "all" else f"the {split} split"
     print(f"scored: {what} of {datamodule.source}, {windows:,} windows")
     panels = {"test": module.metrics["test"].compute()}

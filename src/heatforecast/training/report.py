@@ -61,9 +61,11 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
 
 def panel_table(result: dict[str, Any]) -> str:
     """A plain-text test panel: the model beside the references, the skills and, when the result has
-    them, their intervals."""
+    them, their intervals. An evaluation's is headed by the split it scored (metrics.json keeps the
+    panel under "test" whatever it was)."""
     panels = [result[who]["test"] for who in FORECASTERS]
-    lines = [f"{'test metric':<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
+    scored = {"all": "all windows"}.get(result.get("split", "test"), f"{result.get('split', 'test')} metric")
+    lines = [f"{scored:<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
     for name in METRICS:
         if not name.startswith("skill_"):
             lines.append(f"{name:<14}" + "".join(f"{panel[name]:>13.4g}" for panel in panels))
