@@ -408,3 +408,18 @@ def test_loss_vs_shift_shows_which_losses_see_a_peak_s_distance_and_its_magnitud
         assert magnitude.loc[2.0, name] > 0.01 * shift.loc[60.0, name], name
     script.plot(values, tmp_path / "figure.png")
     assert (tmp_path / "figure.png").stat().st_size > 10_000
+    # dB data: more energy adds the same dB to every bin, which the softmax of the distribution losses
+    # does not see at all, and MSE sees as that many dB squared.
+    values = script.loss_values("db")
+    shift = values[values.kind == "shift"].pivot(index="x", columns="loss", values="value")
+    magnitude = values[values.kind == "magnitude"].pivot(index="x", columns="loss", values="value")
+    assert magnitude["mse"].to_numpy() == pytest.approx(
+        (10 * np.log10(magnitude.index.to_numpy())) ** 2, rel=1e-4
+    )
+    for name in ("emd", "cramer", "kl", "w2"):
+        assert magnitude[name].abs().max() < 1e-4 * shift.loc[60.0, name], name
+        assert np.all(np.diff(shift[name].to_numpy()[:30]) > 0), name  # up to 30 degrees: KL saturates later
+    for name in ("emd", "cramer", "w2"):
+        assert np.all(np.diff(shift[name].to_numpy()) > 0), name
+    for name in ("mse", "l1", "huber", "cosine", "kl"):
+        assert shift.loc[60.0, name] == pytest.approx(shift.loc[30.0, name], rel=1e-4), name
