@@ -113,8 +113,7 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    parser = arguments()
-    args = parser.parse_args()
+    args = arguments().parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     values = loss_values(args.scale)
     table = values.pivot_table(index="loss", columns=["kind", "x"], values="value")
