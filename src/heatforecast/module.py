@@ -119,7 +119,7 @@ class Forecaster(L.LightningModule):
         self.panels: dict[str, dict[str, Any]] = {}
         self._figure_window: tuple[Tensor, Tensor, Tensor] | None = None
         self.val_figure_every, self._validations = val_figure_every, 0  # the fit's; kept in checkpoints
-        self._fit_stopped = False  # a resumed checkpoint's: a stop was asked for (early stopping, max_steps)
+        self._fit_stopped = False  # a resumed checkpoint's: a callback (early stopping) had stopped the fit
         # nonfinite=raise: on the host, each batch since the last clean check (step, index, series,
         # time); on the device, the position in that list of the first batch whose loss was NaN/inf
         # (NONE while there is none), so the error can name that batch's windows.
@@ -377,9 +377,8 @@ class Forecaster(L.LightningModule):
         self.trainer.fit_loop._load_combined_loader_states()
         # Lightning keeps EarlyStopping's state in a checkpoint but not the stop it asked for, so a resumed
         # run that early stopping had ended trained another epoch (and could pick another best). Without
-        # early stopping now, the resume trains on, as asked; a stop at max_steps Lightning keeps itself.
-        at_max_steps = 0 <= self.trainer.max_steps <= self.global_step
-        if self._fit_stopped and self.trainer.early_stopping_callbacks and not at_max_steps:
+        # early stopping now, the resume trains on, as asked (train.py then trains a finished run on).
+        if self._fit_stopped and self.trainer.early_stopping_callbacks:
             self.trainer.should_stop = True
             if self.trainer.is_global_zero:
                 print(
@@ -395,7 +394,10 @@ class Forecaster(L.LightningModule):
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["validations"] = self._validations
-        checkpoint["fit_stopped"] = self.trainer.should_stop
+        # A stop a callback (early stopping) asked for; the one on_train_batch_end asks at max_steps
+        # Lightning makes again by itself on resume.
+        at_max_steps = 0 <= self.trainer.max_steps <= self.global_step
+        checkpoint["fit_stopped"] = self.trainer.should_stop and not at_max_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._validations = checkpoint.get("validations", 0)

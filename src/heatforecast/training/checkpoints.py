@@ -225,7 +225,7 @@ class Resumed(NamedTuple):
 
     step: int  # the optimizer steps it had made (its global_step)
     series: list[str] | None  # digests of the series it was trained on (None: it predates them)
-    stopped: bool  # a stop had been asked for when it was saved (early stopping, max_steps)
+    stopped: bool  # a callback (early stopping) had stopped the fit when it was saved
 
 
 def check_resume(cfg: DictConfig, ckpt_path: str) -> Resumed:

@@ -111,14 +111,15 @@ def run(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt(cfg, output_dir, sweep=_in_multirun())
     resumed = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
+    if cfg.data.get("path"):
+        # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
+        cfg.data.path = absolute_path(cfg.data.path)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Draws no random numbers, so the model's init is as before.
+    trainer = build_trainer(cfg, resumed_step=resumed.step if resumed else None)
     # A fit early stopping had ended trains on when resumed without it (Forecaster.on_train_start).
-    trains_on = (
-        resumed is not None
-        and resumed.stopped
-        and cfg.callbacks.get("early_stopping") is None
-        and not 0 <= cfg.trainer.get("max_steps", -1) <= resumed.step
-    )
-    if ckpt_path is not None and not trains_on and (finished := finished_run(output_dir, ckpt_path)):
+    trains_on = resumed is not None and resumed.stopped and not trainer.early_stopping_callbacks
+    if resumed is not None and not trains_on and (finished := finished_run(output_dir, ckpt_path)):
         # Its training settings are the command's (check_resume): nothing to train, nothing new to score.
         emd = {who: finished[who]["test"]["emd"] for who in ("model", "persistence")}
         print(
@@ -127,12 +128,6 @@ def run(cfg: DictConfig) -> float:
             f"(persistence {emd['persistence']:.4g}; evaluate.py scores its checkpoints again)"
         )
         return finished["value"]
-    if cfg.data.get("path"):
-        # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
-        cfg.data.path = absolute_path(cfg.data.path)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # Draws no random numbers, so the model's init is as before.
-    trainer = build_trainer(cfg, resumed_step=resumed.step if resumed else None)
     _check_processes(cfg, trainer)  # before the data is read
 
     datamodule: HeatmapData = instantiate(cfg.data)
