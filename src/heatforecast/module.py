@@ -196,11 +196,15 @@ class Forecaster(L.LightningModule):
             + f"; noticed at step {self.global_step}; set nonfinite=skip to skip such batches"
         )
 
+    @property
+    def _at_max_steps(self) -> bool:
+        return 0 <= self.trainer.max_steps <= self.global_step
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # A fit that reaches trainer.max_steps inside an epoch ends without that epoch's validation, which
         # the checkpoints and early stopping read (a fit shorter than an epoch would crash in early
         # stopping). Asking it to stop instead makes Lightning validate the steps it trained.
-        if 0 <= self.trainer.max_steps <= self.global_step:
+        if self._at_max_steps:
             self.trainer.should_stop = True
         # The host reads the device every log_every_n_steps optimizer steps only, as Lightning's own
         # logging does, at the batch that made the step (0: never, as for Lightning).
@@ -396,8 +400,7 @@ class Forecaster(L.LightningModule):
         checkpoint["validations"] = self._validations
         # A stop a callback (early stopping) asked for; the one on_train_batch_end asks at max_steps
         # Lightning makes again by itself on resume.
-        at_max_steps = 0 <= self.trainer.max_steps <= self.global_step
-        checkpoint["fit_stopped"] = self.trainer.should_stop and not at_max_steps
+        checkpoint["fit_stopped"] = self.trainer.should_stop and not self._at_max_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._validations = checkpoint.get("validations", 0)

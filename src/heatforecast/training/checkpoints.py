@@ -68,6 +68,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a run keeps its latest state (callbacks.last_checkpoint), for ckpt_path=last."""
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
 def _files_in(folder: Path) -> str:
     """A hint naming the checkpoints in a run folder (or its checkpoints/ folder): the best, which its
     metrics.json names, and last.ckpt, those that are there."""
@@ -75,9 +80,7 @@ def _files_in(folder: Path) -> str:
         best = json.loads((folder / "metrics.json").read_text()).get("best_checkpoint")
     except (OSError, ValueError, AttributeError):  # no metrics.json (a run cut short), or another file
         best = None
-    last = next(
-        (p for p in (folder / "checkpoints" / "last.ckpt", folder / "last.ckpt") if p.is_file()), None
-    )
+    last = next((p for p in (last_checkpoint(folder), folder / "last.ckpt") if p.is_file()), None)
     named = {"the best, whose panels metrics.json holds": best, "the latest": last}
     found = [
         f"{as_override('ckpt_path', p)} ({what})" for what, p in named.items() if p and Path(p).is_file()
@@ -150,7 +153,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path, sweep: bool = False) -> str 
     In a multirun (``sweep``), ``ckpt_path=last`` resumes a sweep cut short: a job whose folder holds no
     run yet had not started, and starts now, saying so (in a single run, that is a wrong folder).
     """
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(output_dir)
     earlier = [*sorted((output_dir / "checkpoints").glob("*.ckpt")), *output_dir.glob("metrics.json")]
     if cfg.ckpt_path in (None, ""):
         # A submitit job (hydra/launcher=slurm or submitit_local) that was preempted or reached its time
@@ -188,7 +191,7 @@ def resolve_ckpt(cfg: DictConfig, output_dir: Path, sweep: bool = False) -> str 
 def finished_run(output_dir: Path, ckpt_path: str) -> dict[str, Any] | None:
     """The metrics.json of the run in ``output_dir`` when ``ckpt_path`` is that run's last.ckpt and the run
     had finished (train.py writes metrics.json last, atomically); None otherwise."""
-    if Path(ckpt_path).resolve() != (output_dir / "checkpoints" / "last.ckpt").resolve():
+    if Path(ckpt_path).resolve() != last_checkpoint(output_dir).resolve():
         return None
     try:
         return json.loads((output_dir / "metrics.json").read_text())

@@ -64,8 +64,9 @@ def panel_table(result: dict[str, Any]) -> str:
     them, their intervals. An evaluation's is headed by the split it scored (metrics.json keeps the
     panel under "test" whatever it was)."""
     panels = [result[who]["test"] for who in FORECASTERS]
-    scored = {"all": "all windows"}.get(result.get("split", "test"), f"{result.get('split', 'test')} metric")
-    lines = [f"{scored:<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
+    split = result.get("split", "test")
+    heading = "all windows" if split == "all" else f"{split} metric"
+    lines = [f"{heading:<14}" + "".join(f"{who:>13}" for who in FORECASTERS)]
     for name in METRICS:
         if not name.startswith("skill_"):
             lines.append(f"{name:<14}" + "".join(f"{panel[name]:>13.4g}" for panel in panels))
