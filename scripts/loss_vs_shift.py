@@ -33,7 +33,7 @@ N_BINS, CENTRE, SIGMA = 181, 90.0, 3.0
 DB_FLOOR = 1e-3  # -30 dB below the peak's top, where --scale db puts the floor
 SHIFTS = np.arange(61)  # degrees
 MAGNITUDES = 2.0 ** np.linspace(-2, 2, 41)
-SHOWN_SHIFTS, SHOWN_MAGNITUDES = (1, 3, 10, 30, 60), (0.5, 2.0)
+SHOWN_SHIFTS, SHOWN_MAGNITUDES = (1, 3, 10, 15, 20, 30, 60), (0.5, 2.0)  # the README reads these
 
 
 def training_losses(scale: str) -> dict[str, torch.nn.Module]:
