@@ -431,6 +431,29 @@ def test_a_target_that_cannot_be_imported_is_refused_naming_its_key(tmp_path: Pa
     assert not list(tmp_path.iterdir())
 
 
+def test_a_module_of_one_s_own_that_is_not_found_is_named_with_where_it_must_be(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        run(tiny_config(tmp_path, "model._target_=my_models.Net"))
+    message = str(info.value)
+    assert "model._target_=my_models.Net: cannot be imported (no module named 'my_models': " in message
+    assert "PYTHONPATH" in message
+    with pytest.raises(ConfigError) as info:  # the package is there, the name in it is not: no hint
+        run(tiny_config(tmp_path, "model._target_=heatforecast.models.Net"))
+    assert "cannot be imported; expected the dotted path" in str(info.value)
+
+
+def test_a_model_whose_forecast_has_another_shape_stops_before_training(tmp_path: Path) -> None:
+    # model.horizon=3 against data.horizon=4 (experiment=smoke): MSE would broadcast and train on.
+    overrides = ("loss=mse", "model=linear", "model.horizon=3", f"paths.output_dir={tmp_path}")
+    with hydra_job("train", *TINY, *overrides) as cfg, pytest.raises(ConfigError) as info:
+        run(cfg)
+    assert str(info.value) == (
+        "model=linear (heatforecast.models.DLinear) turns a context of shape (2, 8, 37) into (2, 3, 37); "
+        "expected a tensor of shape (2, 4, 37): data.horizon=4 frames of the data's 37 bins"
+    )
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_a_configured_class_s_own_message_comes_first_on_one_line(tmp_path: Path) -> None:
     with pytest.raises(InstantiationException) as info:  # Hydra's: "Error in call to target ...", repr
         run(tiny_config(tmp_path, "data.stride=0"))

@@ -100,7 +100,7 @@ class Forecaster(L.LightningModule):
         self.scale, self.scale_factor = scale, float(scale_factor)
         self.loss_name, self.nonfinite = loss_name, nonfinite
         self.register_buffer("angles", angles.detach().clone().float())
-        horizon = model.horizon
+        horizon = linear.horizon  # the data's; a model of one's own need not say it
         eps = DEFAULT_EPS * self.scale_factor  # the losses' floor, in data units
         # The test panel keeps each window's metrics too, for the skill intervals in metrics.json.
         # train_eval: the train windows that validation also scores (data.train_eval), in eval mode.

@@ -143,6 +143,10 @@ class LeastSquaresLinear(nn.Module):
         self.register_buffer("weight", weight)
         self.register_buffer("bias", torch.zeros(horizon))
 
+    @property
+    def horizon(self) -> int:
+        return self.weight.shape[0]
+
     @torch.no_grad()
     def fit(self, windows: Iterable[tuple[Tensor, Tensor]]) -> LeastSquaresLinear:
         """Fit to batches of windows (x (B, L, A), y (B, H, A)), accumulating the normal equations in

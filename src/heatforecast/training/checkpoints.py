@@ -24,6 +24,7 @@ from heatforecast.training.config import (
     ConfigError,
     absolute_path,
     as_override,
+    check_keys,
     peak_settings,
 )
 
@@ -92,6 +93,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A heatforecast checkpoint (:func:`read_checkpoint`); one saved before runs kept the linear
     reference gets it fitted to its training data's train split."""
     ckpt = read_checkpoint(path)
+    stored = ckpt["hyper_parameters"]["config"]
+    for part in ("model", "loss"):  # their classes, before anything is read or built
+        try:
+            check_keys(stored[part], part)
+        except ConfigError as err:
+            raise CheckpointError(f"{path}: the run's {part} cannot be rebuilt here: {err}") from err
     if "linear.weight" not in ckpt["state_dict"]:
         _fit_linear_reference(ckpt, Path(path))
     return ckpt

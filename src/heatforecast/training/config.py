@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import inspect
 import json
+import logging
 import math
 import os
 import sys
@@ -269,6 +270,16 @@ def _type_error(value: Any, annotation: Any) -> str | None:
     return " or ".join(words[t] for t in allowed)
 
 
+def _import(target: str) -> Any:
+    """hydra.utils.get_object without the lines it logs when the import fails: check_keys says it in one."""
+    hydra_log = logging.getLogger("hydra.utils")
+    disabled, hydra_log.disabled = hydra_log.disabled, True
+    try:
+        return get_object(target)
+    finally:
+        hydra_log.disabled = disabled
+
+
 def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
     """Stop, naming the key, if a config node with a ``_target_`` holds a key its target does not take
     (a misspelt ``+model.dropuot=0.1``, or ``data.generator`` left over under ``data=file``) or a value
@@ -283,12 +294,20 @@ def check_keys(cfg: DictConfig | Any, path: str = "") -> None:
         return
     if isinstance(target := node.get("_target_"), str):
         try:
-            target_object = get_object(target)
+            target_object = _import(target)
         except (ImportError, AttributeError, ValueError) as err:
             key = f"{path}._target_" if path else "_target_"
+            module = target.split(".")[0]
+            where = ""
+            if isinstance(err.__cause__, ModuleNotFoundError) and err.__cause__.name == module:
+                where = (
+                    f" (no module named {module!r}: code of one's own must be importable: a module in "
+                    "the folder of the script that runs, such as train.py's, an installed package, or "
+                    "a folder on PYTHONPATH)"
+                )
             raise ConfigError(
-                f"{key}={target}: cannot be imported; expected the dotted path of a class or function "
-                "(package.module.Name)"
+                f"{key}={target}: cannot be imported{where}; expected the dotted path of a class or "
+                "function (package.module.Name)"
             ) from err
         try:
             accepted = _arguments(target_object)
