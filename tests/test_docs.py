@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import math
 import re
 import shlex
 import subprocess
@@ -23,13 +25,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from heatforecast.training import (
     CheckpointError,
     evaluate,
+    run,
     unquoted_value,
     with_file_settings,
     with_implied_settings,
 )
+from heatforecast.training.checkpoints import read_checkpoint
 from heatforecast.training.config import check_config, override_key
 
-from .conftest import CONF, ROOT, hydra_job
+from .conftest import CONF, ROOT, TINY, hydra_job
+from .test_losses import forum_frame
 
 DOCS = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND = re.compile(r"python3?\s+(train|evaluate)\.py\b")
@@ -138,11 +143,29 @@ def test_help_shows_examples_before_the_option_groups() -> None:
     assert examples < groups < done.stdout.index("\nseed: 0")
 
 
+def own_code(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files of the README's "Your own loss or model" (``mine/...``) written under ``folder``, with
+    ``folder/mine`` importable, as its commands' PYTHONPATH=mine makes it."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Your own loss or model") : text.index("## GPUs and clusters")]
+    files = re.findall(r"`(mine/[^`]+)`:\n\n```\w+\n(.*?)```", section, flags=re.S)
+    assert [name for name, _ in files] == [
+        "mine/my_forecasting.py", "mine/conf/loss/js.yaml", "mine/conf/model/bin_mlp.yaml"
+    ]  # fmt: skip
+    for name, body in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(body)
+    monkeypatch.syspath_prepend(str(folder / "mine"))
+    monkeypatch.delitem(sys.modules, "my_forecasting", raising=False)  # another test's copy
+
+
 @pytest.mark.parametrize("where, command", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_a_documented_command_composes_and_passes_the_checks(
     where: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the docs' files and checkpoints are not here, whatever this checkout holds
+    if "hydra.searchpath" in command:  # the README's own loss and model, beside the checkout as it says
+        own_code(tmp_path, monkeypatch)
     typed = words(command)
     script, args = COMMAND.match(" ".join(typed[:2])).group(1), typed[2:]
     args = [a for a in args if "=" in a or a in ("-m", "--multirun")]  # `X` alone: some overrides
@@ -325,3 +348,61 @@ def test_the_loss_study_lead_time_table_is_the_seed_1_rows_of_its_csv() -> None:
                 "ahead of drift to step",
             )
         ], cells[0]
+
+
+def test_the_readme_s_own_loss_and_model_train_join_a_combo_and_are_evaluated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    own_code(tmp_path, monkeypatch)
+    search = "hydra.searchpath=[file://mine/conf]"  # as the README types it, from the folder holding mine/
+    run_dir = tmp_path / "run"
+    with hydra_job("train", *TINY, search, "loss=js", "model=bin_mlp", f"paths.output_dir={run_dir}") as cfg:
+        run(cfg)
+    result = json.loads((run_dir / "metrics.json").read_text())
+    trained = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["hyper_parameters"]["config"]
+    assert trained["loss"]["_target_"] == "my_forecasting.JensenShannon"
+    assert trained["model"]["_target_"] == "my_forecasting.BinMLP"
+    assert all(math.isfinite(v) for v in result["model"]["test"].values())
+    assert result["model"]["test"]["emd"] != result["persistence"]["test"]["emd"]  # trained, not a copy
+
+    combo = ("+loss@loss.terms.js=js", "+loss.weights.js=0.5")  # the README's combo term
+    with hydra_job("train", *TINY, search, *combo, f"paths.output_dir={tmp_path / 'combo'}") as cfg:
+        run(cfg)
+    loss = read_checkpoint(tmp_path / "combo" / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    loss = loss["config"]["loss"]
+    assert set(loss["terms"]) == {"emd", "mse", "js"} and loss["weights"]["js"] == 0.5
+
+    ckpt = f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
+    with hydra_job("evaluate", ckpt, f"paths.output_dir={tmp_path / 'scored'}") as cfg:
+        scored = evaluate(cfg)
+    assert scored["model"]["test"]["emd"] == pytest.approx(result["model"]["test"]["emd"], rel=1e-6)
+
+    # Where the module cannot be imported, the checkpoint is refused naming it, not a traceback.
+    monkeypatch.delitem(sys.modules, "my_forecasting")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path / "mine")])
+    with hydra_job("evaluate", ckpt, f"paths.output_dir={tmp_path / 'gone'}") as cfg:
+        with pytest.raises(CheckpointError, match="no module named 'my_forecasting': code of one's own"):
+            evaluate(cfg)
+
+
+@pytest.mark.parametrize("scale", ["linear", "db"])
+def test_the_readme_s_own_loss_is_the_jensen_shannon_divergence_of_scipy(
+    scale: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own_code(tmp_path, monkeypatch)
+    from my_forecasting import JensenShannon
+    from scipy.spatial.distance import jensenshannon
+
+    frame = forum_frame()  # a real frame: zeros and negative values, read as dB here
+    if scale == "linear":
+        frame = frame.clamp_min(0) + torch.rand(frame.shape, generator=torch.Generator().manual_seed(0))
+    pred = frame.roll(7) * 0.8
+    eps = 1e-3
+    value = JensenShannon(scale=scale, eps=eps)(pred, frame)
+    weights = (lambda x: x + eps) if scale == "linear" else (lambda x: 10 ** (x / 10))
+    # scipy normalises its arguments and returns the square root of the divergence (natural log).
+    expected = jensenshannon(weights(pred.double()).numpy(), weights(frame.double()).numpy()) ** 2
+    assert value.item() == pytest.approx(expected, rel=1e-4)
+    same = frame.expand(3, -1)
+    assert JensenShannon(scale=scale, reduction="none")(same, same).abs().max() < 1e-6
