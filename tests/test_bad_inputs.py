@@ -150,6 +150,20 @@ def test_arrays_with_wrong_shape_or_keys_are_refused(tmp_path: Path) -> None:
             read_heatmaps(tmp_path / name)
 
 
+def test_angle_names_rounded_to_a_few_digits_are_read_as_the_even_grid_they_are(tmp_path: Path) -> None:
+    # 65 bins of 2.8125 degrees, named with 6 significant digits (104.062 for 104.0625), as :g writes.
+    frame = pd.DataFrame(np.ones((30, 65)), columns=[f"{a:g}" for a in np.arange(65) * 2.8125])
+    frame.to_csv(tmp_path / "rounded.csv", index=False)
+    with pytest.raises(DataError) as info:
+        read_heatmaps(tmp_path / "rounded.csv")
+    assert str(info.value).endswith(
+        "the file gives the bins angles 0..180 in steps of 2.8125; expected increasing angles starting "
+        "at data.angle_start=0 in steps of data.bin_width=1 (to match the file: data.angle_start=0 "
+        "data.bin_width=2.8125)"
+    )
+    assert read_heatmaps(tmp_path / "rounded.csv", bin_width=2.8125).n_bins == 65
+
+
 def test_an_npz_with_angles_is_read_with_them_checked(tmp_path: Path) -> None:
     heatmaps = np.ones((2, 30, 5))
     np.savez(tmp_path / "ok.npz", heatmaps=heatmaps, angles=np.arange(5.0) * 2 + 10)

@@ -104,10 +104,10 @@ def test_make_synthetic_script_writes_the_generator_output(
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy", ".npz", ".csv.gz", ".CSV.BZ2", ".csv.zip"])
 def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     array = small_array()
-    angles = np.arange(37) * 5.0
+    angles = 100 + np.arange(37) * 0.0625  # 100.0625: seven digits, which names written with :g cut
     path = tmp_path / f"heat{suffix}"
     write_heatmaps(path, array, angles)
-    data = read_heatmaps(path, bin_width=5.0)
+    data = read_heatmaps(path, bin_width=0.0625, angle_start=100)
     assert data.ids == ["0", "1", "2"]
     np.testing.assert_array_equal(np.stack(data.series), array)
     np.testing.assert_array_equal(data.angles, angles)

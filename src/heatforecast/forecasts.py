@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from heatforecast.data import HeatmapData
-from heatforecast.data.files import file_type
+from heatforecast.data.files import angle_names, file_type
 from heatforecast.metrics import FORECASTERS, series_panels
 from heatforecast.module import Forecaster
 from heatforecast.plots import forecast_figure, future_figure, peak_track_figure, plt
@@ -181,9 +181,7 @@ def write_forecasts(out: Path, forecasts: dict[str, Tensor], datamodule: Heatmap
         np.savez_compressed(out, forecast=forecast, **scored, series=ids, time=time, step=step, angles=angles)
     elif kind in (".parquet", ".csv"):
         n_windows, horizon, n_bins = forecast.shape
-        frame = pd.DataFrame(
-            forecast.reshape(-1, n_bins), columns=[f"{a:g}" for a in datamodule.angles.tolist()]
-        )
+        frame = pd.DataFrame(forecast.reshape(-1, n_bins), columns=angle_names(datamodule.angles.numpy()))
         ahead = np.tile(np.arange(1, horizon + 1), n_windows)
         steps = np.repeat(step, horizon) + ahead - 1
         frame.insert(0, "step", steps)

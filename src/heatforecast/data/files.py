@@ -144,6 +144,12 @@ def angle_grid(n_bins: int, angle_start: float, bin_width: float) -> np.ndarray:
     return angle_start + bin_width * np.arange(n_bins, dtype=np.float64)
 
 
+def angle_names(angles: np.ndarray | list[float]) -> list[str]:
+    """Column names for bins at ``angles`` (degrees): the shortest text that reads back as the same
+    float32 angle, e.g. ``104.0625`` where ``:g`` wrote ``104.062``, and ``180`` rather than ``180.0``."""
+    return [np.format_float_positional(a, trim="-") for a in np.asarray(angles, dtype=np.float32)]
+
+
 def read_heatmaps(
     path: str | Path,
     scale: str = "linear",
@@ -380,15 +386,19 @@ def _checked_angles(path: Path, angles: np.ndarray, bin_width: float, angle_star
     if not np.allclose(angles, grid, atol=1e-6 * max(1.0, bin_width)):
         steps = np.unique(np.round(np.diff(angles), 9))
         fix = "set those two to match the file"
-        if len(steps) == 1 and steps[0] > 0:  # an even grid, of another start or step
-            fix = f"to match the file: data.angle_start={angles[0]:g} data.bin_width={steps[0]:g}"
+        # An even grid of another start or step, to the same tolerance: names rounded to a few digits
+        # (104.062 for 104.0625) give uneven differences, but their span gives the step.
+        step = (angles[-1] - angles[0]) / max(len(angles) - 1, 1)
+        if step > 0 and np.allclose(angles, angle_grid(len(angles), angles[0], step), atol=1e-6 * step):
+            steps = np.array([step])
+            fix = f"to match the file: data.angle_start={angles[0]:.10g} data.bin_width={step:.10g}"
         elif (steps < 0).all():
             fix = "the bins run from high to low angle: reverse their order"
         elif (steps <= 0).any() and file_type(path) == ".csv":  # no grid fits such names
             fix = "a CSV's first row names the columns; is it a row of data?"
         raise DataError(
             f"{path}: the file gives the bins angles {angles[0]:g}..{angles[-1]:g} in steps of "
-            f"{', '.join(f'{s:g}' for s in steps[:3])}; expected increasing angles starting at "
+            f"{', '.join(f'{s:.10g}' for s in steps[:3])}; expected increasing angles starting at "
             f"data.angle_start={angle_start:g} in steps of data.bin_width={bin_width:g} ({fix})"
         )
     return angles
@@ -439,7 +449,7 @@ def _read_array(path: Path, bin_width: float, angle_start: float) -> Heatmaps:
                 f"expected one angle (a number) per bin of 'heatmaps', shape {angles.shape}"
             )
         angles = _checked_angles(path, stored_angles.astype(np.float64), bin_width, angle_start)
-    columns = [f"{a:g}" for a in angles]
+    columns = angle_names(angles)
     for i, values in enumerate(array):
         _check_finite(path, values, f"series {i}, step", columns)
     series = [s.astype(np.float32) for s in array]
@@ -491,7 +501,7 @@ def write_heatmaps(path: str | Path, heatmaps: np.ndarray, angles: np.ndarray) -
         np.savez_compressed(path, heatmaps=heatmaps)
     elif suffix in (".csv", ".parquet"):
         n_series, n_steps, n_bins = heatmaps.shape
-        frame = pd.DataFrame(heatmaps.reshape(-1, n_bins), columns=[f"{a:g}" for a in angles])
+        frame = pd.DataFrame(heatmaps.reshape(-1, n_bins), columns=angle_names(angles))
         frame.insert(0, "time", np.tile(np.arange(n_steps), n_series))
         frame.insert(0, "series", np.repeat(np.arange(n_series), n_steps))
         if suffix == ".csv":
