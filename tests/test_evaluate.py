@@ -494,7 +494,9 @@ def test_the_training_series_are_scored_on_their_test_split_under_any_name(
             return run_evaluate(cfg)
 
     copy = scored("data=file", f"data.path={tmp_path / 'copy.npy'}")
-    assert copy["split"] == "test" and "holds the series the model was trained on" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert copy["split"] == "test" and "holds the series the model was trained on" in said
+    assert f"\nwritten to {tmp_path / 'out'}: metrics.json, per_series.csv, figures" in said
     for name, value in training["model"]["test"].items():  # the training run's own test windows
         assert copy["model"]["test"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
     assert scored("data=file", f"data.path={tmp_path / 'copy.npy'}", "split=all")["split"] == "all"

@@ -352,9 +352,12 @@ def test_persistence_metrics_match_a_hand_computation(tiny, tmp_path: Path) -> N
 def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
     args = [*TINY, *TINY_MODEL["transformer"], f"paths.log_dir={tmp_path}"]
     cmd = [sys.executable, "train.py", "-m", "loss=mse,emd", *args]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
     runs = sorted(p.parent for p in tmp_path.glob("multiruns/*/*/metrics.json"))
     assert [r.name.split(",")[0] for r in runs] == ["0_experiment=smoke", "1_experiment=smoke"]
+    said = [line for line in done.stdout.splitlines() if line.startswith("run folder: ")]
+    assert said == [f"run folder: {r} (metrics.json, per_series.csv, test_by_horizon.png, checkpoints/); "
+                    f"tensorboard --logdir {tmp_path}" for r in runs]  # fmt: skip
     assert ["loss=mse" in runs[0].name, "loss=emd" in runs[1].name] == [True, True]
     for r in runs:
         assert "val/emd" in scalars(r)

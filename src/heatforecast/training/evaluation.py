@@ -243,6 +243,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_per_series(result["per_series"], output_dir)
     write_figures(scored.first_series, datamodule, output_dir, writer)
     writer.close()
+    print(f"written to {output_dir}: metrics.json, per_series.csv, figures (PNG and TensorBoard events)")
     if cfg.predict:
         write_forecasts(out, scored.windows, datamodule)
         print(f"forecasts: {out}")

@@ -180,6 +180,10 @@ def run(cfg: DictConfig) -> float:
         if logger is not None:
             logger.log_hyperparams(_hparams(cfg), metrics=final)
             logger.finalize("success")
+        print(
+            f"run folder: {output_dir} (metrics.json, per_series.csv, test_by_horizon.png, checkpoints/); "
+            f"tensorboard --logdir {cfg.paths.log_dir}"
+        )
     return result["value"]
 
 
