@@ -5,11 +5,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from heatforecast.training import USER_ERRORS, error_message, run, unquoted_value, with_implied_settings
+# Hydra alone: --help and a mistyped override are answered before torch and Lightning load.
+from heatforecast.training.command_line import unquoted_value, with_implied_settings
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from heatforecast.training import USER_ERRORS, error_message, run
+
     try:
         return run(cfg)
     except USER_ERRORS as err:  # a clear message, not a traceback

@@ -31,7 +31,8 @@ from heatforecast.training import (
     with_implied_settings,
 )
 from heatforecast.training.checkpoints import read_checkpoint
-from heatforecast.training.config import check_config, override_key
+from heatforecast.training.command_line import override_key
+from heatforecast.training.config import check_config
 
 from .conftest import CONF, ROOT, TINY, hydra_job
 from .test_losses import forum_frame
@@ -141,6 +142,23 @@ def test_help_shows_examples_before_the_option_groups() -> None:
         done.stdout.index("\nloss: combo, cosine"),
     )
     assert examples < groups < done.stdout.index("\nseed: 0")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["los=emd"], ["loss=emdd"]])
+def test_help_and_a_mistyped_override_are_answered_without_loading_torch(args: list[str]) -> None:
+    # train.py as `python train.py ARGS` runs it, then which modules it had loaded when Hydra exited.
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', *{args!r}]\n"
+        "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+        "except SystemExit as done:\n    print('exit', done.code)\n"
+        "print('loaded', 'torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.splitlines()[-1] == "loaded False False", done.stdout + done.stderr
+    assert ("exit 0" in done.stdout) == (args == ["--help"])
+    if args != ["--help"]:
+        assert ("los" if args == ["los=emd"] else "loss/emdd") in done.stderr
 
 
 def own_code(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,37 +1,36 @@
 """From a Hydra config to a trained, scored run (train.py) or a scored checkpoint (evaluate.py).
 
-config.py checks what the user typed before anything is built; build.py makes the model, the
-LightningModule and the Trainer; fit.py runs train.py's job and evaluation.py evaluate.py's;
-checkpoints.py reads, rebuilds and resumes checkpoints; report.py writes metrics.json and the panels.
-This package is the only part of heatforecast that knows about Hydra.
+command_line.py rewrites train.py's command line before Hydra reads it; config.py checks what the
+user typed before anything is built; build.py makes the model, the LightningModule and the Trainer;
+fit.py runs train.py's job and evaluation.py evaluate.py's; checkpoints.py reads, rebuilds and
+resumes checkpoints; report.py writes metrics.json and the panels. This package is the only part of
+heatforecast that knows about Hydra.
 """
 
-from heatforecast.training.build import build_model, build_module, build_trainer
-from heatforecast.training.checkpoints import load_forecaster
-from heatforecast.training.config import (
-    USER_ERRORS,
-    CheckpointError,
-    ConfigError,
-    error_message,
-    unquoted_value,
-    with_file_settings,
-    with_implied_settings,
-)
-from heatforecast.training.evaluation import evaluate
-from heatforecast.training.fit import run
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "USER_ERRORS",
-    "CheckpointError",
-    "ConfigError",
-    "build_model",
-    "build_module",
-    "build_trainer",
-    "error_message",
-    "evaluate",
-    "load_forecaster",
-    "run",
-    "unquoted_value",
-    "with_file_settings",
-    "with_implied_settings",
-]
+# Where each name lives, imported on first use: command_line needs Hydra alone, the rest torch and
+# Lightning, which take seconds to load that `python train.py --help` or a mistyped override need not wait.
+_SOURCES = {
+    "USER_ERRORS": "config",
+    "CheckpointError": "config",
+    "ConfigError": "config",
+    "build_model": "build",
+    "build_module": "build",
+    "build_trainer": "build",
+    "error_message": "config",
+    "evaluate": "evaluation",
+    "load_forecaster": "checkpoints",
+    "run": "fit",
+    "unquoted_value": "command_line",
+    "with_file_settings": "config",
+    "with_implied_settings": "command_line",
+}
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_SOURCES[name]}"), name)

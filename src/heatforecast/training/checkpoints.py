@@ -19,11 +19,11 @@ from heatforecast.metrics import DEFAULT_PEAKS, PeakSettings
 from heatforecast.models import LeastSquaresLinear
 from heatforecast.module import Forecaster
 from heatforecast.training.build import build_model, linear_reference
+from heatforecast.training.command_line import as_override
 from heatforecast.training.config import (
     CheckpointError,
     ConfigError,
     absolute_path,
-    as_override,
     check_keys,
     peak_settings,
 )

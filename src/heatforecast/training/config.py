@@ -1,16 +1,14 @@
-"""What a user types: the errors a user can cause, command-line helpers, and the checks of a config
-that run before anything is built."""
+"""What a user types: the errors a user can cause, evaluate.py's command line, and the checks of a
+config that run before anything is built."""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import json
 import logging
 import math
 import os
-import sys
 import types
 import typing
 from collections.abc import Iterable
@@ -18,8 +16,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import InstantiationException, OverrideParseException
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import EarlyStopping
@@ -29,8 +26,9 @@ from omegaconf.errors import InterpolationKeyError
 from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, FileData
-from heatforecast.metrics import METRICS, PeakSettings, higher_is_better
+from heatforecast.metrics import METRICS, PeakSettings
 from heatforecast.module import NonFiniteLossError
+from heatforecast.training.command_line import override_keys
 
 
 class ConfigError(ValueError):
@@ -55,59 +53,6 @@ def error_message(err: Exception) -> str:
     return str(err)
 
 
-def unquoted_value(args: list[str]) -> str | None:
-    """A message for the first command-line override that Hydra cannot parse because its value holds
-    ``=`` (a run folder's path does: ``1_loss=emd``), or None. Hydra's own says only "mismatched input"."""
-    parser = OverridesParser.create()
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if "=" not in value:
-            continue
-        try:
-            parser.parse_overrides([arg])
-        except OverrideParseException:
-            return (
-                f"{arg}: Hydra reads '=' and ',' in a value as its own syntax; expected the value quoted, "
-                f"as in {as_override(key, value)}"
-            )
-    return None
-
-
-def override_key(override: str) -> str:
-    """The key a command-line override sets: ``+data.max_gap=null`` -> ``data.max_gap``."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _override_keys(args: list[str]) -> list[str]:
-    """The key each command-line argument sets ("" for Hydra's own flags such as ``-m``, ``--cfg``)."""
-    return [override_key(a) if not a.startswith("-") else "" for a in args]
-
-
-# Settings that moved, by their old key: a command (or a job script) that sets one keeps working.
-RENAMED = {
-    # last.ckpt has had a callback of its own since 2026-11-28 (conf/callbacks/default.yaml)
-    "callbacks.model_checkpoint.every_n_train_steps": "callbacks.last_checkpoint.every_n_train_steps",
-}
-
-
-def with_implied_settings(args: list[str]) -> list[str]:
-    """train.py's command line with the keys of RENAMED under their new names (typed plain or with the
-    ``+`` Hydra suggests for a key it does not know), and ``data=file`` added where it sets
-    ``data.path`` but no data option: the default data is generated and reads no file, and Hydra's
-    own refusal names only the key."""
-    keys = _override_keys(args)
-    for i, key in enumerate(keys):
-        if key in RENAMED and not args[i].startswith("~"):
-            print(f"note: {key} is now {RENAMED[key]}", file=sys.stderr)
-            args = [*args[:i], RENAMED[key] + args[i].lstrip("+")[len(key) :], *args[i + 1 :]]
-    if "data.path" in keys and "data" not in keys:
-        print("note: data.path without a data option: reading it as data=file", file=sys.stderr)
-        # Beside data.path, not at the end: after a flag's value (--cfg job) argparse takes no overrides.
-        at = keys.index("data.path") + 1
-        return [*args[:at], "data=file", *args[at:]]
-    return args
-
-
 def with_file_settings(args: list[str]) -> list[str]:
     """evaluate.py's command line with ``++`` before the settings of data=file (``data.path``,
     ``data.max_gap``, ...), typed plain or with the ``+`` Hydra suggests: its config starts from the
@@ -115,7 +60,7 @@ def with_file_settings(args: list[str]) -> list[str]:
     evaluated may be the checkpoint's files or, with ``data.path``, another file read as data=file,
     which has them (:func:`evaluation_data`). ``++`` sets them either way; on a data option that takes
     no such setting (``data=synthetic data.path=F``) :func:`check_keys` then names it."""
-    keys = _override_keys(args)
+    keys = override_keys(args)
     own = inspect.signature(FileData).parameters.values()
     settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD}
     plus = [k in settings and not a.startswith("~") for a, k in zip(args, keys)]
@@ -127,37 +72,9 @@ def absolute_path(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def as_override(key: str, value: object) -> str:
-    """``key=value`` as it must be typed on a command line: quoted where Hydra would parse the value."""
-    text = str(value)
-    return f"\"{key}='{text}'\"" if any(c in text for c in "=,") else f"{key}={text}"
-
-
 def choice(group: str) -> str | None:
     """The option picked for a config group (``loss=emd`` -> "emd"), when run through Hydra."""
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
-
-
-def run_name(overrides: str) -> str:
-    """A folder name from a run's overrides (``hydra.job.override_dirname``): slashes become
-    underscores, and a name too long for a file system is cut and suffixed with a hash."""
-    name = overrides.replace("/", "_")
-    if len(name) <= 150:
-        return name
-    return f"{name[:140]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-
-
-def metric_mode(metric: str, higher: str = "max", lower: str = "min") -> str:
-    """Which way ``metric`` (``val/NAME``) improves: ``higher`` for the skills (1 - model / persistence),
-    ``lower`` for every other metric (errors). conf/ sets the checkpoint's and early stopping's ``mode``
-    and Optuna's ``direction`` with it, so ``optimized_metric=val/skill_emd`` needs nothing else."""
-    return higher if higher_is_better(metric.partition("/")[2]) else lower
-
-
-OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
 
 
 def check_present(cfg: DictConfig, keys: tuple[str, ...]) -> None:

@@ -29,6 +29,7 @@ from heatforecast.forecasts import (
 )
 from heatforecast.metrics import PeakSettings
 from heatforecast.training.checkpoints import DATA_ADDED_LATER, load_checkpoint, restore_forecaster
+from heatforecast.training.command_line import override_key
 from heatforecast.training.config import (
     CheckpointError,
     ConfigError,
@@ -38,7 +39,6 @@ from heatforecast.training.config import (
     check_metric,
     check_present,
     check_required,
-    override_key,
     peak_settings,
 )
 from heatforecast.training.report import summarize, write_result
