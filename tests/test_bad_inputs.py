@@ -456,16 +456,16 @@ def test_a_module_of_one_s_own_that_is_not_found_is_named_with_where_it_must_be(
     assert "cannot be imported; expected the dotted path" in str(info.value)
 
 
-def test_a_model_whose_forecast_has_another_shape_stops_before_training(tmp_path: Path) -> None:
+def test_a_model_whose_forecast_has_another_shape_stops_at_its_first_batch(tmp_path: Path) -> None:
     # model.horizon=3 against data.horizon=4 (experiment=smoke): MSE would broadcast and train on.
-    overrides = ("loss=mse", "model=linear", "model.horizon=3", f"paths.output_dir={tmp_path}")
-    with hydra_job("train", *TINY, *overrides) as cfg, pytest.raises(ConfigError) as info:
-        run(cfg)
-    assert str(info.value) == (
-        "model=linear (heatforecast.models.DLinear) turns a context of shape (2, 8, 37) into (2, 3, 37); "
-        "expected a tensor of shape (2, 4, 37): data.horizon=4 frames of the data's 37 bins"
+    with pytest.raises(USER_ERRORS) as info:
+        run(tiny_config(tmp_path, "loss=mse", "model.horizon=3", model="linear"))
+    assert re.fullmatch(
+        r"model heatforecast\.models\.DLinear turned a context of shape \(\d+, 8, 37\) into \(\d+, 3, 37\); "
+        r"expected a forecast of shape \(\d+, 4, 37\): data\.horizon=4 frames of the data's 37 bins",
+        error_message(info.value),
     )
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list(tmp_path.glob("checkpoints/*.ckpt"))  # before any training step
 
 
 def test_a_configured_class_s_own_message_comes_first_on_one_line(tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or inf."""
 
 
+class ForecastShapeError(ValueError):
+    """The model turned a context (B, L, A) into something other than a forecast (B, H, A)."""
+
+
 NONE = torch.iinfo(torch.long).max  # "no batch yet" for the device-side non-finite watch
 EVAL_SPLITS = ("val", "test", "train_eval")  # what the metric panels score (data.train_eval's windows)
 
@@ -140,9 +144,20 @@ class Forecaster(L.LightningModule):
         self.eval_loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_SPLITS})
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        # A model of one's own that gets H or A wrong would fail inside a loss, or, where the loss
+        # broadcasts (MSE of a (B, 1, A) forecast), train on. Shapes are known on the host: no sync.
+        expected = (x.shape[0], self.linear.horizon, x.shape[-1])
+        if not isinstance(out, Tensor) or out.shape != expected:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            model = self.hparams.config.get("model", {}).get("_target_", type(self.model).__name__)
+            raise ForecastShapeError(
+                f"model {model} turned a context of shape {tuple(x.shape)} into {got}; expected a forecast "
+                f"of shape {expected}: data.horizon={expected[1]} frames of the data's {expected[2]} bins"
+            )
         # Under bf16 autocast the model's last layer may return bf16; losses and metrics sum over 181
         # bins (CDFs), which bf16's 8-bit mantissa cannot do accurately.
-        return self.model(x).float()
+        return out.float()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
         x, y, series, time = batch

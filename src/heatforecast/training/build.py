@@ -30,7 +30,6 @@ def build_model(cfg: DictConfig, n_bins: int) -> torch.nn.Module:
 def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
     """The LightningModule for a set-up datamodule, with the linear reference fitted to its train split."""
     model, loss = build_model(cfg, datamodule.n_bins), instantiate(cfg.loss)
-    check_output_shape(model, cfg, datamodule)
     for name, part in loss.named_modules():
         # A CDF loss that wraps while the metrics do not (or the reverse) would select checkpoints on a
         # metric that disagrees with the training loss about what a 0/360 degree miss costs.
@@ -84,27 +83,6 @@ def build_module(cfg: DictConfig, datamodule: HeatmapData) -> Forecaster:
         except ValueError as err:
             raise ConfigError(f"optim: {err}") from err
     return module
-
-
-def check_output_shape(model: torch.nn.Module, cfg: DictConfig, datamodule: HeatmapData) -> None:
-    """Stop unless the model maps a context (B, L, A) to a forecast (B, H, A): a model of one's own
-    that gets H or A wrong would otherwise fail inside a loss, or, where a loss broadcasts, train on."""
-    context = torch.zeros(2, datamodule.context_len, datamodule.n_bins)
-    expected = (2, datamodule.horizon, datamodule.n_bins)
-    # In eval mode, on a forked random state: the check must not change the fit (dropout, lazy init).
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        training = model.training
-        out = model.eval()(context)
-        model.train(training)
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-    if shape != expected:
-        picked = choice("model")
-        model_name = f"model={picked} ({cfg.model._target_})" if picked else cfg.model._target_
-        raise ConfigError(
-            f"{model_name} turns a context of shape (2, {datamodule.context_len}, "
-            f"{datamodule.n_bins}) into {shape}; expected a tensor of shape {expected}: "
-            f"data.horizon={datamodule.horizon} frames of the data's {datamodule.n_bins} bins"
-        )
 
 
 def linear_reference(datamodule: HeatmapData) -> LeastSquaresLinear:

@@ -27,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from heatforecast.data import DataError, FileData
 from heatforecast.metrics import METRICS, PeakSettings
-from heatforecast.module import NonFiniteLossError
+from heatforecast.module import ForecastShapeError, NonFiniteLossError
 from heatforecast.training.command_line import override_keys
 
 
@@ -40,7 +40,9 @@ class CheckpointError(ValueError):
 
 
 # Errors a user causes (bad data, config or checkpoint): the entry points print error_message() alone.
-USER_ERRORS = (DataError, ConfigError, CheckpointError, NonFiniteLossError, InstantiationException)
+USER_ERRORS = (
+    DataError, ConfigError, CheckpointError, NonFiniteLossError, ForecastShapeError, InstantiationException
+)  # fmt: skip
 
 
 def error_message(err: Exception) -> str:
