@@ -26,8 +26,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-import heatforecast.training  # noqa: F401  (registers the resolvers train.py's config uses)
-
 CONF = Path(__file__).resolve().parent.parent / "conf"
 N_BINS, CENTRE, SIGMA = 181, 90.0, 3.0
 DB_FLOOR = 1e-3  # -30 dB below the peak's top, where --scale db puts the floor
