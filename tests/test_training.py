@@ -355,7 +355,9 @@ def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
     runs = sorted(p.parent for p in tmp_path.glob("multiruns/*/*/metrics.json"))
     assert [r.name.split(",")[0] for r in runs] == ["0_experiment=smoke", "1_experiment=smoke"]
-    said = [line for line in done.stdout.splitlines() if line.startswith("run folder: ")]
+    lines = done.stdout.splitlines()
+    said = [line for line in lines if line.startswith("run folder: ")]
+    assert lines[lines.index(said[0]) + 1].startswith("test metric")  # the panel follows, and ends the run
     assert said == [f"run folder: {r} (metrics.json, per_series.csv, test_by_horizon.png, checkpoints/); "
                     f"tensorboard --logdir {tmp_path}" for r in runs]  # fmt: skip
     assert ["loss=mse" in runs[0].name, "loss=emd" in runs[1].name] == [True, True]

@@ -171,6 +171,11 @@ def run(cfg: DictConfig) -> float:
         module.panels["test"]["windows"], datamodule.heatmaps.ids, module.scale_factor
     )
     if trainer.is_global_zero:
+        kept = ", checkpoints/" if (output_dir / "checkpoints").is_dir() else ""  # none for persistence
+        print(  # above the panel, with which the run ends (DESIGN.md)
+            f"run folder: {output_dir} (metrics.json, per_series.csv, test_by_horizon.png{kept}); "
+            f"tensorboard --logdir {cfg.paths.log_dir}"
+        )
         write_result(result, output_dir, logger)
         write_per_series(result["per_series"], output_dir, show=False)  # the run ends on its panel
         final = {f"hp/{s}_{m}": result["model"][s][m] for s in splits for m in METRICS}
@@ -180,10 +185,6 @@ def run(cfg: DictConfig) -> float:
         if logger is not None:
             logger.log_hyperparams(_hparams(cfg), metrics=final)
             logger.finalize("success")
-        print(
-            f"run folder: {output_dir} (metrics.json, per_series.csv, test_by_horizon.png, checkpoints/); "
-            f"tensorboard --logdir {cfg.paths.log_dir}"
-        )
     return result["value"]
 
 
