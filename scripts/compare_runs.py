@@ -29,6 +29,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heatforecast.metrics import DEFAULT_PEAKS, METRICS, higher_is_better
+from heatforecast.training.command_line import override_key
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -110,7 +111,7 @@ def score(panel: dict[str, float], name: str) -> float:
 
 def read_run(run: Path, metric: str) -> dict:
     given = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    overrides = [o for o in given if o.split("=", 1)[0].lstrip("+~") not in NOT_RESULTS]
+    overrides = [o for o in given if override_key(o) not in NOT_RESULTS]
     row: dict = {"run": ",".join(overrides) or "(defaults)", "overrides": overrides, "path": str(run)}
     metrics_file = run / "metrics.json"
     row["curves"] = curves(run)

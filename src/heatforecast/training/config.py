@@ -74,6 +74,11 @@ def absolute_path(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+def in_multirun() -> bool:
+    """Whether this runs as a job of a multirun (-m), when run through Hydra."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def choice(group: str) -> str | None:
     """The option picked for a config group (``loss=emd`` -> "emd"), when run through Hydra."""
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
@@ -358,7 +363,7 @@ def check_config(cfg: DictConfig) -> None:
     precision, a GPU trainer without a GPU, and every callback entry being a callback (a misspelt
     ``+callbacks.early_stoping.patience=2`` makes a new entry with no class)."""
     launcher = choice("hydra/launcher")
-    if launcher not in (None, "basic") and HydraConfig.get().mode != RunMode.MULTIRUN:
+    if launcher not in (None, "basic") and not in_multirun():
         raise ConfigError(
             f"hydra/launcher={launcher} without -m: Hydra hands jobs to a launcher in a multirun only, so "
             f"this would run here; expected python train.py -m hydra/launcher={launcher} ... (one job too)"

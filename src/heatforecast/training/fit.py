@@ -11,8 +11,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +28,7 @@ from heatforecast.training.config import (
     check_metric,
     check_present,
     choice,
+    in_multirun,
 )
 from heatforecast.training.report import summarize, write_result
 
@@ -87,17 +86,13 @@ def _check_processes(cfg: DictConfig, trainer: L.Trainer) -> None:
         and not trainer.strategy.cluster_environment.creates_processes_externally
         and trainer.num_devices > 1
     )
-    if starts_processes and _in_multirun():
+    if starts_processes and in_multirun():
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.num_devices} processes in a "
             "multirun (-m) that runs its jobs here: Lightning starts each extra process by running the "
             "command line again, which would run the whole sweep again; expected one DDP run per command "
             "(no -m), or hydra/launcher=slurm, where SLURM starts the processes"
         )
-
-
-def _in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run(cfg: DictConfig) -> float:
@@ -109,7 +104,7 @@ def run(cfg: DictConfig) -> float:
     check_metric(cfg.optimized_metric, ("val",))
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt(cfg, output_dir, sweep=_in_multirun())
+    ckpt_path = resolve_ckpt(cfg, output_dir, sweep=in_multirun())
     resumed = check_resume(cfg, ckpt_path) if ckpt_path is not None else None
     if cfg.data.get("path"):
         # Absolute in the checkpoint's config, so evaluate.py finds the data from any folder.
