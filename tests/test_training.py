@@ -366,6 +366,15 @@ def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
         assert json.loads((r / "metrics.json").read_text())["optimized_metric"] == "val/emd"
 
 
+def test_a_run_outside_the_log_dir_names_its_own_folder_for_tensorboard(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # hydra.run.dir=/elsewhere: `tensorboard --logdir logs` would not show the run's events.
+    run(tiny_config(tmp_path / "elsewhere", f"paths.log_dir={tmp_path / 'logs'}", model="persistence"))
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run folder: ")]
+    assert said[0].endswith(f"; tensorboard --logdir {tmp_path / 'elsewhere'}")
+
+
 def test_two_sweeps_started_together_do_not_collide(tmp_path: Path) -> None:
     cmd = [sys.executable, "train.py", "-m", *TINY, "model=persistence", f"paths.log_dir={tmp_path}"]
     procs = [

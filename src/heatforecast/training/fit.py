@@ -167,9 +167,13 @@ def run(cfg: DictConfig) -> float:
     )
     if trainer.is_global_zero:
         kept = ", checkpoints/" if (output_dir / "checkpoints").is_dir() else ""  # none for persistence
+        # TensorBoard reads the events below the folder it is given: a hydra.run.dir outside
+        # paths.log_dir holds its own.
+        shown = Path(cfg.paths.log_dir)
+        shown = shown if output_dir.resolve().is_relative_to(shown.resolve()) else output_dir
         print(  # above the panel, with which the run ends (DESIGN.md)
             f"run folder: {output_dir} (metrics.json, per_series.csv, test_by_horizon.png{kept}); "
-            f"tensorboard --logdir {cfg.paths.log_dir}"
+            f"tensorboard --logdir {shown}"
         )
         write_result(result, output_dir, logger)
         write_per_series(result["per_series"], output_dir, show=False)  # the run ends on its panel
