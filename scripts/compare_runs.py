@@ -30,6 +30,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from heatforecast.metrics import DEFAULT_PEAKS, METRICS, higher_is_better
 from heatforecast.training.command_line import override_key
+from heatforecast.training.report import read_result
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -120,14 +121,14 @@ def read_run(run: Path, metric: str) -> dict:
         row["status"] = "crashed or running"
         return row
     try:
-        metrics = json.loads(metrics_file.read_text())
+        metrics = read_result(metrics_file)
         # What every finished run's file holds (DESIGN.md); a file of another shape is not a run's.
         panels = {who: metrics[who]["test"] for who in ("model", "persistence")}
         scores = {c: score(panels["model"], c) for c in COLUMNS}
     except json.JSONDecodeError:
         row["status"] = "unreadable metrics.json"
         return row
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         row["status"] = "metrics.json without the model's and persistence's test panels"
         return row
     row["status"] = "ok"
@@ -137,9 +138,10 @@ def read_run(run: Path, metric: str) -> dict:
         row[column] = metrics["model"].get(split, {}).get("skill_emd", math.nan)
     for column, ref in INTERVALS.items():  # runs made before the intervals lack them
         if cell := metrics.get("intervals", {}).get(ref, {}).get("emd"):
-            interval = (
-                "(too few windows)" if cell["low"] is None else f"[{cell['low']:+.3f}, {cell['high']:+.3f}]"
-            )
+            if cell["low"] is not None:
+                interval = f"[{cell['low']:+.3f}, {cell['high']:+.3f}]"
+            else:  # a skill that is not finite (persistence exact: 1 - x / 0) has none either
+                interval = "(too few windows)" if math.isfinite(cell["skill"]) else "(not defined)"
             row[column] = f"{cell['skill']:+.3f} {interval}"
     for ref in REFERENCES:  # runs made before the per-step intervals lack them
         if cell := metrics.get("intervals", {}).get("per_horizon", {}).get(ref, {}).get("emd"):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -251,3 +252,31 @@ def test_a_sort_metric_or_group_key_that_names_nothing_is_refused(
     with pytest.raises(SystemExit) as info:
         load_compare_runs().main()
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_skills_that_are_not_finite_are_null_in_metrics_json_and_nan_when_read(tiny, tmp_path: Path) -> None:
+    # Constant frames: persistence is exact, so each skill is 1 - x / 0: -inf where the forecast is not
+    # exact, NaN where it is (0 / 0). Python's json wrote -Infinity and NaN, which strict parsers refuse.
+    from heatforecast.training import run
+    from heatforecast.training.report import read_result
+
+    np.save(tmp_path / "still.npy", np.ones((2, 60, 6), np.float32))
+    run(tiny("data=file", f"data.path={tmp_path / 'still.npy'}", model="linear"))
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not strict JSON: {token}")
+
+    written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    model = written["model"]["test"]
+    assert model["mse"] > 0 and model["skill_mse"] is None and written["drift"]["test"]["skill_mse"] is None
+    assert written["intervals"]["linear"]["mse"]["skill"] is not None  # finite numbers stay
+    read = read_result(tmp_path / "metrics.json")
+    assert read["model"]["test"]["skill_mse"] != read["model"]["test"]["skill_mse"]  # NaN
+    assert all(v != v for v in read["model"]["test_per_horizon"]["skill_mse"])
+    skill = read["intervals"]["persistence"]["mse"]["skill"]
+    assert skill != skill
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- model=linear\n")
+    row = load_compare_runs().read_run(tmp_path, "val/emd")
+    assert row["status"] == "ok" and row["skill_emd"] != row["skill_emd"]
+    assert row["skill_emd vs persistence 95%"].endswith(" (not defined)")

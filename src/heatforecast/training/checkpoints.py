@@ -27,6 +27,7 @@ from heatforecast.training.config import (
     check_keys,
     peak_settings,
 )
+from heatforecast.training.report import read_result
 
 # Data keys that checkpoints made before they existed lack, with what those runs meant.
 DATA_ADDED_LATER = {"circular": False}
@@ -201,7 +202,7 @@ def finished_run(output_dir: Path, ckpt_path: str) -> dict[str, Any] | None:
     if Path(ckpt_path).resolve() != last_checkpoint(output_dir).resolve():
         return None
     try:
-        return json.loads((output_dir / "metrics.json").read_text())
+        return read_result(output_dir / "metrics.json")
     except FileNotFoundError:
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
     """metrics.json, the test-by-horizon figure (PNG and TensorBoard), and the panel on stdout."""
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
+    tmp.write_text(json.dumps(_finite_or_null(result), indent=2, allow_nan=False))
     tmp.replace(output_dir / "metrics.json")  # atomic: a reader never sees half a file
     per_horizon = {who: result[who]["test_per_horizon"] for who in FORECASTERS}
     skills = result.get("intervals", {}).get("per_horizon")
@@ -57,6 +58,46 @@ def write_result(result: dict[str, Any], output_dir: Path, logger: Any = None) -
         writer.add_figure("test/by_horizon", fig)
     plt.close(fig)
     print(panel_table(result))
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with null for each float in it that is not finite: strict JSON (RFC 8259) has no NaN
+    or infinity. Python's json would write the tokens NaN and -Infinity, which JavaScript's JSON.parse
+    refuses and jq 1.6 reads as -1.8e308. A skill against a persistence that is exact (1 - x / 0) is
+    the one such value a finished run has."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A metrics.json as write_result wrote it, with NaN again for the nulls of numbers that were not
+    finite: ``value``, every panel and per-horizon list, and the intervals' skills (an interval's
+    ``low`` and ``high`` stay null: no interval, from too few units or a skill that is not defined)."""
+    result = json.loads(path.read_text())
+    result["value"] = _nan_for_null(result.get("value"))
+    for who in FORECASTERS:
+        for split, panel in result.get(who, {}).items():
+            result[who][split] = {name: _nan_for_null(v) for name, v in panel.items()}
+    intervals = result.get("intervals", {})
+    for cells in [
+        *(intervals.get(who, {}) for who in FORECASTERS[1:]),
+        *intervals.get("per_horizon", {}).values(),
+    ]:
+        for cell in cells.values():
+            cell["skill"] = _nan_for_null(cell["skill"])
+    return result
+
+
+def _nan_for_null(value: Any) -> Any:
+    """A number of metrics.json, or a list of them, with NaN for null."""
+    if isinstance(value, list):
+        return [math.nan if v is None else v for v in value]
+    return math.nan if value is None else value
 
 
 def panel_table(result: dict[str, Any]) -> str:
