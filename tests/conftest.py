@@ -57,7 +57,8 @@ def hydra_job(config: str, *overrides: str) -> Iterator[DictConfig]:
     importing torch and Lightning."""
     from heatforecast.training import with_file_settings, with_implied_settings
 
-    args = (with_file_settings if config == "evaluate" else with_implied_settings)(list(overrides))
+    typed = list(overrides)
+    args = with_file_settings(typed, CONF) if config == "evaluate" else with_implied_settings(typed)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(config, args, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)

@@ -4,6 +4,7 @@ was left behind."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -885,7 +886,7 @@ def test_evaluate_takes_file_settings_without_a_plus() -> None:
     # evaluate.yaml starts from the default (generated) data: Hydra refused data.max_gap=null with
     # "Key 'max_gap' is not in struct", though the checkpoint's data may be files that have it.
     typed = ["ckpt_path=x.ckpt", "data.path=a.csv", "data.max_gap=null", "data.split_at_gaps=true"]
-    args = with_file_settings(typed)
+    args = with_file_settings(typed, CONF)
     assert args == [typed[0], "++data.path=a.csv", "++data.max_gap=null", "++data.split_at_gaps=true"]
     with initialize_config_dir(str(CONF), version_base="1.3"):
         data = compose("evaluate", args).data
@@ -893,9 +894,14 @@ def test_evaluate_takes_file_settings_without_a_plus() -> None:
         # No null path in evaluate.yaml hides data=file's required one: its own check names it.
         assert OmegaConf.is_missing(compose("evaluate", ["data=file"]).data, "path")
     for unchanged in (["data.scale=db"], ["~data.max_gap"]):
-        assert with_file_settings(unchanged) == unchanged
-    assert with_file_settings(["data=file", "data.max_gap=null"]) == ["data=file", "++data.max_gap=null"]
-    assert with_file_settings(["+data.max_gap=null"]) == ["++data.max_gap=null"]  # the + Hydra suggests
+        assert with_file_settings(unchanged, CONF) == unchanged
+    with_file = ["data=file", "data.max_gap=null"]
+    assert with_file_settings(with_file, CONF) == ["data=file", "++data.max_gap=null"]
+    assert with_file_settings(["+data.max_gap=null"], CONF) == ["++data.max_gap=null"]  # the + Hydra suggests
+    # The settings come from conf/data/file.yaml, which must list every setting of FileData's own.
+    own = inspect.signature(FileData).parameters.values()
+    typed = [f"data.{p.name}=1" for p in own if p.kind != p.VAR_KEYWORD]
+    assert len(typed) == 4 and with_file_settings(typed, CONF) == [f"++{a}" for a in typed]
 
 
 def test_an_unquoted_path_with_an_equals_sign_is_refused_with_the_quoted_form() -> None:

@@ -432,7 +432,7 @@ def test_training_data_that_moved_is_asked_for_and_then_known_by_its_series(tmp_
 
 
 def data_for(trained: DictConfig, *overrides: str) -> tuple[DictConfig, bool]:
-    typed = with_file_settings(list(overrides))  # as evaluate.py rewrites its command line
+    typed = with_file_settings(list(overrides), CONF)  # as evaluate.py rewrites its command line
     with initialize_config_dir(str(CONF), version_base="1.3"):  # as inside evaluate.py: initialised
         cfg = compose("evaluate", ["ckpt_path=x.ckpt", *typed])
         return evaluation_data(cfg, trained, typed, "x.ckpt")

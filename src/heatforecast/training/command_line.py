@@ -1,10 +1,12 @@
-"""train.py's command line before Hydra reads it, and the resolvers its config uses. Hydra and OmegaConf
-only: a mistyped override or ``--help`` is answered without waiting for torch and Lightning to load."""
+"""train.py's and evaluate.py's command lines before Hydra reads them, and the resolvers their config
+uses. Hydra and OmegaConf only: a mistyped override or ``--help`` is answered without waiting for torch
+and Lightning to load."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
+from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
@@ -62,6 +64,21 @@ def with_implied_settings(args: list[str]) -> list[str]:
         at = keys.index("data.path") + 1
         return [*args[:at], "data=file", *args[at:]]
     return args
+
+
+def with_file_settings(args: list[str], conf_dir: Path) -> list[str]:
+    """evaluate.py's command line with ``++`` before the settings of data=file (the keys of
+    ``conf_dir``/data/file.yaml: ``data.path``, ``data.max_gap``, ...), typed plain or with the ``+``
+    Hydra suggests: its config starts from the default data, which lacks them (Hydra said "Key
+    'max_gap' is not in struct"), while the data evaluated may be the checkpoint's files or, with
+    ``data.path``, another file read as data=file, which has them (``evaluation_data``). ``++`` sets
+    them either way; on a data option that takes no such setting (``data=synthetic data.path=F``)
+    ``check_keys`` then names it."""
+    keys = override_keys(args)
+    own = OmegaConf.load(conf_dir / "data" / "file.yaml")
+    settings = {f"data.{key}" for key in own if key not in ("defaults", "_target_")}
+    plus = [k in settings and not a.startswith("~") for a, k in zip(args, keys)]
+    return [f"++{a.lstrip('+')}" if add else a for a, add in zip(args, plus)]
 
 
 def as_override(key: str, value: object) -> str:

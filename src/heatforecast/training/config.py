@@ -25,10 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 from torch.utils.tensorboard import SummaryWriter
 
-from heatforecast.data import DataError, FileData
+from heatforecast.data import DataError
 from heatforecast.metrics import METRICS, PeakSettings
 from heatforecast.module import ForecastShapeError, NonFiniteLossError
-from heatforecast.training.command_line import override_keys
 
 
 class ConfigError(ValueError):
@@ -53,20 +52,6 @@ def error_message(err: Exception) -> str:
         target = str(err).split("'")[1] if str(err).count("'") >= 2 else "a configured class"
         return f"{err.__cause__} (raised by {target})"
     return str(err)
-
-
-def with_file_settings(args: list[str]) -> list[str]:
-    """evaluate.py's command line with ``++`` before the settings of data=file (``data.path``,
-    ``data.max_gap``, ...), typed plain or with the ``+`` Hydra suggests: its config starts from the
-    default data, which lacks them (Hydra said "Key 'max_gap' is not in struct"), while the data
-    evaluated may be the checkpoint's files or, with ``data.path``, another file read as data=file,
-    which has them (:func:`evaluation_data`). ``++`` sets them either way; on a data option that takes
-    no such setting (``data=synthetic data.path=F``) :func:`check_keys` then names it."""
-    keys = override_keys(args)
-    own = inspect.signature(FileData).parameters.values()
-    settings = {f"data.{p.name}" for p in own if p.kind != p.VAR_KEYWORD}
-    plus = [k in settings and not a.startswith("~") for a, k in zip(args, keys)]
-    return [f"++{a.lstrip('+')}" if add else a for a, add in zip(args, plus)]
 
 
 def absolute_path(path: str) -> str:
