@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 # Hydra alone: --help and a mistyped override are answered before torch and Lightning load.
-from heatforecast.training.command_line import unquoted_value, with_file_settings
+from heatforecast.training.command_line import unknown_setting, unquoted_value, with_file_settings
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -26,4 +26,6 @@ if __name__ == "__main__":
     if message := unquoted_value(sys.argv[1:]):  # before Hydra, whose parser cannot say what is wrong
         sys.exit(f"error: {message}")
     sys.argv[1:] = with_file_settings(sys.argv[1:], CONF)
+    if message := unknown_setting(sys.argv[1:], CONF, "evaluate"):
+        sys.exit(f"error: {message}")
     main()

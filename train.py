@@ -1,12 +1,15 @@
 """Train and score a forecaster: `python train.py [loss=emd] [model=linear] [-m loss=mse,emd ...]`."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 # Hydra alone: --help and a mistyped override are answered before torch and Lightning load.
-from heatforecast.training.command_line import unquoted_value, with_implied_settings
+from heatforecast.training.command_line import unknown_setting, unquoted_value, with_implied_settings
+
+CONF = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -23,4 +26,6 @@ if __name__ == "__main__":
     if message := unquoted_value(sys.argv[1:]):  # before Hydra, whose parser cannot say what is wrong
         sys.exit(f"error: {message}")
     sys.argv[1:] = with_implied_settings(sys.argv[1:])
+    if message := unknown_setting(sys.argv[1:], CONF, "train"):
+        sys.exit(f"error: {message}")
     main()

@@ -30,6 +30,7 @@ from heatforecast.training import (
     error_message,
     evaluate,
     run,
+    unknown_setting,
     unquoted_value,
     with_file_settings,
     with_implied_settings,
@@ -378,7 +379,7 @@ def test_horizon_longer_than_the_series_stops_before_training(tmp_path: Path) ->
 
 def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigCompositionException, match="Could not override 'trainer.max_epoch'"):
-        tiny_config(tmp_path, "trainer.max_epoch=3")
+        tiny_config(tmp_path, "trainer.max_epoch=3")  # Hydra's; the scripts name the key first (below)
     with pytest.raises(MissingConfigException, match="Could not find 'model/transformr'") as info:
         tiny_config(tmp_path, "model=transformr")
     assert "transformer" in str(info.value) and "persistence" in str(info.value)
@@ -387,6 +388,34 @@ def test_unknown_key_and_unknown_option_are_refused(tmp_path: Path) -> None:
         ConfigError, match=r"model.depth: \S+TransformerForecaster takes no such setting; expected"
     ):
         run(tiny_config(tmp_path, "+model.depth=4"))
+
+
+def test_a_key_the_config_lacks_is_named_with_the_nearest_and_the_part_s_keys() -> None:
+    # Hydra said "Key 'max_epoch' is not in struct" and suggested +trainer.max_epoch=3: for a typo,
+    # a second error later (check_keys), after torch had loaded.
+    said = unknown_setting(["-m", "seed=1,2", "trainer.max_epoch=3"], CONF, "train")  # a sweep: its first job
+    assert said.startswith(
+        "trainer.max_epoch=3: trainer has no setting 'max_epoch' (did you mean 'max_epochs'?)"
+    )
+    keys = said.split("expected one of: ")[1].split(";")[0].split(", ")
+    assert "max_epochs" in keys and "devices" in keys and "_target_" not in keys
+    assert said.endswith("; to add another argument of lightning.pytorch.Trainer: +trainer.max_epoch=3")
+    # No _target_ to take an added key: no advice to add it (check_added_settings would refuse it).
+    said = unknown_setting(["seeed=3"], CONF, "train")
+    assert said.startswith("seeed=3: the config has no setting 'seeed' (did you mean 'seed'?)")
+    assert "hydra" not in said and "+" not in said
+    said = unknown_setting(["ckpt_path=x.ckpt", "data.contxt_len=8"], CONF, "evaluate")
+    assert said.startswith(
+        "data.contxt_len=8: data has no setting 'contxt_len' (did you mean 'context_len'?)"
+    )
+    # What Hydra takes, or refuses for another reason (it says why), passes.
+    for fine in (
+        ["trainer.max_epochs=3"],
+        ["+trainer.fast_dev_run=true"],
+        ["model=transformr"],
+        ["--cfg", "job"],
+    ):
+        assert unknown_setting(fine, CONF, "train") is None, fine
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ _SOURCES = {
     "evaluate": "evaluation",
     "load_forecaster": "checkpoints",
     "run": "fit",
+    "unknown_setting": "command_line",
     "unquoted_value": "command_line",
     "with_file_settings": "command_line",
     "with_implied_settings": "command_line",

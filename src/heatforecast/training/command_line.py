@@ -4,13 +4,17 @@ and Lightning to load."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
-from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 def unquoted_value(args: list[str]) -> str | None:
@@ -29,6 +33,49 @@ def unquoted_value(args: list[str]) -> str | None:
                 f"as in {as_override(key, value)}"
             )
     return None
+
+
+def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | None:
+    """A message for the first override that sets a key the config does not have
+    (``trainer.max_epoch=3``), or None. Hydra's own says "Key 'max_epoch' is not in struct" over
+    several lines and suggests adding the key with ``+``: for a typo, the wrong advice. The config is
+    composed here as Hydra will compose it, a sweep's first value standing for its list (one job's
+    keys are every job's); whatever else fails is left for Hydra to report."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return None  # --help, --cfg, ...: Hydra's own
+    typed = [a for a in args if not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(typed)
+        first = [
+            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else a
+            for a, o in zip(typed, overrides)
+        ]
+        with initialize_config_dir(str(conf_dir.resolve()), version_base="1.3"):
+            compose(config_name, first)
+    except ConfigCompositionException as err:
+        missing = err.__cause__
+        if not isinstance(missing, OmegaConfBaseException) or "not in struct" not in str(missing):
+            return None
+        arg = next((a for a in typed if override_key(a) == missing.full_key), None)
+        if arg is None or not isinstance(node := missing.parent_node, DictConfig):
+            return None  # not a key of the command line's
+        where, _, name = missing.full_key.rpartition(".")
+        keys = sorted(str(k) for k in node if not str(k).startswith("_") and (where or k != "hydra"))
+        # Keys that conf/ leaves out a part's target may still take: check_keys checks those added.
+        add = f"; to add another argument of {node['_target_']}: +{arg}" if "_target_" in node else ""
+        return (
+            f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; "
+            f"expected one of: {', '.join(keys)}{add}"
+        )
+    except Exception:  # (a parse error, a missing option, ...): Hydra says what is wrong
+        return None
+    return None
+
+
+def nearest(name: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'max_epochs'?)`` for the one of ``names`` closest to a mistyped ``name``, else ''."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.65)  # 0.6 offered depth -> patch
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def override_key(override: str) -> str:

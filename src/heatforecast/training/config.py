@@ -1,9 +1,8 @@
-"""What a user types: the errors a user can cause, evaluate.py's command line, and the checks of a
-config that run before anything is built."""
+"""What a user types: the errors a user can cause, and the checks of a config that run before anything
+is built."""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import logging
@@ -11,7 +10,6 @@ import math
 import os
 import types
 import typing
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -28,6 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 from heatforecast.data import DataError
 from heatforecast.metrics import METRICS, PeakSettings
 from heatforecast.module import ForecastShapeError, NonFiniteLossError
+from heatforecast.training.command_line import nearest
 
 
 class ConfigError(ValueError):
@@ -275,12 +274,6 @@ def check_added_settings(cfg: DictConfig | dict) -> None:
             f"{', '.join(settings)} "
             "(set without +), or a key inside a part, e.g. +trainer.KEY=VALUE"
         )
-
-
-def nearest(name: str, names: Iterable[str]) -> str:
-    """`` (did you mean 'max_epochs'?)`` for the one of ``names`` closest to a mistyped ``name``, else ''."""
-    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.65)  # 0.6 offered depth -> patch
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_finite(plain: Any, key: str = "") -> None:
