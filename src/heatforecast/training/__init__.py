@@ -1,10 +1,10 @@
 """From a Hydra config to a trained, scored run (train.py) or a scored checkpoint (evaluate.py).
 
-command_line.py rewrites the entry points' command lines before Hydra reads them; config.py checks what the
-user typed before anything is built; build.py makes the model, the LightningModule and the Trainer;
-fit.py runs train.py's job and evaluation.py evaluate.py's; checkpoints.py reads, rebuilds and
-resumes checkpoints; report.py writes metrics.json and the panels. This package is the only part of
-heatforecast that knows about Hydra.
+command_line.py checks and rewrites the entry points' command lines before Hydra reads them;
+config.py checks what the user typed before anything is built; build.py makes the model, the
+LightningModule and the Trainer; fit.py runs train.py's job and evaluation.py evaluate.py's;
+checkpoints.py reads, rebuilds and resumes checkpoints; report.py writes metrics.json and the panels.
+This package is the only part of heatforecast that knows about Hydra.
 """
 
 from importlib import import_module

@@ -67,7 +67,7 @@ def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | 
             f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; "
             f"expected one of: {', '.join(keys)}{add}"
         )
-    except Exception:  # (a parse error, a missing option, ...): Hydra says what is wrong
+    except Exception:  # a parse error, an unknown option, ...: Hydra's message says what is wrong
         return None
     return None
 
