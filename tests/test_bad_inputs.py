@@ -408,6 +408,17 @@ def test_a_key_the_config_lacks_is_named_with_the_nearest_and_the_part_s_keys() 
     assert said.startswith(
         "data.contxt_len=8: data has no setting 'contxt_len' (did you mean 'context_len'?)"
     )
+    # A multirun's jobs take the sweeper's params first (experiment=loss_study sweeps the losses): its
+    # first job here trains loss=emd, which has mass_weight; the sweep's own config (the default
+    # loss, a combo) has none, and is composed without the swept values, as Hydra composes it.
+    study = ["-m", "experiment=loss_study", "hydra.sweeper.params.loss=emd", "seed=1,2"]
+    assert unknown_setting([*study, "loss.mass_weight=0,0.1"], CONF, "train") is None
+    said = unknown_setting([*study, "loss.mass_wieght=0,0.1"], CONF, "train")
+    assert said.startswith("loss.mass_wieght=0,0.1: loss has no setting 'mass_wieght' (did you mean")
+    assert unknown_setting(["loss=mse", "loss.mass_weight=1"], CONF, "train").startswith(
+        "loss.mass_weight=1: loss has no setting 'mass_weight'; conf/ sets none there; to add another "
+        "argument of heatforecast.losses.MSE: +loss.mass_weight=1"
+    )
     # What Hydra takes, or refuses for another reason (it says why), passes.
     for fine in (
         ["trainer.max_epochs=3"],

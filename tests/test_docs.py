@@ -19,19 +19,19 @@ from types import ModuleType
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra import initialize_config_dir
 
 from heatforecast.training import (
     CheckpointError,
     evaluate,
     run,
+    unknown_setting,
     unquoted_value,
     with_file_settings,
     with_implied_settings,
 )
 from heatforecast.training.checkpoints import read_checkpoint
-from heatforecast.training.command_line import override_key
+from heatforecast.training.command_line import first_job
 from heatforecast.training.config import check_config
 
 from .conftest import CONF, ROOT, TINY, hydra_job
@@ -80,33 +80,6 @@ def help_commands(path: Path) -> list[tuple[str, str]]:
 COMMANDS = [c for path in DOCS for c in doc_commands(path)]
 COMMANDS += [c for name in ("train", "evaluate") for c in help_commands(CONF / f"{name}.yaml")]
 SCRIPT_COMMANDS = [c for path in DOCS for c in doc_commands(path, SCRIPT)]
-
-
-def with_sweeper_params(script: str, args: list[str]) -> list[str]:
-    """A multirun's arguments with the settings its config sweeps (experiment=loss_study's losses)
-    first, as Hydra's basic sweeper puts them; the command line's own come after and win. The
-    sweeper's config is composed without the command's sweeps, as Hydra composes it."""
-    parser = OverridesParser.create()
-    fixed = [a for a in args if not parser.parse_override(a).is_sweep_override()]
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        sweeper = compose(script, fixed, return_hydra_config=True).hydra.sweeper
-    if not sweeper._target_.endswith(".BasicSweeper") or not sweeper.params:
-        return args  # Optuna's search spaces are Optuna's to check (tests/test_scale.py runs one)
-    given = {override_key(a) for a in args}
-    return [f"{k}={v}" for k, v in sweeper.params.items() if k not in given] + args
-
-
-def first_of_each_sweep(args: list[str]) -> list[str]:
-    """A multirun's first job: `loss=mse,emd` -> `loss=mse` (Hydra's own parser decides what sweeps)."""
-    parser = OverridesParser.create()
-    out = []
-    for arg in args:
-        override = parser.parse_override(arg)
-        if override.is_sweep_override():
-            key = override.get_key_element()
-            arg = f"{key}={next(iter(override.sweep_string_iterator()))}"
-        out.append(arg)
-    return out
 
 
 def words(command: str) -> list[str]:
@@ -205,8 +178,10 @@ def test_a_documented_command_composes_and_passes_the_checks(
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if not a.startswith("-")]
     args = with_implied_settings(args) if script == "train" else with_file_settings(args, CONF)
+    assert unknown_setting(["-m"] * multirun + args, CONF, script) is None, where  # the scripts' check
     if multirun:
-        args = first_of_each_sweep(with_sweeper_params(script, args))
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            args = first_job(script, args)
         args.append("hydra.mode=MULTIRUN")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU commands, on any machine
     with hydra_job(script, *args) as cfg:

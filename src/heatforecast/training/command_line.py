@@ -39,19 +39,14 @@ def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | 
     """A message for the first override that sets a key the config does not have
     (``trainer.max_epoch=3``), or None. Hydra's own says "Key 'max_epoch' is not in struct" over
     several lines and suggests adding the key with ``+``: for a typo, the wrong advice. The config is
-    composed here as Hydra will compose it, a sweep's first value standing for its list (one job's
-    keys are every job's); whatever else fails is left for Hydra to report."""
+    composed here as Hydra will compose it (a multirun's: :func:`first_job`); whatever else fails is
+    left for Hydra to report."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return None  # --help, --cfg, ...: Hydra's own
     typed = [a for a in args if not a.startswith("-")]
     try:
-        overrides = OverridesParser.create().parse_overrides(typed)
-        first = [
-            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else a
-            for a, o in zip(typed, overrides)
-        ]
         with initialize_config_dir(str(conf_dir.resolve()), version_base="1.3"):
-            compose(config_name, first)
+            compose(config_name, typed if len(typed) == len(args) else first_job(config_name, typed))
     except ConfigCompositionException as err:
         missing = err.__cause__
         if not isinstance(missing, OmegaConfBaseException) or "not in struct" not in str(missing):
@@ -63,13 +58,32 @@ def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | 
         keys = sorted(str(k) for k in node if not str(k).startswith("_") and (where or k != "hydra"))
         # Keys that conf/ leaves out a part's target may still take: check_keys checks those added.
         add = f"; to add another argument of {node['_target_']}: +{arg}" if "_target_" in node else ""
-        return (
-            f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; "
-            f"expected one of: {', '.join(keys)}{add}"
-        )
+        expected = f"expected one of: {', '.join(keys)}" if keys else "conf/ sets none there"
+        return f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; {expected}{add}"
     except Exception:  # a parse error, an unknown option, ...: Hydra's message says what is wrong
         return None
     return None
+
+
+def first_job(config_name: str, args: list[str]) -> list[str]:
+    """The overrides of a multirun's first job, in an initialised Hydra. On the way, the config Hydra
+    composes for the sweep itself: the command's overrides without its sweeps. Then the job's: the
+    basic sweeper's ``params`` (``experiment=loss_study``'s losses) and the command line's, which win,
+    each sweep at its first value (``loss=mse,emd`` -> ``loss=mse``). Optuna's params are search
+    spaces, Optuna's to sample."""
+    parser = OverridesParser.create()
+    fixed = [a for a in args if not parser.parse_override(a).is_sweep_override()]
+    sweeper = compose(config_name, fixed, return_hydra_config=True).hydra.sweeper
+    given = {override_key(a) for a in args}
+    basic = sweeper._target_.endswith(".BasicSweeper")
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items() if basic and k not in given]
+    job = []
+    for arg in [*params, *args]:
+        override = parser.parse_override(arg)
+        if override.is_sweep_override():
+            arg = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+        job.append(arg)
+    return job
 
 
 def nearest(name: str, names: Iterable[str]) -> str:
