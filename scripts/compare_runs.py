@@ -336,7 +336,9 @@ def main() -> None:
         "val_skill": "skill_emd val",
     }
     frame = table(rows, args.by, args.sort).rename(columns=names)
-    print(frame.to_markdown(index=False, floatfmt=".4g"))
+    # Blank where a row has no value (the references train nothing and have no intervals); the CSV too.
+    shown = frame.astype(object).where(frame.notna(), None)
+    print(shown.to_markdown(index=False, floatfmt=".4g", missingval=""))
     frame.to_csv(args.csv, index=False)
     plot(rows, [f"val/{args.metric}", "val/loss"], args.by, args.png)
     by_horizon = args.png.with_name(f"{args.png.stem}_by_horizon.png")

@@ -52,6 +52,9 @@ def test_table_has_every_run_with_its_overrides_and_values(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "crashed or running" in done.stdout
     assert "1 run(s) without metrics.json: a sweep cut short resumes job by job" in done.stdout
+    printed = next(r for r in done.stdout.splitlines() if r.startswith("| persistence (same windows)"))
+    cells = [c.strip() for c in printed.split("|")[1:-1]]
+    assert "nan" not in cells and "" in cells and "0" in cells  # blank where it has no value; skill 0
     table = pd.read_csv(csv).set_index("run")
     assert table.loc[name.format("kl"), "status"] == "crashed or running"
     for i, loss in enumerate(("mse", "emd")):
