@@ -361,6 +361,8 @@ def test_multirun_of_two_losses_gives_two_named_runs(tmp_path: Path) -> None:
     assert said == [f"run folder: {r} (metrics.json, per_series.csv, test_by_horizon.png, checkpoints/); "
                     f"tensorboard --logdir {tmp_path}" for r in runs]  # fmt: skip
     assert ["loss=mse" in runs[0].name, "loss=emd" in runs[1].name] == [True, True]
+    # Once per job: Lightning's own console handler printed each of its messages a second time.
+    assert (done.stdout + done.stderr).count("GPU available: False, used: False") == 2
     for r in runs:
         assert "val/emd" in scalars(r)
         assert json.loads((r / "metrics.json").read_text())["optimized_metric"] == "val/emd"

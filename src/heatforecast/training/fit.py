@@ -46,6 +46,16 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def _lightning_logs_once() -> None:
+    """Lightning adds a console handler of its own to the "lightning" logger, whose messages also reach
+    the root logger's handlers that Hydra sets (the console, and the run's train.log): each showed twice
+    on screen. Where the root logger has handlers, Lightning's goes."""
+    if logging.getLogger().hasHandlers():
+        lightning_log = logging.getLogger("lightning")
+        for handler in list(lightning_log.handlers):
+            lightning_log.removeHandler(handler)
+
+
 def _custom_scalars(logger: Any, train_eval: bool) -> None:
     """TensorBoard layout: train vs val loss, each val metric beside the references', in one chart, and
     with ``train_eval`` (data.train_eval) each metric on the train windows beside val's."""
@@ -100,6 +110,7 @@ def run(cfg: DictConfig) -> float:
 
     Returns the value of ``cfg.optimized_metric`` for the best checkpoint (what sweepers minimise).
     """
+    _lightning_logs_once()
     check_present(cfg, TRAIN_READS)
     check_metric(cfg.optimized_metric, ("val",))
     check_config(cfg)
