@@ -415,6 +415,12 @@ def test_a_key_the_config_lacks_is_named_with_the_nearest_and_the_part_s_keys() 
     assert unknown_setting([*study, "loss.mass_weight=0,0.1"], CONF, "train") is None
     said = unknown_setting([*study, "loss.mass_wieght=0,0.1"], CONF, "train")
     assert said.startswith("loss.mass_wieght=0,0.1: loss has no setting 'mass_wieght' (did you mean")
+    # A key of the swept options that the default one lacks: Hydra composes the multirun's own config
+    # with the default loss first; ++ sets the key there and in each job.
+    said = unknown_setting(["-m", "loss=emd,cramer", "loss.circular=true"], CONF, "train")
+    assert said.endswith("then each job with its own: ++loss.circular=true sets the key in both")
+    assert unknown_setting(["-m", "loss=emd,cramer", "++loss.circular=true"], CONF, "train") is None
+    assert "++" not in unknown_setting(["-m", "seed=1,2", "loss.circular=true"], CONF, "train")
     assert unknown_setting(["loss=mse", "loss.mass_weight=1"], CONF, "train").startswith(
         "loss.mass_weight=1: loss has no setting 'mass_weight'; conf/ sets none there; to add another "
         "argument of heatforecast.losses.MSE: +loss.mass_weight=1"

@@ -59,6 +59,15 @@ def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | 
         # Keys that conf/ leaves out a part's target may still take: check_keys checks those added.
         add = f"; to add another argument of {node['_target_']}: +{arg}" if "_target_" in node else ""
         expected = f"expected one of: {', '.join(keys)}" if keys else "conf/ sets none there"
+        group = missing.full_key.split(".")[0]
+        if len(typed) < len(args) and any(  # -m loss=emd,cramer loss.circular=true
+            o.is_sweep_override() and o.key_or_group == group
+            for o in OverridesParser.create().parse_overrides(typed)
+        ):
+            add += (
+                f"; a multirun first composes its config with the default {group}, then each job with "
+                f"its own: ++{arg} sets the key in both"
+            )
         return f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; {expected}{add}"
     except Exception:  # a parse error, an unknown option, ...: Hydra's message says what is wrong
         return None
