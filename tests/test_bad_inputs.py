@@ -425,11 +425,18 @@ def test_a_key_the_config_lacks_is_named_with_the_nearest_and_the_part_s_keys() 
         "loss.mass_weight=1: loss has no setting 'mass_weight'; conf/ sets none there; to add another "
         "argument of heatforecast.losses.MSE: +loss.mass_weight=1"
     )
+    # An option the group lacks, in any job of a sweep: Hydra met `emdd` only when its job started.
+    said = unknown_setting(["-m", "loss=emd,emdd", "seed=1,2"], CONF, "train")
+    assert said.startswith(
+        "loss=emd,emdd: loss has no option 'emdd' (did you mean 'emd'?); expected one of: "
+    )
+    said = unknown_setting(["hparams_search=optuna_lin"], CONF, "train")
+    assert said.endswith("(did you mean 'optuna_linear'?); expected one of: optuna, optuna_linear")
     # What Hydra takes, or refuses for another reason (it says why), passes.
     for fine in (
         ["trainer.max_epochs=3"],
         ["+trainer.fast_dev_run=true"],
-        ["model=transformr"],
+        ["-m", "model=transformer,linear,persistence,drift", "seed=range(1,4)"],
         ["--cfg", "job"],
     ):
         assert unknown_setting(fine, CONF, "train") is None, fine

@@ -7,12 +7,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException, OverrideParseException
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -36,42 +37,63 @@ def unquoted_value(args: list[str]) -> str | None:
 
 
 def unknown_setting(args: list[str], conf_dir: Path, config_name: str) -> str | None:
-    """A message for the first override that sets a key the config does not have
-    (``trainer.max_epoch=3``), or None. Hydra's own says "Key 'max_epoch' is not in struct" over
-    several lines and suggests adding the key with ``+``: for a typo, the wrong advice. The config is
-    composed here as Hydra will compose it (a multirun's: :func:`first_job`); whatever else fails is
-    left for Hydra to report."""
+    """A message for the first override that picks an option a group does not have (``loss=emdd``)
+    or sets a key the config does not have (``trainer.max_epoch=3``), or None. Hydra's own take
+    several lines, and for a key suggest adding it with ``+``: for a typo, the wrong advice. The
+    config is composed here as Hydra will compose it (a multirun's: :func:`first_job`, then
+    :func:`other_options`); whatever else fails is left for Hydra to report."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return None  # --help, --cfg, ...: Hydra's own
     typed = [a for a in args if not a.startswith("-")]
+    multirun = len(typed) < len(args)
     try:
         with initialize_config_dir(str(conf_dir.resolve()), version_base="1.3"):
-            compose(config_name, typed if len(typed) == len(args) else first_job(config_name, typed))
+            if not multirun:
+                compose(config_name, typed)
+            else:
+                job = first_job(config_name, typed)
+                for each in [job, *other_options(job, typed)]:
+                    compose(config_name, each)
+    except MissingConfigException as err:  # an option no config file of the group holds
+        return _unknown_option(err, typed)
     except ConfigCompositionException as err:
         missing = err.__cause__
-        if not isinstance(missing, OmegaConfBaseException) or "not in struct" not in str(missing):
-            return None
-        arg = next((a for a in typed if override_key(a) == missing.full_key), None)
-        if arg is None or not isinstance(node := missing.parent_node, DictConfig):
-            return None  # not a key of the command line's
-        where, _, name = missing.full_key.rpartition(".")
-        keys = sorted(str(k) for k in node if not str(k).startswith("_") and (where or k != "hydra"))
-        # Keys that conf/ leaves out a part's target may still take: check_keys checks those added.
-        add = f"; to add another argument of {node['_target_']}: +{arg}" if "_target_" in node else ""
-        expected = f"expected one of: {', '.join(keys)}" if keys else "conf/ sets none there"
-        group = missing.full_key.split(".")[0]
-        if len(typed) < len(args) and any(  # -m loss=emd,cramer loss.circular=true
-            o.is_sweep_override() and o.key_or_group == group
-            for o in OverridesParser.create().parse_overrides(typed)
-        ):
-            add += (
-                f"; a multirun first composes its config with the default {group}, then each job with "
-                f"its own: ++{arg} sets the key in both"
-            )
-        return f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; {expected}{add}"
-    except Exception:  # a parse error, an unknown option, ...: Hydra's message says what is wrong
+        if isinstance(missing, OmegaConfBaseException) and "not in struct" in str(missing):
+            return _unknown_key(missing, typed, multirun)
+    except Exception:  # a parse error, ...: Hydra's message says what is wrong
         return None
     return None
+
+
+def _unknown_option(err: MissingConfigException, typed: list[str]) -> str | None:
+    group, _, option = (err.missing_cfg_file or "").rpartition("/")
+    arg = next((a for a in typed if override_key(a) == group), None)
+    if arg is None or err.options is None:
+        return None  # not an option of the command line's
+    options = [o for o in err.options if not o.startswith("_")]  # _windows, _optuna: parts of others
+    listed = ", ".join(options)
+    return f"{arg}: {group} has no option {option!r}{nearest(option, options)}; expected one of: {listed}"
+
+
+def _unknown_key(missing: OmegaConfBaseException, typed: list[str], multirun: bool) -> str | None:
+    arg = next((a for a in typed if override_key(a) == missing.full_key), None)
+    if arg is None or not isinstance(node := missing.parent_node, DictConfig):
+        return None  # not a key of the command line's
+    where, _, name = missing.full_key.rpartition(".")
+    keys = sorted(str(k) for k in node if not str(k).startswith("_") and (where or k != "hydra"))
+    # Keys that conf/ leaves out a part's target may still take: check_keys checks those added.
+    add = f"; to add another argument of {node['_target_']}: +{arg}" if "_target_" in node else ""
+    expected = f"expected one of: {', '.join(keys)}" if keys else "conf/ sets none there"
+    group = missing.full_key.split(".")[0]
+    if multirun and any(  # -m loss=emd,cramer loss.circular=true
+        o.is_sweep_override() and o.key_or_group == group
+        for o in OverridesParser.create().parse_overrides(typed)
+    ):
+        add += (
+            f"; a multirun first composes its config with the default {group}, then each job with "
+            f"its own: ++{arg} sets the key in both"
+        )
+    return f"{arg}: {where or 'the config'} has no setting {name!r}{nearest(name, keys)}; {expected}{add}"
 
 
 def first_job(config_name: str, args: list[str]) -> list[str]:
@@ -93,6 +115,21 @@ def first_job(config_name: str, args: list[str]) -> list[str]:
             arg = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
         job.append(arg)
     return job
+
+
+def other_options(job: list[str], args: list[str]) -> Iterator[list[str]]:
+    """``job``, a multirun's first, with each other option of each config group that ``args`` sweep
+    (``loss=mse,emd``: ``loss=emd``), in an initialised Hydra. Hydra meets an option that does not
+    exist, or a key it lacks, only when its job starts, after the jobs before it have trained."""
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create()
+    start = len(job) - len(args)  # first_job puts the sweeper's params before the command's own
+    for i, arg in enumerate(args):
+        override = parser.parse_override(arg)
+        if override.is_sweep_override() and loader.get_group_options(override.key_or_group):
+            for option in list(override.sweep_string_iterator())[1:]:
+                at = start + i
+                yield [*job[:at], f"{override.get_key_element()}={option}", *job[at + 1 :]]
 
 
 def nearest(name: str, names: Iterable[str]) -> str:
