@@ -18,6 +18,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
+class CommandLineError(ValueError):
+    """A command line Hydra would refuse, or misread, said in one line."""
+
+
+def checked_command_line(args: list[str], conf_dir: Path, config_name: str) -> list[str]:
+    """An entry point's command line as Hydra is to read it (train: :func:`with_implied_settings`;
+    evaluate: :func:`with_file_settings`), once it passes the checks whose messages say more than
+    Hydra's: an unquoted ``=`` in a value (:func:`unquoted_value`) and an option or key the config
+    lacks (:func:`unknown_setting`). Raises CommandLineError with the message."""
+    if message := unquoted_value(args):
+        raise CommandLineError(message)
+    args = with_file_settings(args, conf_dir) if config_name == "evaluate" else with_implied_settings(args)
+    if message := unknown_setting(args, conf_dir, config_name):
+        raise CommandLineError(message)
+    return args
+
+
 def unquoted_value(args: list[str]) -> str | None:
     """A message for the first command-line override that Hydra cannot parse because its value holds
     ``=`` (a run folder's path does: ``1_loss=emd``), or None. Hydra's own says only "mismatched input"."""
